@@ -1,0 +1,567 @@
+// Package config is guestgate's one configuration document: the YAML a
+// deployment writes, its defaults, and its validation.
+//
+// Every field below documents what happens when it is left empty; the
+// zero value of a section is a working default. Relative paths are resolved
+// against the directory of the config file. Secrets are never written in the
+// file itself: they are read from a file or an environment variable.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+)
+
+// MaxFileSize bounds the config file: a larger one is refused, not read.
+const MaxFileSize = 1 << 20
+
+// Config is the whole configuration.
+type Config struct {
+	// Development marks the development setup: committed development keys
+	// and secrets, precise denial reasons to clients, loopback listeners only.
+	// It is refused on any other address.
+	Development bool `yaml:"development"`
+
+	Listen      Listen      `yaml:"listen"`
+	Policy      Policy      `yaml:"policy"`
+	Check       Check       `yaml:"check"`
+	DecisionLog DecisionLog `yaml:"decision_log"`
+	Tokens      Tokens      `yaml:"tokens"`
+	Minting     Minting     `yaml:"minting"`
+
+	// Path is the file this config was read from ("" when built in code).
+	Path string `yaml:"-"`
+}
+
+// Listen holds the listener addresses and server bounds.
+type Listen struct {
+	// GRPC is the ext_authz gRPC listener. Empty: 127.0.0.1:9191.
+	GRPC string `yaml:"grpc"`
+	// HTTP is the public HTTP listener (issuer routes, JWKS, HTTP check).
+	// Empty: 127.0.0.1:8181.
+	HTTP string `yaml:"http"`
+	// Admin is the admin HTTP listener (/healthz, /readyz, /metrics).
+	// Empty: 127.0.0.1:8282.
+	Admin string `yaml:"admin"`
+	// MaxMessageBytes bounds a gRPC message in either direction. Empty: 1 MiB.
+	MaxMessageBytes int `yaml:"max_message_bytes"`
+	// ShutdownTimeout bounds the drain of in-flight checks on SIGTERM.
+	// Empty: 10s.
+	ShutdownTimeout Duration `yaml:"shutdown_timeout"`
+}
+
+// Policy says where the Rego lives and which rule decides.
+type Policy struct {
+	// Dir is the policy directory (Rego and data). Empty: "policies".
+	Dir string `yaml:"dir"`
+	// Query is the decision rule. Empty: data.guestgate.authz.decision.
+	Query string `yaml:"query"`
+	// Debounce groups file events before a reload. Empty: 50ms.
+	Debounce Duration `yaml:"debounce"`
+}
+
+// Check shapes how a request becomes the policy's input.
+type Check struct {
+	// MaxBodyBytes bounds the body guestgate parses into input.parsed_body.
+	// A larger body is not parsed and input.truncated_body is true.
+	// Empty: 64 KiB.
+	MaxBodyBytes int `yaml:"max_body_bytes"`
+	// Credentials says where to find the token, per route family. The first
+	// entry whose path_prefix matches the request path is used. Empty: the
+	// Authorization header with the Bearer scheme on every path.
+	Credentials []Credential `yaml:"credentials"`
+	// ForwardCredential keeps the credential in what goes upstream. Empty
+	// (false): the header, cookie or query parameter is removed on an allow.
+	ForwardCredential bool `yaml:"forward_credential"`
+	// ShowCredentialToPolicy leaves the credential's raw value in
+	// input.attributes. Empty (false): it is replaced by "<redacted>".
+	ShowCredentialToPolicy bool `yaml:"show_credential_to_policy"`
+	// PreciseReasons sends the policy's precise reason to clients. Empty:
+	// only in the development setup; clients otherwise get a coarse reason.
+	PreciseReasons *bool `yaml:"precise_reasons"`
+}
+
+// Credential is one place a token may be carried. Exactly one of Header,
+// Cookie and Query is set.
+type Credential struct {
+	// PathPrefix is the route family ("" or "/" for every path).
+	PathPrefix string `yaml:"path_prefix"`
+	// Header is a request header name (case-insensitive).
+	Header string `yaml:"header"`
+	// Scheme is the header's auth scheme, matched case-insensitively; for
+	// the authorization header empty means "Bearer". Use "-" for a raw value.
+	Scheme string `yaml:"scheme"`
+	// Cookie is a cookie name.
+	Cookie string `yaml:"cookie"`
+	// Query is a query parameter name (public-chat links often carry the
+	// token there).
+	Query string `yaml:"query"`
+}
+
+// DecisionLog configures the one-line-per-decision log.
+type DecisionLog struct {
+	// AllowSampleRate is the fraction of allows logged, 0 to 1. Empty: 0.01.
+	AllowSampleRate *float64 `yaml:"allow_sample_rate"`
+	// DenySampleRate is the fraction of denials logged, 0 to 1. Empty: 1.
+	DenySampleRate *float64 `yaml:"deny_sample_rate"`
+	// Full logs every decision, whatever the rates say.
+	Full bool `yaml:"full"`
+}
+
+// Tokens lists the trusted issuers and the verifier's bounds.
+type Tokens struct {
+	// MaxSize bounds a token in bytes. Empty: 8192.
+	MaxSize int `yaml:"max_size"`
+	// Leeway is the clock skew allowed on exp, nbf and iat, at most 5m.
+	// Empty: 60s.
+	Leeway Duration `yaml:"leeway"`
+	// CacheSize bounds the verified-token cache (entries). Empty: 10000.
+	CacheSize int `yaml:"cache_size"`
+	// Issuers are the trusted parties. Empty: no token verifies.
+	Issuers []TrustedIssuer `yaml:"issuers"`
+}
+
+// TrustedIssuer is one party whose tokens guestgate accepts.
+type TrustedIssuer struct {
+	// Name names the entry in logs and metrics. Required, unique.
+	Name string `yaml:"name"`
+	// Kind is xbs_anonymous, guest, secure_anonymous or access. Required.
+	Kind string `yaml:"kind"`
+	// Issuer is the exact "iss" of the tokens. Required, unique.
+	Issuer string `yaml:"issuer"`
+	// Audiences are the accepted "aud" values: the app client ids of an
+	// xbs_anonymous pool; guestgate's own audience for secure_anonymous and
+	// access (empty: taken from minting).
+	Audiences []string `yaml:"audiences"`
+	// Algorithms is the allow-list. Empty: RS256 (xbs_anonymous), HS256
+	// (guest, the only one allowed), ES256 (secure_anonymous, access).
+	Algorithms []string `yaml:"algorithms"`
+
+	// JWKSFile, JWKS (inline JSON) and JWKSURL are the verification keys;
+	// at most one. Empty for secure_anonymous, access and an xbs_anonymous
+	// entry whose issuer is guestgate's own: guestgate's minting keys.
+	JWKSFile string `yaml:"jwks_file"`
+	JWKS     string `yaml:"jwks"`
+	JWKSURL  string `yaml:"jwks_url"`
+	// JWKSRefresh is the background refresh of a JWKS URL. Empty: 1h.
+	JWKSRefresh Duration `yaml:"jwks_refresh"`
+	// JWKSMaxStale is how long the last good keys of a failing URL serve.
+	// Empty: 24h.
+	JWKSMaxStale Duration `yaml:"jwks_max_stale"`
+
+	// Regular opts an xbs_anonymous entry in to regular (signed-in) ID
+	// tokens of the same pool. Empty: they are refused as bad_claims.
+	Regular *Regular `yaml:"regular"`
+
+	// SecretFile or SecretEnv holds a guest issuer's secret, base64 as the
+	// guest issuer hands it out. Exactly one, for kind guest only.
+	SecretFile string `yaml:"secret_file"`
+	SecretEnv  string `yaml:"secret_env"`
+	// MaxLifetime bounds how far a guest token's exp may lie ahead.
+	// Empty: 24h.
+	MaxLifetime Duration `yaml:"max_lifetime"`
+
+	// Secret is the secret read from SecretFile or SecretEnv at load.
+	Secret string `yaml:"-"`
+}
+
+// Regular is the opt-in for regular ID tokens.
+type Regular struct {
+	// AuthorizationTypes lists the custom:authorization_type values accepted
+	// besides an absent one.
+	AuthorizationTypes []string `yaml:"authorization_types"`
+}
+
+// Minting holds the keys guestgate signs its own tokens with.
+type Minting struct {
+	// SAT, Access and XBS are the three kinds guestgate mints.
+	SAT    MintedKind `yaml:"secure_anonymous"`
+	Access MintedKind `yaml:"access"`
+	XBS    MintedKind `yaml:"xbs_anonymous"`
+	// AnonymousEmailDomain is the domain of XBS tokens' synthetic e-mail.
+	// Empty: "guestgate.invalid".
+	AnonymousEmailDomain string `yaml:"anonymous_email_domain"`
+}
+
+// MintedKind is one minted kind's issuer, audience and keys.
+type MintedKind struct {
+	Issuer   string `yaml:"issuer"`
+	Audience string `yaml:"audience"`
+	// KeyFiles are PEM or JWK private keys; the first signs, all verify.
+	KeyFiles []string `yaml:"key_files"`
+}
+
+// Configured says whether this kind is minted at all.
+func (m MintedKind) Configured() bool {
+	return m.Issuer != "" || m.Audience != "" || len(m.KeyFiles) > 0
+}
+
+// Duration is a time.Duration written as "90s" or "5m" in YAML.
+type Duration time.Duration
+
+// UnmarshalYAML reads a Go duration string.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return fmt.Errorf("line %d: want a duration such as \"30s\"", n.Line)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil || v < 0 {
+		return fmt.Errorf("line %d: %q is not a duration such as \"30s\"", n.Line, s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// D returns the duration as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Load reads, defaults and validates the config file at path. Every error
+// names the key it is about.
+func Load(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	defer f.Close()
+	doc, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	if len(doc) > MaxFileSize {
+		return nil, fmt.Errorf("config %s: larger than %d bytes", path, MaxFileSize)
+	}
+	c, err := Parse(doc, filepath.Dir(path))
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	c.Path = path
+	return c, nil
+}
+
+// Parse decodes a config document strictly (unknown keys are errors),
+// resolves relative paths against baseDir, reads the secrets it names,
+// fills defaults and validates.
+func Parse(doc []byte, baseDir string) (*Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(doc))
+	dec.KnownFields(true)
+	// An empty document is an all-defaults config.
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("yaml: %w", err)
+	}
+	c.resolvePaths(baseDir)
+	c.applyDefaults()
+	if err := c.readSecrets(); err != nil {
+		return nil, err
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+func (c *Config) resolvePaths(base string) {
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(base, *p)
+		}
+	}
+	abs(&c.Policy.Dir)
+	if c.Policy.Dir == "" {
+		c.Policy.Dir = filepath.Join(base, "policies")
+	}
+	for i := range c.Tokens.Issuers {
+		abs(&c.Tokens.Issuers[i].JWKSFile)
+		abs(&c.Tokens.Issuers[i].SecretFile)
+	}
+	for _, m := range []*MintedKind{&c.Minting.SAT, &c.Minting.Access, &c.Minting.XBS} {
+		for i := range m.KeyFiles {
+			abs(&m.KeyFiles[i])
+		}
+	}
+}
+
+// Defaults. Exported so the documentation and the tests name one value.
+const (
+	DefaultGRPC            = "127.0.0.1:9191"
+	DefaultHTTP            = "127.0.0.1:8181"
+	DefaultAdmin           = "127.0.0.1:8282"
+	DefaultQuery           = "data.guestgate.authz.decision"
+	DefaultMaxMessageBytes = 1 << 20
+	DefaultMaxBodyBytes    = 64 << 10
+	DefaultMaxTokenSize    = 8192
+	DefaultCacheSize       = 10000
+)
+
+func (c *Config) applyDefaults() {
+	setS := func(p *string, v string) {
+		if *p == "" {
+			*p = v
+		}
+	}
+	setS(&c.Listen.GRPC, DefaultGRPC)
+	setS(&c.Listen.HTTP, DefaultHTTP)
+	setS(&c.Listen.Admin, DefaultAdmin)
+	if c.Listen.MaxMessageBytes == 0 {
+		c.Listen.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if c.Listen.ShutdownTimeout == 0 {
+		c.Listen.ShutdownTimeout = Duration(10 * time.Second)
+	}
+	setS(&c.Policy.Query, DefaultQuery)
+	if c.Policy.Debounce == 0 {
+		c.Policy.Debounce = Duration(50 * time.Millisecond)
+	}
+	if c.Check.MaxBodyBytes == 0 {
+		c.Check.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if len(c.Check.Credentials) == 0 {
+		c.Check.Credentials = []Credential{{Header: "authorization"}}
+	}
+	for i := range c.Check.Credentials {
+		cr := &c.Check.Credentials[i]
+		cr.Header = strings.ToLower(cr.Header)
+		if cr.Header == "authorization" && cr.Scheme == "" {
+			cr.Scheme = "Bearer"
+		}
+	}
+	if c.Check.PreciseReasons == nil {
+		v := c.Development
+		c.Check.PreciseReasons = &v
+	}
+	if c.DecisionLog.AllowSampleRate == nil {
+		v := 0.01
+		c.DecisionLog.AllowSampleRate = &v
+	}
+	if c.DecisionLog.DenySampleRate == nil {
+		v := 1.0
+		c.DecisionLog.DenySampleRate = &v
+	}
+	if c.Tokens.MaxSize == 0 {
+		c.Tokens.MaxSize = DefaultMaxTokenSize
+	}
+	if c.Tokens.Leeway == 0 {
+		c.Tokens.Leeway = Duration(60 * time.Second)
+	}
+	if c.Tokens.CacheSize == 0 {
+		c.Tokens.CacheSize = DefaultCacheSize
+	}
+	setS(&c.Minting.AnonymousEmailDomain, "guestgate.invalid")
+}
+
+func (c *Config) readSecrets() error {
+	for i := range c.Tokens.Issuers {
+		ti := &c.Tokens.Issuers[i]
+		key := fmt.Sprintf("tokens.issuers[%d]", i)
+		switch {
+		case ti.SecretFile != "" && ti.SecretEnv != "":
+			return fieldErr(key+".secret_file", "set secret_file or secret_env, not both")
+		case ti.SecretFile != "":
+			b, err := os.ReadFile(ti.SecretFile)
+			if err != nil {
+				return fieldErr(key+".secret_file", "cannot read: %v", errors.Unwrap(err))
+			}
+			ti.Secret = strings.TrimSpace(string(b))
+		case ti.SecretEnv != "":
+			v, ok := os.LookupEnv(ti.SecretEnv)
+			if !ok || v == "" {
+				return fieldErr(key+".secret_env", "environment variable %s is not set", ti.SecretEnv)
+			}
+			ti.Secret = strings.TrimSpace(v)
+		}
+	}
+	return nil
+}
+
+// FieldError is a validation error about one key of the document.
+type FieldError struct {
+	Key string // dotted path, e.g. tokens.issuers[1].kind
+	Msg string
+}
+
+func (e *FieldError) Error() string { return e.Key + ": " + e.Msg }
+
+func fieldErr(key, format string, args ...any) *FieldError {
+	return &FieldError{Key: key, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Kinds a trusted issuer may have.
+var issuerKinds = map[string]bool{"xbs_anonymous": true, "guest": true, "secure_anonymous": true, "access": true}
+
+// Validate checks the whole document and returns every problem found.
+func (c *Config) Validate() error {
+	var errs []error
+	add := func(key, format string, args ...any) { errs = append(errs, fieldErr(key, format, args...)) }
+
+	for key, addr := range map[string]string{"listen.grpc": c.Listen.GRPC, "listen.http": c.Listen.HTTP, "listen.admin": c.Listen.Admin} {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			add(key, "%q is not host:port", addr)
+			continue
+		}
+		if c.Development && !IsLoopback(host) {
+			add(key, "the development setup (committed development keys and secrets) listens on loopback only, not %q", addr)
+		}
+	}
+	if c.Listen.MaxMessageBytes < 4096 || c.Listen.MaxMessageBytes > 64<<20 {
+		add("listen.max_message_bytes", "must be between 4096 and 67108864")
+	}
+	if c.Check.MaxBodyBytes < 0 || c.Check.MaxBodyBytes > 16<<20 {
+		add("check.max_body_bytes", "must be between 0 and 16777216")
+	}
+	for i, cr := range c.Check.Credentials {
+		key := fmt.Sprintf("check.credentials[%d]", i)
+		n := 0
+		for _, s := range []string{cr.Header, cr.Cookie, cr.Query} {
+			if s != "" {
+				n++
+			}
+		}
+		if n != 1 {
+			add(key, "set exactly one of header, cookie and query")
+		}
+		if cr.PathPrefix != "" && !strings.HasPrefix(cr.PathPrefix, "/") {
+			add(key+".path_prefix", "must start with /")
+		}
+		if cr.Scheme != "" && cr.Header == "" {
+			add(key+".scheme", "only a header has a scheme")
+		}
+	}
+	for key, r := range map[string]*float64{"decision_log.allow_sample_rate": c.DecisionLog.AllowSampleRate, "decision_log.deny_sample_rate": c.DecisionLog.DenySampleRate} {
+		if *r < 0 || *r > 1 {
+			add(key, "must be between 0 and 1")
+		}
+	}
+	if c.Tokens.MaxSize < 512 || c.Tokens.MaxSize > 64<<10 {
+		add("tokens.max_size", "must be between 512 and 65536")
+	}
+	if c.Tokens.Leeway.D() > 5*time.Minute {
+		add("tokens.leeway", "must be at most 5m")
+	}
+	if c.Tokens.CacheSize < 0 {
+		add("tokens.cache_size", "must not be negative")
+	}
+	names, issuers := map[string]bool{}, map[string]bool{}
+	for i, ti := range c.Tokens.Issuers {
+		key := fmt.Sprintf("tokens.issuers[%d]", i)
+		if ti.Name == "" {
+			add(key+".name", "required")
+		} else if names[ti.Name] {
+			add(key+".name", "%q is used by another entry", ti.Name)
+		}
+		names[ti.Name] = true
+		if !issuerKinds[ti.Kind] {
+			add(key+".kind", "%q is not one of xbs_anonymous, guest, secure_anonymous, access", ti.Kind)
+		}
+		if ti.Issuer == "" {
+			add(key+".issuer", "required")
+		} else if issuers[ti.Issuer] {
+			add(key+".issuer", "%q is trusted by another entry: an iss picks exactly one entry", ti.Issuer)
+		}
+		issuers[ti.Issuer] = true
+		sources := 0
+		for _, s := range []string{ti.JWKSFile, ti.JWKS, ti.JWKSURL} {
+			if s != "" {
+				sources++
+			}
+		}
+		if sources > 1 {
+			add(key, "set at most one of jwks_file, jwks and jwks_url")
+		}
+		switch ti.Kind {
+		case "guest":
+			if sources > 0 {
+				add(key, "a guest issuer verifies with its secret, not a JWKS")
+			}
+			if ti.Secret == "" {
+				add(key+".secret_file", "a guest issuer needs secret_file or secret_env")
+			}
+			if len(ti.Audiences) > 0 {
+				add(key+".audiences", "guest tokens carry no audience")
+			}
+		default:
+			if ti.SecretFile != "" || ti.SecretEnv != "" {
+				add(key+".secret_file", "only a guest issuer has a secret")
+			}
+			if ti.Kind == "xbs_anonymous" && len(ti.Audiences) == 0 {
+				add(key+".audiences", "list the app client ids the pool's ID tokens are for")
+			}
+		}
+		if ti.Regular != nil && ti.Kind != "xbs_anonymous" {
+			add(key+".regular", "only an xbs_anonymous entry can opt in to regular tokens")
+		}
+		if ti.JWKSURL != "" && !strings.HasPrefix(ti.JWKSURL, "https://") && !isLoopbackURL(ti.JWKSURL) {
+			add(key+".jwks_url", "must be https")
+		}
+	}
+	for key, m := range map[string]MintedKind{"minting.secure_anonymous": c.Minting.SAT, "minting.access": c.Minting.Access, "minting.xbs_anonymous": c.Minting.XBS} {
+		if !m.Configured() {
+			continue
+		}
+		if m.Issuer == "" {
+			add(key+".issuer", "required")
+		}
+		if m.Audience == "" {
+			add(key+".audience", "required")
+		}
+		if len(m.KeyFiles) == 0 {
+			add(key+".key_files", "at least one signing key")
+		}
+	}
+	// Map iteration above is unordered; a stable order reads better.
+	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
+	return errors.Join(errs...)
+}
+
+// IsLoopback says whether host is a loopback name or address.
+func IsLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func isLoopbackURL(u string) bool {
+	rest, ok := strings.CutPrefix(u, "http://")
+	if !ok {
+		return false
+	}
+	hostport, _, _ := strings.Cut(rest, "/")
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		host = hostport
+	}
+	return IsLoopback(host)
+}
+
+// DevelopmentFile is the development setup, relative to the repository root.
+const DevelopmentFile = "testdata/dev/guestgate.yaml"
+
+// Development loads the development setup from the repository checkout in
+// the working directory. It is what guestgate runs with no --config, and
+// never a fallback when a config is given.
+func Development() (*Config, error) {
+	if _, err := os.Stat(DevelopmentFile); err != nil {
+		return nil, fmt.Errorf("the development setup needs the repository's %s (run from the checkout, or pass --config): %w", DevelopmentFile, err)
+	}
+	c, err := Load(DevelopmentFile)
+	if err != nil {
+		return nil, err
+	}
+	if !c.Development {
+		return nil, fmt.Errorf("%s: development: true is missing", DevelopmentFile)
+	}
+	return c, nil
+}
