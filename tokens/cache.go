@@ -1,0 +1,103 @@
+package tokens
+
+import (
+	"context"
+	"crypto/sha256"
+	"sync/atomic"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"golang.org/x/sync/singleflight"
+)
+
+// tokenCache remembers tokens that verified, so that a client presenting
+// the same token on every request costs one hash and one map look-up.
+//
+// It is keyed by SHA-256 of the raw token: the same bytes verify the same
+// way under the same configuration and keys, except for time, which every
+// hit re-checks. Only successes are cached. An entry never outlives the
+// token's exp, and none survives a change of the key set that vouched for
+// it. The cache belongs to one Verifier: a new configuration starts empty.
+type tokenCache struct {
+	entries *lru.Cache[[sha256.Size]byte, *cacheEntry]
+	// inflight lets concurrent misses of one token share one verification;
+	// misses of different tokens never wait on each other.
+	inflight singleflight.Group
+	// keysSum is the sum of the key set versions the entries were verified
+	// under; when it moves, every entry is dropped at once.
+	keysSum atomic.Uint64
+}
+
+type cacheEntry struct {
+	tok *Token
+	verified
+}
+
+func newTokenCache(size int) (*tokenCache, error) {
+	entries, err := lru.New[[sha256.Size]byte, *cacheEntry](size)
+	if err != nil {
+		return nil, err
+	}
+	return &tokenCache{entries: entries}, nil
+}
+
+// verify answers from the cache or verifies raw and caches the success.
+func (c *tokenCache) verify(ctx context.Context, v *Verifier, raw string) (*Token, error) {
+	key := sha256.Sum256([]byte(raw))
+	now := v.now()
+	if tok := c.get(key, now, v); tok != nil {
+		if v.hooks.OnCacheHit != nil {
+			v.hooks.OnCacheHit()
+		}
+		return tok, nil
+	}
+	if v.hooks.OnCacheMiss != nil {
+		v.hooks.OnCacheMiss()
+	}
+
+	// The shared verification must not die with the first caller's
+	// context: the others waiting on it would all fail with it. It runs
+	// detached (key fetches have their own timeouts) and each caller stops
+	// waiting when its own context ends.
+	detached := context.WithoutCancel(ctx)
+	ch := c.inflight.DoChan(string(key[:]), func() (any, error) {
+		tok, meta, err := v.verify(detached, raw, now)
+		if err != nil {
+			return nil, err
+		}
+		c.entries.Add(key, &cacheEntry{tok: tok, verified: meta})
+		return tok, nil
+	})
+	select {
+	case r := <-ch:
+		if r.Err != nil {
+			return nil, r.Err
+		}
+		return r.Val.(*Token), nil
+	case <-ctx.Done():
+		return nil, errorf(CodeKeysUnavailable, "verification abandoned: %v", ctx.Err())
+	}
+}
+
+// get returns the cached token for key if it is still good at now.
+func (c *tokenCache) get(key [sha256.Size]byte, now time.Time, v *Verifier) *Token {
+	var sum uint64
+	for _, ks := range v.keySets {
+		sum += ks.Version()
+	}
+	if old := c.keysSum.Load(); old != sum && c.keysSum.CompareAndSwap(old, sum) {
+		c.entries.Purge()
+	}
+	e, ok := c.entries.Get(key)
+	if !ok {
+		return nil
+	}
+	stale := !now.Before(e.tok.ExpiresAt.Add(v.leeway)) || // RFC 7519 §4.1.4, as on a miss
+		now.Add(v.leeway).Before(e.notBefore) || // the clock went back
+		e.keys != nil && e.keys.Version() != e.keyVersion // the keys changed
+	if stale {
+		c.entries.Remove(key)
+		return nil
+	}
+	return e.tok
+}

@@ -1,0 +1,268 @@
+package tokens
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v2/jwa"
+	"github.com/lestrrat-go/jwx/v2/jwk"
+)
+
+// vfCounting is a Verifier whose cache hooks count.
+type vfCounting struct {
+	*Verifier
+	hits, misses atomic.Int64
+}
+
+func (f *vfFixture) countingVerifier(t testing.TB, edit ...func(*Config)) *vfCounting {
+	c := &vfCounting{}
+	edit = append(edit, func(cfg *Config) {
+		cfg.Hooks.OnCacheHit = func() { c.hits.Add(1) }
+		cfg.Hooks.OnCacheMiss = func() { c.misses.Add(1) }
+	})
+	c.Verifier = f.verifier(t, edit...)
+	return c
+}
+
+// TestCacheHitDoesNoSignatureWork: the second presentation of a token is
+// answered from the cache, with no signature verification.
+func TestCacheHitDoesNoSignatureWork(t *testing.T) {
+	f := newVFFixture(t)
+	v := f.countingVerifier(t)
+	for _, raw := range []string{
+		f.xbs(t, f.xbsClaims()), f.guest(t, f.guestClaims()), f.sat(t, f.satClaims()), f.access(t, f.accessClaims(t)),
+	} {
+		before := v.sigChecks.Load()
+		first, err := v.Verify(context.Background(), raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range 3 {
+			again, err := v.Verify(context.Background(), raw)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if again != first {
+				t.Fatal("a hit returned another token")
+			}
+		}
+		if n := v.sigChecks.Load() - before; n != 1 {
+			t.Fatalf("%s: %d signature checks for 4 verifications, want 1", first.Kind, n)
+		}
+	}
+	if h, m := v.hits.Load(), v.misses.Load(); h != 12 || m != 4 {
+		t.Fatalf("hooks: %d hits %d misses, want 12 and 4", h, m)
+	}
+}
+
+// TestCachedTokenStillMeetsVerifyKind: a hit is subject to the kind check.
+func TestCachedTokenStillMeetsVerifyKind(t *testing.T) {
+	f := newVFFixture(t)
+	v := f.verifier(t)
+	raw := f.access(t, f.accessClaims(t))
+	if _, err := v.VerifyKind(context.Background(), raw, KindAccess); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v.VerifyKind(context.Background(), raw, KindGuest); CodeOf(err) != CodeWrongKind {
+		t.Fatalf("cached access token at the login exchange: %v, want wrong_kind", err)
+	}
+}
+
+// TestCacheEntryExpiresWithTheToken: a cached token is good exactly as
+// long as an uncached one would be: until exp plus the leeway.
+func TestCacheEntryExpiresWithTheToken(t *testing.T) {
+	f := newVFFixture(t)
+	v := f.countingVerifier(t)
+	raw := f.guest(t, vfWith(f.guestClaims(), "exp", f.unix(30*time.Second)))
+	if _, err := v.Verify(context.Background(), raw); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(89 * time.Second) // exp + 59s: inside the leeway
+	if _, err := v.Verify(context.Background(), raw); err != nil {
+		t.Fatalf("inside the leeway: %v", err)
+	}
+	if v.hits.Load() != 1 {
+		t.Fatalf("inside the leeway: %d hits, want 1", v.hits.Load())
+	}
+	f.clock.Advance(time.Second) // exp + 60s
+	if _, err := v.Verify(context.Background(), raw); CodeOf(err) != CodeExpired {
+		t.Fatalf("past the leeway: %v, want expired", err)
+	}
+	if v.hits.Load() != 1 || v.misses.Load() != 2 {
+		t.Fatalf("past the leeway: %d hits %d misses, want the entry dropped", v.hits.Load(), v.misses.Load())
+	}
+}
+
+// TestCacheRechecksNotBefore: if the clock goes back before the token's
+// iat (beyond the leeway), the cached token is not served.
+func TestCacheRechecksNotBefore(t *testing.T) {
+	f := newVFFixture(t)
+	v := f.verifier(t)
+	raw := f.sat(t, f.satClaims())
+	if _, err := v.Verify(context.Background(), raw); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(-2 * time.Minute)
+	if _, err := v.Verify(context.Background(), raw); CodeOf(err) != CodeNotYetValid {
+		t.Fatalf("clock went back: %v, want not_yet_valid", err)
+	}
+}
+
+// TestFailuresAreNotCached: every presentation of a bad token is checked.
+func TestFailuresAreNotCached(t *testing.T) {
+	f := newVFFixture(t)
+	v := f.verifier(t)
+	raw := vfSign(t, jwa.HS256, []byte(f.keys.guestB64), map[string]any{"alg": "HS256", "typ": "JWT"}, f.guestClaims())
+	for range 3 {
+		if _, err := v.Verify(context.Background(), raw); CodeOf(err) != CodeBadSignature {
+			t.Fatalf("err = %v", err)
+		}
+	}
+	if n := v.sigChecks.Load(); n != 3 {
+		t.Fatalf("%d signature checks, want 3", n)
+	}
+}
+
+// TestNewVerifierStartsWithAnEmptyCache: a configuration change (a new
+// Verifier) never serves what the old one verified.
+func TestNewVerifierStartsWithAnEmptyCache(t *testing.T) {
+	f := newVFFixture(t)
+	raw := f.guest(t, f.guestClaims())
+	if _, err := f.verifier(t).Verify(context.Background(), raw); err != nil {
+		t.Fatal(err)
+	}
+	v2 := f.verifier(t)
+	if _, err := v2.Verify(context.Background(), raw); err != nil {
+		t.Fatal(err)
+	}
+	if v2.sigChecks.Load() != 1 {
+		t.Fatal("the new Verifier answered from another's cache")
+	}
+}
+
+// TestCacheIsBounded: the least recently used entry goes when the cache is
+// full; with CacheSize < 0 nothing is cached.
+func TestCacheIsBounded(t *testing.T) {
+	f := newVFFixture(t)
+	v := f.verifier(t, func(c *Config) { c.CacheSize = 2 })
+	a := f.guest(t, vfWith(f.guestClaims(), "sub", "a"))
+	b := f.guest(t, vfWith(f.guestClaims(), "sub", "b"))
+	c := f.guest(t, vfWith(f.guestClaims(), "sub", "c"))
+	for _, raw := range []string{a, b, c, c, b, a} {
+		if _, err := v.Verify(context.Background(), raw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := v.sigChecks.Load(); n != 4 { // a, b, c, then a again after its eviction
+		t.Fatalf("%d signature checks, want 4", n)
+	}
+
+	off := f.verifier(t, func(c *Config) { c.CacheSize = -1 })
+	for range 3 {
+		if _, err := off.Verify(context.Background(), a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := off.sigChecks.Load(); n != 3 {
+		t.Fatalf("cache off: %d signature checks, want 3", n)
+	}
+}
+
+// TestConcurrentMissesShareOneVerification: many requests with the same
+// new token do (nearly) one verification between them; -race checks the
+// cache's locking.
+func TestConcurrentMissesShareOneVerification(t *testing.T) {
+	f := newVFFixture(t)
+	v := f.verifier(t)
+	raw := f.xbs(t, f.xbsClaims())
+	other := f.sat(t, f.satClaims())
+	const n = 32
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*n)
+	for range n {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			_, err := v.Verify(context.Background(), raw)
+			errs <- err
+		}()
+		go func() {
+			defer wg.Done()
+			_, err := v.Verify(context.Background(), other)
+			errs <- err
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c := v.sigChecks.Load(); c >= n {
+		t.Fatalf("%d signature checks for %d requests of 2 tokens", c, 2*n)
+	}
+}
+
+// TestCacheIsPurgedWhenKeysChange: when an issuer's JWKS changes, nothing
+// verified with the old keys is served from the cache.
+func TestCacheIsPurgedWhenKeysChange(t *testing.T) {
+	f := newVFFixture(t)
+	old := vfPublicSet(t, &f.keys.rsa.PublicKey, "old", jwa.RS256)
+	next := vfPublicSet(t, &f.keys.rsa.PublicKey, "new", jwa.RS256)
+	var serving atomic.Pointer[jwk.Set]
+	serving.Store(&old)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		b, _ := json.Marshal(*serving.Load())
+		w.Write(b)
+	}))
+	defer srv.Close()
+	v := f.countingVerifier(t, func(c *Config) {
+		c.Issuers[0].PublicKeys = nil
+		c.Issuers[0].Keys = KeySource{URL: srv.URL + "/jwks.json", MinRefetch: time.Millisecond}
+		c.HTTPClient = srv.Client()
+	})
+	header := func(kid string) map[string]any { return map[string]any{"alg": "RS256", "kid": kid} }
+	tokOld := vfSign(t, jwa.RS256, f.keys.rsa, header("old"), f.xbsClaims())
+	tokNew := vfSign(t, jwa.RS256, f.keys.rsa, header("new"), f.xbsClaims())
+
+	// Three times: a first verification that made the key set fetch is
+	// stamped with the version before the fetch, so it may be verified
+	// once more before it is served from the cache.
+	for range 3 {
+		if _, err := v.Verify(context.Background(), tokOld); err != nil {
+			t.Fatalf("old key: %v", err)
+		}
+	}
+	if v.hits.Load() == 0 {
+		t.Fatal("the token of the current key was never served from the cache")
+	}
+
+	// Rotate: the new kid is unknown, which makes the key set refetch.
+	serving.Store(&next)
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		_, err := v.Verify(context.Background(), tokNew)
+		if err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("new key never fetched: %v", err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	hits := v.hits.Load()
+	if _, err := v.Verify(context.Background(), tokOld); CodeOf(err) != CodeUnknownKey {
+		t.Fatalf("token of the retired key after rotation: %v, want unknown_key", err)
+	}
+	if v.hits.Load() != hits {
+		t.Fatal("token of the retired key served from the cache")
+	}
+}

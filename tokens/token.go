@@ -1,0 +1,41 @@
+package tokens
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// Token is a verified credential. A Verifier hands out the same *Token for
+// every presentation of the same token while it is cached, so a Token and
+// its Claims are read-only: never modify them.
+type Token struct {
+	Kind       Kind      // the kind the issuer entry and the claims agree on
+	Subject    string    // "sub"
+	Issuer     string    // "iss", exactly as configured
+	Name       string    // "name", when present
+	Email      string    // "email", when present
+	ExpiresAt  time.Time // "exp"
+	IssuerName string    // the name of the issuer entry that verified the token
+
+	// Claims holds every claim of the payload. Numbers are json.Number, so
+	// large integers stay exact; objects are map[string]any, arrays []any.
+	Claims map[string]any
+
+	memo atomic.Pointer[any]
+}
+
+// Memo returns the value last stored with SetMemo, or nil. A caller keeps a
+// form derived from the token here (the policy input value) so that a cached
+// token is converted once, not on every request.
+func (t *Token) Memo() any {
+	if p := t.memo.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// SetMemo stores v for Memo. It is safe for concurrent use; the last store
+// wins, so v must be a pure function of the token.
+func (t *Token) SetMemo(v any) {
+	t.memo.Store(&v)
+}
