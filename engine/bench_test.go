@@ -1,0 +1,106 @@
+package engine
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+// benchInput is a request in the shape ext_authz builds: an anonymous widget
+// visitor marking a chat read.
+func benchInput(b *testing.B, command string) ast.Value {
+	b.Helper()
+	v, err := ast.InterfaceToValue(map[string]any{
+		"attributes": map[string]any{
+			"request": map[string]any{"http": map[string]any{
+				"id":     "4711",
+				"method": "POST",
+				"path":   "/conversations/channels/support-1/" + command,
+				"host":   "chat.example.com",
+				"scheme": "https",
+				"headers": map[string]any{
+					"authorization": "<redacted>",
+					"content-type":  "application/json",
+					"user-agent":    "bench",
+				},
+			}},
+			"source":      map[string]any{"address": map[string]any{"socketAddress": map[string]any{"address": "10.0.0.7", "portValue": 51234}}},
+			"destination": map[string]any{"address": map[string]any{"socketAddress": map[string]any{"address": "10.0.0.1", "portValue": 8080}}},
+		},
+		"parsed_path":    []any{"conversations", "channels", "support-1", command},
+		"parsed_query":   map[string]any{},
+		"parsed_body":    nil,
+		"truncated_body": false,
+		"version":        map[string]any{"ext_authz": "v3", "encoding": "protojson"},
+		"request_id":     "req-1",
+		"token": map[string]any{
+			"kind":       "xbs_anonymous",
+			"subject":    "7c1f0e1e-0000-4000-8000-000000000001",
+			"issuer":     "https://guestgate.example.com",
+			"name":       "guest",
+			"email":      "anonymous-w-demo@anonymous.example.com",
+			"expires_at": 1900000000,
+			"claims": map[string]any{
+				"sub":                       "7c1f0e1e-0000-4000-8000-000000000001",
+				"custom:wid":                "W-DEMO",
+				"custom:channel_id":         "support-1",
+				"custom:entry":              "kite",
+				"custom:authorization_type": "XBS_ANONYMOUS",
+				"token_use":                 "id",
+			},
+		},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return v
+}
+
+func BenchmarkEval(b *testing.B) {
+	e, err := New(Options{Dir: "testdata/chat", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, command string
+		allowed       bool
+	}{
+		{"allow", "MarkReadCommand", true},
+		{"deny", "ListChannelsCommand", false},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			input := benchInput(b, tc.command)
+			ctx := context.Background()
+			res, err := e.Eval(ctx, input)
+			if err != nil || !res.Defined {
+				b.Fatalf("Eval = %v, %v", res, err)
+			}
+			if got := res.Value.(ast.Object).Get(ast.StringTerm("allowed")); !got.Equal(ast.BooleanTerm(tc.allowed)) {
+				b.Fatalf("allowed = %v, want %v", got, tc.allowed)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := e.Eval(ctx, input); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+	b.Run("allow-parallel", func(b *testing.B) {
+		input := benchInput(b, "MarkReadCommand")
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				if _, err := e.Eval(ctx, input); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+}

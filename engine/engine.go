@@ -1,0 +1,410 @@
+// Package engine loads guestgate's Rego policy directory, compiles it once,
+// evaluates the decision query per request and hot-reloads the directory when
+// its files change.
+//
+// The directory is read the way `opa test <dir>` reads it: every .rego file
+// (Rego v1) is a module and every .json, .yaml and .yml file is data merged at
+// its folder path relative to the directory (the file's own name is not part
+// of the path, so registry/widgets.json holding {"widgets": {...}} becomes
+// data.registry.widgets). Names starting with a dot are skipped (editor swap
+// files, .git, and the ..data folders of a Kubernetes ConfigMap volume, whose
+// keys are reached through the top-level symlinks instead); symlinks are
+// followed. Rego tests (*_test.rego) are not served: they run under `opa test`.
+//
+// A compiled policy, its data and its revision are swapped in as one value
+// behind an atomic pointer: Eval never waits on a reload, and a reload that
+// fails (parse, type or strict-mode error, no .rego file left, no decision
+// rule left) changes nothing but the error Status reports.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/metrics"
+	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/open-policy-agent/opa/v1/topdown"
+)
+
+// DefaultQuery is the decision guestgate asks the policy for.
+const DefaultQuery = "data.guestgate.authz.decision"
+
+const (
+	defaultDebounce     = 50 * time.Millisecond
+	defaultPollInterval = 5 * time.Second
+)
+
+// Errors a refused load wraps; compile errors are OPA's own (ast.Errors,
+// loader.Errors), which name the file and line.
+var (
+	// ErrNoPolicy means the directory holds no .rego file to serve, as when
+	// it was emptied or a volume was unmounted.
+	ErrNoPolicy = errors.New("engine: policy directory has no .rego file")
+	// ErrNoDecision means the decision query refers to no rule and no data.
+	ErrNoDecision = errors.New("engine: decision query refers to no rule and no data")
+)
+
+// Options configure an Engine. Only Dir is required.
+type Options struct {
+	// Dir is the policy directory. Required.
+	Dir string
+	// Query is the decision to evaluate, a reference into data. Empty means
+	// DefaultQuery.
+	Query string
+	// Debounce is how long Watch waits for a burst of file events to settle
+	// before reloading. Zero means 50ms.
+	Debounce time.Duration
+	// PollInterval is how often Watch rereads the directory regardless of
+	// file notifications, to catch what they miss (a replaced directory,
+	// folders reached through symlinks, lost events), and its only means
+	// when notifications are unavailable. Rereading unchanged files is
+	// cheap and reports nothing. Zero means 5s.
+	PollInterval time.Duration
+	// NonStrict accepts policies that compile but fail `opa check --strict`
+	// (unused variables or imports, deprecated built-ins, shadowed input or
+	// data). False, the default, refuses them like any other compile error.
+	NonStrict bool
+	// Logger receives load and watch events. Nil means slog.Default().
+	Logger *slog.Logger
+	// OnReload, if set, is called after every load attempt, the first one in
+	// New included, with its outcome. It runs on the loading goroutine and
+	// must not call Reload.
+	OnReload func(ev ReloadEvent)
+}
+
+// ReloadEvent describes one load attempt.
+type ReloadEvent struct {
+	// Revision is the revision serving after the attempt: the new one on
+	// success, the previous one on refusal (empty if there was none).
+	Revision string
+	// Err is why the attempt was refused; nil on success.
+	Err error
+	// Duration is how long the attempt took.
+	Duration time.Duration
+	// Files is the number of files the serving revision was built from.
+	Files int
+	// Changed is true when the attempt swapped in a different revision.
+	Changed bool
+}
+
+// Result is the outcome of one evaluation.
+type Result struct {
+	// Value is the decision, nil when it is undefined.
+	Value ast.Value
+	// Defined is false when the policy produced no decision for the input.
+	Defined bool
+	// Revision is the policy revision that decided.
+	Revision string
+}
+
+// Status is the engine's state for readiness endpoints.
+type Status struct {
+	// Ready is true once a policy is loaded; an Engine from New always is.
+	Ready bool `json:"ready"`
+	// Revision is the content hash of the serving policy.
+	Revision string `json:"revision"`
+	// LoadedAt is when the serving revision was swapped in.
+	LoadedAt time.Time `json:"loaded_at"`
+	// LastError is why the most recent load attempt was refused, empty when
+	// that attempt succeeded: while it is set the files on disk are not
+	// what is serving.
+	LastError string `json:"last_error,omitempty"`
+	// LastErrorAt is when LastError happened.
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	// Files is the number of files the serving revision was built from.
+	Files int `json:"files"`
+	// Watching is true while Watch receives file notifications (false when
+	// it is not running or has fallen back to polling).
+	Watching bool `json:"watching"`
+}
+
+// Engine evaluates the decision of the policy directory's current revision.
+// It is safe for concurrent use.
+type Engine struct {
+	dir          string
+	query        ast.Ref
+	debounce     time.Duration
+	pollInterval time.Duration
+	strict       bool
+	log          *slog.Logger
+	onReload     func(ReloadEvent)
+
+	// current is the serving policy; Eval only ever loads it.
+	current atomic.Pointer[policy]
+
+	// reloadMu serialises loads so an older snapshot never replaces a newer
+	// one; Eval never takes it.
+	reloadMu sync.Mutex
+	// lastSeen is the content hash of the previous attempt, and failed the
+	// content and error of the last refused one, so an unchanged broken
+	// directory is not recompiled on every poll or unrelated file event.
+	// Guarded by reloadMu.
+	lastSeen string
+	failed   struct {
+		revision string
+		err      error
+	}
+
+	statusMu    sync.Mutex
+	lastErr     string
+	lastErrAt   time.Time
+	watching    bool
+	noopMetrics metrics.Metrics
+}
+
+// policy is one compiled revision: everything Eval and Data read, swapped as
+// one value.
+type policy struct {
+	query    rego.PreparedEvalQuery
+	txn      storage.Transaction // read-only, open for the policy's lifetime
+	data     map[string]any
+	revision string
+	files    int
+	loadedAt time.Time
+}
+
+// New loads the policy directory once and returns an Engine serving it. It
+// fails when that first load fails: with no policy there is nothing to
+// decide with, and the caller must refuse to start.
+func New(opts Options) (*Engine, error) {
+	if opts.Dir == "" {
+		return nil, errors.New("engine: Options.Dir is required")
+	}
+	q := opts.Query
+	if q == "" {
+		q = DefaultQuery
+	}
+	ref, err := ast.ParseRef(q)
+	if err != nil {
+		return nil, fmt.Errorf("engine: decision query %q: %w", q, err)
+	}
+	if !ref.HasPrefix(ast.DefaultRootRef) || len(ref) < 2 {
+		return nil, fmt.Errorf("engine: decision query %q must be a reference into data, such as %s", q, DefaultQuery)
+	}
+	e := &Engine{
+		dir:          opts.Dir,
+		query:        ref,
+		debounce:     opts.Debounce,
+		pollInterval: opts.PollInterval,
+		strict:       !opts.NonStrict,
+		log:          opts.Logger,
+		onReload:     opts.OnReload,
+		noopMetrics:  metrics.NoOp(),
+	}
+	if e.debounce <= 0 {
+		e.debounce = defaultDebounce
+	}
+	if e.pollInterval <= 0 {
+		e.pollInterval = defaultPollInterval
+	}
+	if e.log == nil {
+		e.log = slog.Default()
+	}
+	e.log = e.log.With("component", "engine", "policy_dir", e.dir)
+	if err := e.Reload(); err != nil {
+		return nil, err
+	}
+	return e, nil
+}
+
+// asValue hands results over as the ast.Value topdown produced, instead of
+// the default conversion to Go maps: the caller reads the decision as AST, so
+// a conversion on every request would be pure cost.
+func asValue(t *ast.Term, _ *rego.EvalContext) (any, error) { return t.Value, nil }
+
+// Eval evaluates the decision query for input against the current revision.
+// An undefined decision is not an error: it returns Defined false. A nil
+// input leaves input undefined in the policy.
+func (e *Engine) Eval(ctx context.Context, input ast.Value) (Result, error) {
+	p := e.current.Load()
+	if p == nil {
+		return Result{}, errors.New("engine: no policy loaded (use New)")
+	}
+	res := Result{Revision: p.revision}
+	if err := ctx.Err(); err != nil {
+		return res, fmt.Errorf("engine: evaluating %s: %w", e.query, err)
+	}
+
+	// topdown would otherwise start a goroutine per evaluation to watch ctx;
+	// context.AfterFunc registers a callback instead, which is much cheaper.
+	cancel := topdown.NewCancel()
+	stop := context.AfterFunc(ctx, cancel.Cancel)
+	defer stop()
+
+	rs, err := p.query.Eval(ctx,
+		rego.EvalParsedInput(input),
+		rego.EvalTransaction(p.txn),
+		rego.EvalMetrics(e.noopMetrics),
+		rego.EvalExternalCancel(cancel),
+	)
+	if err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			return res, fmt.Errorf("engine: evaluating %s: %w", e.query, ctxErr)
+		}
+		return res, fmt.Errorf("engine: evaluating %s: %w", e.query, err)
+	}
+	switch len(rs) {
+	case 0:
+		return res, nil
+	case 1:
+	default:
+		// A reference query yields at most one result; fail closed on
+		// anything else rather than pick one.
+		return res, fmt.Errorf("engine: evaluating %s: %d results, want at most one", e.query, len(rs))
+	}
+	if len(rs[0].Expressions) != 1 {
+		return res, fmt.Errorf("engine: evaluating %s: %d expressions, want one", e.query, len(rs[0].Expressions))
+	}
+	v, ok := rs[0].Expressions[0].Value.(ast.Value)
+	if !ok {
+		return res, fmt.Errorf("engine: evaluating %s: result is %T, not an AST value", e.query, rs[0].Expressions[0].Value)
+	}
+	res.Value, res.Defined = v, true
+	return res, nil
+}
+
+// Revision returns the content hash of the serving policy.
+func (e *Engine) Revision() string {
+	if p := e.current.Load(); p != nil {
+		return p.revision
+	}
+	return ""
+}
+
+// Data reads the data document at path (data.<path[0]>.<path[1]>...) from
+// the serving revision, as JSON-like Go values (map[string]any, []any,
+// string, json.Number, bool, nil). The result is a copy the caller may
+// modify. Only documents loaded from data files are visible, not rules.
+func (e *Engine) Data(path ...string) (any, bool) {
+	p := e.current.Load()
+	if p == nil {
+		return nil, false
+	}
+	var node any = p.data
+	for _, key := range path {
+		obj, ok := node.(map[string]any)
+		if !ok {
+			return nil, false
+		}
+		if node, ok = obj[key]; !ok {
+			return nil, false
+		}
+	}
+	return deepCopy(node), true
+}
+
+// Status reports the serving revision and the outcome of the last load.
+func (e *Engine) Status() Status {
+	p := e.current.Load()
+	e.statusMu.Lock()
+	defer e.statusMu.Unlock()
+	st := Status{
+		LastError:   e.lastErr,
+		LastErrorAt: e.lastErrAt,
+		Watching:    e.watching,
+	}
+	if p != nil {
+		st.Ready = true
+		st.Revision = p.revision
+		st.LoadedAt = p.loadedAt
+		st.Files = p.files
+	}
+	return st
+}
+
+// Reload reads and compiles the directory now and, when it is good, swaps it
+// in. When it is not, the serving policy stays and the error (naming file
+// and line where OPA reports them) is returned, logged and kept in Status.
+// Reloading content identical to the serving revision is cheap and swaps
+// nothing.
+func (e *Engine) Reload() error {
+	return e.reload(false)
+}
+
+// reload runs one load attempt. With quiet set, an attempt that finds the
+// same content as the previous attempt is not reported at all (polling uses
+// it, to avoid an event every interval).
+func (e *Engine) reload(quiet bool) error {
+	e.reloadMu.Lock()
+	defer e.reloadMu.Unlock()
+
+	start := time.Now()
+	prev := e.current.Load()
+	next, seen, err := e.attempt(prev)
+	if quiet && seen {
+		return err
+	}
+	ev := ReloadEvent{Duration: time.Since(start)}
+
+	if err != nil {
+		now := time.Now()
+		e.statusMu.Lock()
+		e.lastErr, e.lastErrAt = err.Error(), now
+		e.statusMu.Unlock()
+		if prev != nil {
+			ev.Revision, ev.Files = prev.revision, prev.files
+			e.log.Error("policy reload refused, previous revision keeps serving",
+				"revision", prev.revision, "error", err)
+		} else {
+			e.log.Error("policy load failed", "error", err)
+		}
+		ev.Err = err
+		e.report(ev)
+		return err
+	}
+
+	if next != prev {
+		e.current.Store(next)
+		ev.Changed = true
+		e.log.Info("policy loaded", "revision", next.revision, "files", next.files,
+			"duration", ev.Duration)
+	} else {
+		e.log.Debug("policy unchanged", "revision", next.revision)
+	}
+	e.statusMu.Lock()
+	e.lastErr, e.lastErrAt = "", time.Time{}
+	e.statusMu.Unlock()
+	ev.Revision, ev.Files = next.revision, next.files
+	e.report(ev)
+	return nil
+}
+
+func (e *Engine) report(ev ReloadEvent) {
+	if e.onReload != nil {
+		e.onReload(ev)
+	}
+}
+
+func (e *Engine) setWatching(on bool) {
+	e.statusMu.Lock()
+	e.watching = on
+	e.statusMu.Unlock()
+}
+
+// deepCopy copies a JSON-like document so callers of Data cannot change the
+// data a revision was compiled with.
+func deepCopy(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(v))
+		for k, x := range v {
+			out[k] = deepCopy(x)
+		}
+		return out
+	case []any:
+		out := make([]any, len(v))
+		for i, x := range v {
+			out[i] = deepCopy(x)
+		}
+		return out
+	default:
+		return v
+	}
+}
