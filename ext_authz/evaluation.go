@@ -1,0 +1,418 @@
+package ext_authz
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/open-policy-agent/opa/v1/ast"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/guestgate/guestgate/tokens"
+)
+
+// Header is one header (or query parameter) name and value.
+type Header struct{ Name, Value string }
+
+// Decision is the outcome of one check, in a form both the gRPC and the HTTP
+// check answer from. Every field that reaches a client or upstream is
+// already encoded.
+type Decision struct {
+	Allowed    bool
+	Status     int    // HTTP status: 200 on an allow
+	Reason     string // the precise reason: decision log and metrics
+	TokenError string // input.token_error when no token verified
+	RequestID  string
+	Revision   string // policy revision that decided ("" if none did)
+	Kind       string // token kind, when one verified
+	Issuer     string
+	Subject    string
+	Method     string
+	Path       string // without the query string
+	Latency    time.Duration
+
+	// On an allow: what changes on the way upstream.
+	UpstreamHeaders []Header
+	RemoveHeaders   []string
+	SetQuery        []Header
+	RemoveQuery     []string
+	ResponseHeaders []Header // added to the upstream's response
+
+	// On a deny: what the client gets.
+	DenyHeaders []Header
+	DenyBody    string
+
+	DynamicMetadata *structpb.Struct
+}
+
+// Decide runs one check: read the request, verify its token, evaluate the
+// policy, and shape the answer. It never fails: whatever goes wrong inside
+// is a denial with a stable reason.
+func (c *Checker) Decide(ctx context.Context, cr *authv3.CheckRequest) (d *Decision) {
+	start := time.Now()
+	st := c.settings.Load()
+	d = &Decision{RequestID: requestID(cr)}
+	defer func() {
+		if p := recover(); p != nil {
+			c.logger.Error("check panicked; denied", "request_id", d.RequestID, "panic", fmt.Sprint(p))
+			d.deny(http.StatusForbidden, ReasonInternal)
+		}
+		d.Latency = time.Since(start)
+		st.finish(d)
+		c.observe(st, d)
+	}()
+
+	r := readRequest(cr, &st.check)
+	d.Method, d.Path = r.method, r.path
+	if r.problem != "" {
+		d.deny(http.StatusBadRequest, r.problem)
+		return d
+	}
+
+	tok, tokErr := st.verify(ctx, r.rawToken)
+	if tok != nil {
+		d.Kind, d.Issuer, d.Subject = string(tok.Kind), tok.Issuer, tok.Subject
+	} else {
+		d.TokenError = tokErr
+	}
+
+	eng := c.engine.Load()
+	if eng == nil {
+		d.deny(http.StatusServiceUnavailable, ReasonNotReady)
+		return d
+	}
+	input := buildInput(r, tok, d.TokenError, d.RequestID, st.check.ShowCredentialToPolicy)
+	res, err := eng.Eval(ctx, input)
+	d.Revision = res.Revision
+	switch {
+	case err != nil:
+		c.logger.Warn("policy evaluation failed; denied", "request_id", d.RequestID, "revision", res.Revision, "error", err)
+		d.deny(http.StatusForbidden, ReasonPolicyError)
+		return d
+	case !res.Defined || res.Value == nil:
+		d.deny(http.StatusForbidden, ReasonUndefined)
+		return d
+	}
+	if err := d.apply(res.Value); err != nil {
+		c.logger.Warn("policy decision has the wrong shape; denied", "request_id", d.RequestID, "revision", res.Revision, "error", err)
+		*d = Decision{RequestID: d.RequestID, Revision: d.Revision, Kind: d.Kind, Issuer: d.Issuer, Subject: d.Subject,
+			TokenError: d.TokenError, Method: d.Method, Path: d.Path}
+		d.deny(http.StatusForbidden, ReasonInvalid)
+		return d
+	}
+	if d.Allowed {
+		d.upstream(r, st)
+	}
+	return d
+}
+
+func (d *Decision) deny(status int, reason string) {
+	d.Allowed, d.Status, d.Reason = false, status, reason
+	d.UpstreamHeaders, d.RemoveHeaders, d.SetQuery, d.RemoveQuery, d.ResponseHeaders = nil, nil, nil, nil, nil
+}
+
+// buildInput assembles the policy's input document as an ast.Value.
+func buildInput(r *request, tok *tokens.Token, tokErr, id string, showCredential bool) ast.Value {
+	body := ast.NullTerm()
+	if r.body != nil {
+		body = ast.NewTerm(r.body)
+	}
+	segs := make([]*ast.Term, len(r.segments))
+	for i, s := range r.segments {
+		segs[i] = ast.StringTerm(s)
+	}
+	tokTerm, errTerm := ast.NullTerm(), ast.NullTerm()
+	if tok != nil {
+		tokTerm = ast.NewTerm(tokenValue(tok))
+	} else {
+		errTerm = ast.StringTerm(tokErr)
+	}
+	query := ast.NewObject()
+	for k, vs := range r.params {
+		if r.credential.query == k && !showCredential {
+			vs = []string{redacted}
+		}
+		terms := make([]*ast.Term, len(vs))
+		for i, v := range vs {
+			terms[i] = ast.StringTerm(v)
+		}
+		query.Insert(ast.StringTerm(k), ast.ArrayTerm(terms...))
+	}
+	return ast.NewObject(
+		ast.Item(ast.StringTerm("attributes"), ast.NewTerm(r.attributesValue(showCredential))),
+		ast.Item(ast.StringTerm("parsed_path"), ast.ArrayTerm(segs...)),
+		ast.Item(ast.StringTerm("parsed_query"), ast.NewTerm(query)),
+		ast.Item(ast.StringTerm("parsed_body"), body),
+		ast.Item(ast.StringTerm("truncated_body"), ast.BooleanTerm(r.truncated)),
+		ast.Item(ast.StringTerm("version"), versionTerm),
+		ast.Item(ast.StringTerm("request_id"), ast.StringTerm(id)),
+		ast.Item(ast.StringTerm("token"), tokTerm),
+		ast.Item(ast.StringTerm("token_error"), errTerm),
+	)
+}
+
+var versionTerm = ast.ObjectTerm(
+	ast.Item(ast.StringTerm("ext_authz"), ast.StringTerm("v3")),
+	ast.Item(ast.StringTerm("encoding"), ast.StringTerm("protojson")),
+)
+
+// tokenValue is input.token for a verified token, built once per cached
+// token and kept with it.
+func tokenValue(t *tokens.Token) ast.Value {
+	if v, ok := t.Memo().(ast.Value); ok {
+		return v
+	}
+	claims, err := ast.InterfaceToValue(t.Claims)
+	if err != nil {
+		claims = ast.NewObject()
+	}
+	v := ast.NewObject(
+		ast.Item(ast.StringTerm("kind"), ast.StringTerm(string(t.Kind))),
+		ast.Item(ast.StringTerm("subject"), ast.StringTerm(t.Subject)),
+		ast.Item(ast.StringTerm("issuer"), ast.StringTerm(t.Issuer)),
+		ast.Item(ast.StringTerm("name"), ast.StringTerm(t.Name)),
+		ast.Item(ast.StringTerm("email"), ast.StringTerm(t.Email)),
+		ast.Item(ast.StringTerm("expires_at"), ast.IntNumberTerm(int(t.ExpiresAt.Unix()))),
+		ast.Item(ast.StringTerm("claims"), ast.NewTerm(claims)),
+	)
+	t.SetMemo(v)
+	return v
+}
+
+// apply reads the policy's decision: a boolean, or an object as
+// opa-envoy-plugin's. Anything of the wrong type is an error, never a guess.
+func (d *Decision) apply(v ast.Value) error {
+	switch x := v.(type) {
+	case ast.Boolean:
+		d.Allowed = bool(x)
+		if d.Allowed {
+			d.Status, d.Reason = http.StatusOK, ReasonAllowed
+		} else {
+			d.Status, d.Reason = http.StatusForbidden, ReasonDeniedPolicy
+		}
+		return nil
+	case ast.Object:
+		return d.applyObject(x)
+	}
+	return fmt.Errorf("decision is a %s, want a boolean or an object", ast.ValueName(v))
+}
+
+var decisionKeys = map[string]bool{
+	"allowed": true, "http_status": true, "reason": true, "headers": true, "response_headers_to_add": true,
+	"request_headers_to_remove": true, "query_parameters_to_set": true, "query_parameters_to_remove": true,
+	"body": true, "dynamic_metadata": true, "token_error": true,
+}
+
+func (d *Decision) applyObject(o ast.Object) error {
+	var err error
+	ok := false
+	o.Foreach(func(k, _ *ast.Term) {
+		if s, ok := k.Value.(ast.String); !ok || !decisionKeys[string(s)] {
+			err = errors.Join(err, fmt.Errorf("unknown decision key %v", k))
+		}
+	})
+	if err != nil {
+		return err
+	}
+	var allowed ast.Boolean
+	if t := o.Get(ast.StringTerm("allowed")); t != nil {
+		allowed, ok = t.Value.(ast.Boolean)
+	}
+	if !ok {
+		return errors.New("decision.allowed must be a boolean")
+	}
+	d.Allowed = bool(allowed)
+	d.Status, d.Reason = http.StatusOK, ReasonAllowed
+	if !d.Allowed {
+		d.Status, d.Reason = http.StatusForbidden, ReasonDeniedPolicy
+	}
+	if t := o.Get(ast.StringTerm("http_status")); t != nil {
+		n, _ := t.Value.(ast.Number)
+		s, isInt := n.Int()
+		if !isInt || s < 200 || s > 599 {
+			return errors.New("decision.http_status must be a whole number from 200 to 599")
+		}
+		if d.Allowed && s >= 300 || !d.Allowed && s < 300 {
+			return fmt.Errorf("decision.http_status %d contradicts allowed=%v", s, d.Allowed)
+		}
+		d.Status = s
+	}
+	if t := o.Get(ast.StringTerm("reason")); t != nil {
+		s, ok := t.Value.(ast.String)
+		if !ok || !validReason(string(s)) {
+			return errors.New("decision.reason must be a short code of letters, digits, _ . -")
+		}
+		d.Reason = string(s)
+	}
+	if t := o.Get(ast.StringTerm("body")); t != nil {
+		s, ok := t.Value.(ast.String)
+		if !ok {
+			return errors.New("decision.body must be a string")
+		}
+		d.DenyBody = string(s)
+	}
+	headers, err := headerList(o, "headers")
+	if err != nil {
+		return err
+	}
+	if d.Allowed {
+		d.UpstreamHeaders = headers
+	} else {
+		d.DenyHeaders = headers
+	}
+	if d.ResponseHeaders, err = headerList(o, "response_headers_to_add"); err != nil {
+		return err
+	}
+	if d.RemoveHeaders, err = stringList(o, "request_headers_to_remove", true); err != nil {
+		return err
+	}
+	if d.SetQuery, err = nameValues(o, "query_parameters_to_set", false); err != nil {
+		return err
+	}
+	if d.RemoveQuery, err = stringList(o, "query_parameters_to_remove", false); err != nil {
+		return err
+	}
+	if t := o.Get(ast.StringTerm("dynamic_metadata")); t != nil {
+		x, err := ast.JSON(t.Value)
+		m, ok := x.(map[string]any)
+		if err != nil || !ok {
+			return errors.New("decision.dynamic_metadata must be an object")
+		}
+		if d.DynamicMetadata, err = structpb.NewStruct(m); err != nil {
+			return fmt.Errorf("decision.dynamic_metadata: %w", err)
+		}
+	}
+	return nil
+}
+
+func validReason(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(isUnreserved(c)) {
+			return false
+		}
+	}
+	return true
+}
+
+// headerList reads an object of name → string (or array of strings).
+func headerList(o ast.Object, key string) ([]Header, error) {
+	return nameValues(o, key, true)
+}
+
+// nameValues reads an object of name → string (or array of strings);
+// header names are folded to lower case, query parameter names are not.
+func nameValues(o ast.Object, key string, isHeader bool) ([]Header, error) {
+	t := o.Get(ast.StringTerm(key))
+	if t == nil {
+		return nil, nil
+	}
+	obj, ok := t.Value.(ast.Object)
+	if !ok {
+		return nil, fmt.Errorf("decision.%s must be an object", key)
+	}
+	var out []Header
+	var err error
+	obj.Foreach(func(k, v *ast.Term) {
+		name, ok := k.Value.(ast.String)
+		if !ok || !validHeaderName(string(name)) {
+			err = fmt.Errorf("decision.%s: %v is not a valid name", key, k)
+			return
+		}
+		n := string(name)
+		if isHeader {
+			n = strings.ToLower(n)
+		}
+		switch x := v.Value.(type) {
+		case ast.String:
+			out = append(out, Header{n, encodeHeaderValue(string(x))})
+		case *ast.Array:
+			x.Foreach(func(e *ast.Term) {
+				s, ok := e.Value.(ast.String)
+				if !ok {
+					err = fmt.Errorf("decision.%s.%s: values must be strings", key, n)
+					return
+				}
+				out = append(out, Header{n, encodeHeaderValue(string(s))})
+			})
+		default:
+			err = fmt.Errorf("decision.%s.%s: value must be a string or an array of strings", key, n)
+		}
+	})
+	return out, err
+}
+
+func stringList(o ast.Object, key string, isHeader bool) ([]string, error) {
+	t := o.Get(ast.StringTerm(key))
+	if t == nil {
+		return nil, nil
+	}
+	arr, ok := t.Value.(*ast.Array)
+	if !ok {
+		return nil, fmt.Errorf("decision.%s must be an array of strings", key)
+	}
+	var out []string
+	var err error
+	arr.Foreach(func(e *ast.Term) {
+		s, ok := e.Value.(ast.String)
+		if !ok {
+			err = fmt.Errorf("decision.%s must be an array of strings", key)
+			return
+		}
+		if isHeader {
+			s = ast.String(strings.ToLower(string(s)))
+		}
+		out = append(out, string(s))
+	})
+	return out, err
+}
+
+// validHeaderName accepts an RFC 9110 token.
+func validHeaderName(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(isUnreserved(c) || strings.IndexByte("!#$%&'*+^`|", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// encodeHeaderValue percent-encodes every byte that could end a header
+// line or is not visible ASCII (and '%' itself), so no value guestgate
+// writes can split a header or smuggle another.
+func encodeHeaderValue(s string) string {
+	clean := true
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '%' {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	const hexdigits = "0123456789ABCDEF"
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c >= 0x7f || c == '%' {
+			b.WriteByte('%')
+			b.WriteByte(hexdigits[c>>4])
+			b.WriteByte(hexdigits[c&15])
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}

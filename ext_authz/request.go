@@ -1,0 +1,430 @@
+package ext_authz
+
+import (
+	"encoding/json"
+	"net/url"
+	"strconv"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/open-policy-agent/opa/v1/ast"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/guestgate/guestgate/config"
+)
+
+// redacted replaces the credential's value in input.attributes.
+const redacted = "<redacted>"
+
+// request is what guestgate reads of a CheckRequest before asking the
+// policy: the path checked and split, the credential found, the body parsed.
+type request struct {
+	attrs   *authv3.AttributeContext
+	http    *authv3.AttributeContext_HttpRequest
+	method  string
+	path    string // without the query
+	query   string
+	headers map[string]string // lower-case names, duplicates joined by ","
+
+	segments []string   // parsed_path
+	params   url.Values // parsed_query
+
+	credential      credential // where the token was looked for
+	rawToken        string     // "" when none was found
+	body            ast.Value  // parsed_body, nil when none
+	truncated       bool
+	problem, detail string // a deny reason found before the policy runs
+}
+
+// credential is where a token was found, so it can be redacted from the
+// input and removed from what goes upstream.
+type credential struct {
+	header, scheme, cookie, query string
+}
+
+// Reasons guestgate itself gives, before or instead of the policy.
+const (
+	ReasonBadPath      = "bad_path"
+	ReasonBadQuery     = "bad_query"
+	ReasonBadBody      = "bad_body"
+	ReasonBadRequest   = "bad_request"
+	ReasonUndefined    = "decision_undefined"
+	ReasonInvalid      = "decision_invalid"
+	ReasonPolicyError  = "policy_error"
+	ReasonInternal     = "internal_error"
+	ReasonNotReady     = "not_ready"
+	ReasonAllowed      = "allowed"
+	ReasonDeniedPolicy = "denied"
+)
+
+// readRequest checks and takes apart a CheckRequest. It never fails: a
+// problem is recorded as the deny reason the check answers with.
+func readRequest(cr *authv3.CheckRequest, chk *config.Check) *request {
+	r := &request{attrs: cr.GetAttributes()}
+	r.http = r.attrs.GetRequest().GetHttp()
+	if r.http == nil {
+		r.problem, r.detail = ReasonBadRequest, "no HTTP request attributes"
+		return r
+	}
+	r.method = r.http.GetMethod()
+	r.headers = r.http.GetHeaders()
+	if len(r.headers) == 0 && r.http.GetHeaderMap() != nil {
+		r.headers = joinHeaderMap(r.http.GetHeaderMap().GetHeaders())
+	}
+	full := r.http.GetPath()
+	r.path, r.query, _ = strings.Cut(full, "?")
+	if why := checkPath(r.path); why != "" {
+		r.problem, r.detail = ReasonBadPath, why
+		return r
+	}
+	r.segments = splitPath(r.path)
+	params, err := url.ParseQuery(r.query)
+	if err != nil {
+		r.problem, r.detail = ReasonBadQuery, "query string does not parse"
+		return r
+	}
+	r.params = params
+	r.findCredential(chk)
+	r.readBody(chk.MaxBodyBytes)
+	return r
+}
+
+func joinHeaderMap(hs []*corev3.HeaderValue) map[string]string {
+	m := make(map[string]string, len(hs))
+	for _, h := range hs {
+		k := strings.ToLower(h.GetKey())
+		v := h.GetValue()
+		if v == "" && len(h.GetRawValue()) > 0 {
+			v = string(h.GetRawValue())
+		}
+		if old, ok := m[k]; ok {
+			v = old + "," + v
+		}
+		m[k] = v
+	}
+	return m
+}
+
+// checkPath refuses every path whose meaning a proxy and an upstream could
+// read differently: dot segments, empty segments, backslashes, encoded
+// slashes and backslashes, and escapes that are not canonical (lower-case
+// hex, encoded unreserved characters, control characters, malformed).
+// Envoy normalises paths before the check; this is the second lock.
+func checkPath(p string) string {
+	if !strings.HasPrefix(p, "/") {
+		return "path does not start with /"
+	}
+	if strings.Contains(p, "//") {
+		return "empty path segment (//)"
+	}
+	for i := 0; i < len(p); i++ {
+		c := p[i]
+		switch {
+		case c == '\\':
+			return "backslash in path"
+		case c < 0x21 || c == 0x7f || c == '#':
+			return "control character, space or # in path"
+		case c == '%':
+			if i+2 >= len(p) || !isUpperHex(p[i+1]) || !isUpperHex(p[i+2]) {
+				return "malformed or lower-case percent escape"
+			}
+			b := unhex(p[i+1])<<4 | unhex(p[i+2])
+			switch {
+			case b == '/' || b == '\\':
+				return "encoded slash or backslash"
+			case isUnreserved(b):
+				return "percent escape of an unreserved character"
+			case b < 0x20 || b == 0x7f:
+				return "encoded control character"
+			}
+			i += 2
+		}
+	}
+	for _, seg := range strings.Split(p[1:], "/") {
+		if seg == "." || seg == ".." {
+			return "dot segment in path"
+		}
+	}
+	return ""
+}
+
+func isUpperHex(c byte) bool { return '0' <= c && c <= '9' || 'A' <= c && c <= 'F' }
+
+func unhex(c byte) byte {
+	if c <= '9' {
+		return c - '0'
+	}
+	return c - 'A' + 10
+}
+
+func isUnreserved(c byte) bool {
+	return 'A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' ||
+		c == '-' || c == '.' || c == '_' || c == '~'
+}
+
+// splitPath gives parsed_path: the segments of a checked path, decoded.
+func splitPath(p string) []string {
+	p = strings.TrimPrefix(p, "/")
+	if p == "" {
+		return []string{}
+	}
+	segs := strings.Split(p, "/")
+	for i, s := range segs {
+		if strings.IndexByte(s, '%') >= 0 {
+			if d, err := url.PathUnescape(s); err == nil {
+				segs[i] = d
+			}
+		}
+	}
+	return segs
+}
+
+// findCredential looks for the token where the first matching credential
+// entry says, and nowhere else.
+func (r *request) findCredential(chk *config.Check) {
+	for _, c := range chk.Credentials {
+		if c.PathPrefix != "" && c.PathPrefix != "/" && !strings.HasPrefix(r.path, c.PathPrefix) {
+			continue
+		}
+		r.credential = credential{header: c.Header, scheme: c.Scheme, cookie: c.Cookie, query: c.Query}
+		switch {
+		case c.Header != "":
+			r.rawToken = tokenFromHeader(r.headers[c.Header], c.Scheme)
+		case c.Cookie != "":
+			r.rawToken = cookieValue(r.headers["cookie"], c.Cookie)
+		case c.Query != "":
+			if vs := r.params[c.Query]; len(vs) == 1 {
+				r.rawToken = vs[0]
+			}
+		}
+		return
+	}
+}
+
+func tokenFromHeader(v, scheme string) string {
+	if scheme == "" || scheme == "-" {
+		return strings.TrimSpace(v)
+	}
+	if len(v) <= len(scheme) || !strings.EqualFold(v[:len(scheme)], scheme) || v[len(scheme)] != ' ' {
+		return ""
+	}
+	return strings.TrimSpace(v[len(scheme)+1:])
+}
+
+func cookieValue(header, name string) string {
+	for _, part := range strings.Split(header, ";") {
+		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if ok && k == name {
+			return v
+		}
+	}
+	return ""
+}
+
+// withoutCookie returns the cookie header without the named cookie.
+func withoutCookie(header, name string) string {
+	var kept []string
+	for _, part := range strings.Split(header, ";") {
+		p := strings.TrimSpace(part)
+		if k, _, _ := strings.Cut(p, "="); k == name || p == "" {
+			continue
+		}
+		kept = append(kept, p)
+	}
+	return strings.Join(kept, "; ")
+}
+
+// readBody parses a JSON or form body into parsed_body. A body Envoy cut
+// short, or one over the bound, is not parsed: the policy sees
+// truncated_body and decides (the shipped policy denies body-dependent
+// routes then).
+func (r *request) readBody(max int) {
+	body := r.http.GetRawBody()
+	if len(body) == 0 {
+		body = []byte(r.http.GetBody())
+	}
+	if cl, err := strconv.ParseInt(r.headers["content-length"], 10, 64); err == nil && cl > int64(len(body)) {
+		r.truncated = true
+	}
+	if r.headers["x-envoy-auth-partial-body"] == "true" {
+		r.truncated = true
+	}
+	if len(body) > max {
+		r.truncated = true
+	}
+	if r.truncated || len(body) == 0 {
+		return
+	}
+	ct, _, _ := strings.Cut(r.headers["content-type"], ";")
+	ct = strings.ToLower(strings.TrimSpace(ct))
+	switch {
+	case ct == "application/json" || strings.HasSuffix(ct, "+json"):
+		v, err := parseJSONValue(body)
+		if err != nil {
+			r.problem, r.detail = ReasonBadBody, "JSON body: "+err.Error()
+			return
+		}
+		r.body = v
+	case ct == "application/x-www-form-urlencoded":
+		vs, err := url.ParseQuery(string(body))
+		if err != nil {
+			r.problem, r.detail = ReasonBadBody, "form body does not parse"
+			return
+		}
+		r.body = valuesToAST(vs)
+	}
+}
+
+func valuesToAST(vs url.Values) ast.Value {
+	obj := ast.NewObject()
+	for k, list := range vs {
+		terms := make([]*ast.Term, len(list))
+		for i, v := range list {
+			terms[i] = ast.StringTerm(v)
+		}
+		obj.Insert(ast.StringTerm(k), ast.ArrayTerm(terms...))
+	}
+	return obj
+}
+
+// attributesValue builds input.attributes directly as an ast.Value with
+// protojson's field names, as opa-envoy-plugin's policies expect, with the
+// credential's value redacted unless showCredential.
+func (r *request) attributesValue(showCredential bool) ast.Value {
+	a := r.attrs
+	obj := ast.NewObject()
+	if p := peerValue(a.GetSource()); p != nil {
+		obj.Insert(ast.StringTerm("source"), ast.NewTerm(p))
+	}
+	if p := peerValue(a.GetDestination()); p != nil {
+		obj.Insert(ast.StringTerm("destination"), ast.NewTerm(p))
+	}
+	req := ast.NewObject()
+	if t := a.GetRequest().GetTime(); t != nil {
+		req.Insert(ast.StringTerm("time"), ast.StringTerm(t.AsTime().UTC().Format("2006-01-02T15:04:05.999999999Z")))
+	}
+	req.Insert(ast.StringTerm("http"), ast.NewTerm(r.httpValue(showCredential)))
+	obj.Insert(ast.StringTerm("request"), ast.NewTerm(req))
+	if ce := a.GetContextExtensions(); len(ce) > 0 {
+		obj.Insert(ast.StringTerm("contextExtensions"), ast.NewTerm(stringMap(ce)))
+	}
+	// Rare, open-ended parts go through protojson; they are small or absent.
+	for name, m := range map[string]proto.Message{"metadataContext": a.GetMetadataContext(), "routeMetadataContext": a.GetRouteMetadataContext(), "tlsSession": a.GetTlsSession()} {
+		if v := protoValue(m); v != nil {
+			obj.Insert(ast.StringTerm(name), ast.NewTerm(v))
+		}
+	}
+	return obj
+}
+
+func (r *request) httpValue(showCredential bool) ast.Value {
+	h := r.http
+	obj := ast.NewObject()
+	put := func(k, v string) {
+		if v != "" {
+			obj.Insert(ast.StringTerm(k), ast.StringTerm(v))
+		}
+	}
+	path, query := h.GetPath(), h.GetQuery()
+	headers := r.headers
+	if !showCredential && r.rawToken != "" {
+		switch {
+		case r.credential.header != "":
+			headers = copyWith(headers, r.credential.header, redactedHeader(r.credential.scheme))
+		case r.credential.cookie != "":
+			headers = copyWith(headers, "cookie", strings.Replace(headers["cookie"], r.credential.cookie+"="+r.rawToken, r.credential.cookie+"="+redacted, 1))
+		case r.credential.query != "":
+			path = strings.Replace(path, url.QueryEscape(r.rawToken), redacted, 1)
+			path = strings.Replace(path, r.rawToken, redacted, 1)
+			query = strings.Replace(strings.Replace(query, url.QueryEscape(r.rawToken), redacted, 1), r.rawToken, redacted, 1)
+		}
+	}
+	put("id", h.GetId())
+	put("method", h.GetMethod())
+	obj.Insert(ast.StringTerm("headers"), ast.NewTerm(stringMap(headers)))
+	put("path", path)
+	put("host", h.GetHost())
+	put("scheme", h.GetScheme())
+	put("query", query)
+	put("fragment", h.GetFragment())
+	if h.GetSize() != 0 {
+		obj.Insert(ast.StringTerm("size"), ast.StringTerm(strconv.FormatInt(h.GetSize(), 10)))
+	}
+	put("protocol", h.GetProtocol())
+	put("body", h.GetBody())
+	return obj
+}
+
+func redactedHeader(scheme string) string {
+	if scheme == "" || scheme == "-" {
+		return redacted
+	}
+	return scheme + " " + redacted
+}
+
+func copyWith(m map[string]string, k, v string) map[string]string {
+	c := make(map[string]string, len(m))
+	for kk, vv := range m {
+		c[kk] = vv
+	}
+	c[k] = v
+	return c
+}
+
+func stringMap(m map[string]string) ast.Value {
+	obj := ast.NewObject()
+	for k, v := range m {
+		obj.Insert(ast.StringTerm(k), ast.StringTerm(v))
+	}
+	return obj
+}
+
+func peerValue(p *authv3.AttributeContext_Peer) ast.Value {
+	if p == nil {
+		return nil
+	}
+	obj := ast.NewObject()
+	if sa := p.GetAddress().GetSocketAddress(); sa != nil {
+		s := ast.NewObject(
+			ast.Item(ast.StringTerm("address"), ast.StringTerm(sa.GetAddress())),
+			ast.Item(ast.StringTerm("portValue"), ast.IntNumberTerm(int(sa.GetPortValue()))),
+		)
+		obj.Insert(ast.StringTerm("address"), ast.ObjectTerm(ast.Item(ast.StringTerm("socketAddress"), ast.NewTerm(s))))
+	}
+	if v := p.GetService(); v != "" {
+		obj.Insert(ast.StringTerm("service"), ast.StringTerm(v))
+	}
+	if v := p.GetPrincipal(); v != "" {
+		obj.Insert(ast.StringTerm("principal"), ast.StringTerm(v))
+	}
+	if v := p.GetCertificate(); v != "" {
+		obj.Insert(ast.StringTerm("certificate"), ast.StringTerm(v))
+	}
+	if l := p.GetLabels(); len(l) > 0 {
+		obj.Insert(ast.StringTerm("labels"), ast.NewTerm(stringMap(l)))
+	}
+	return obj
+}
+
+// protoValue renders a rarely used message as protojson would, or nil when
+// it is empty.
+func protoValue(m proto.Message) ast.Value {
+	if m == nil || !m.ProtoReflect().IsValid() || proto.Size(m) == 0 {
+		return nil
+	}
+	b, err := protojson.Marshal(m)
+	if err != nil {
+		return nil
+	}
+	var x any
+	if err := json.Unmarshal(b, &x); err != nil {
+		return nil
+	}
+	v, err := ast.InterfaceToValue(x)
+	if err != nil {
+		return nil
+	}
+	return v
+}
