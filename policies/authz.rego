@@ -1,0 +1,141 @@
+# Package guestgate.authz is the policy guestgate asks about every request
+# (query data.guestgate.authz.decision). It turns away requests without a
+# good credential, hands a verified token to the package that owns its kind,
+# and shapes that package's answer into the decision Envoy acts on.
+#
+# Each kind's package answers with a reason: "allowed", or why not.
+#   xbs_anonymous     anonymous.rego         chat widget visitors and public-chat links
+#   guest, access     guest.rego             a partner's guests: the login exchange, then messaging
+#   secure_anonymous  secure_anonymous.rego  launchpad visitors
+#   regular           (here)                 signed-in users: not restricted by this policy
+package guestgate.authz
+
+import data.guestgate.anonymous
+import data.guestgate.guest
+import data.guestgate.secure_anonymous
+
+# decision is always an object. The chain below ends in an answer for every
+# input, so this default is only a safety net: it denies.
+default decision := {"allowed": false, "http_status": 403, "reason": "denied"}
+
+# A credential the verifier rejected: 401, and RFC 6750's error code tells the
+# client to get a new token. token_error wins even if a token is also present.
+decision := {
+	"allowed": false,
+	"http_status": 401,
+	"reason": "invalid_token",
+	"token_error": input.token_error,
+	"headers": {"www-authenticate": `Bearer error="invalid_token"`},
+} if {
+	token_rejected
+}
+
+# No credential at all: 401 naming the scheme, without an error code (RFC 6750 section 3).
+else := {
+	"allowed": false,
+	"http_status": 401,
+	"reason": "missing_token",
+	"headers": {"www-authenticate": "Bearer"},
+} if {
+	not has_token
+}
+
+# A verified token its kind's package lets through: pass its identity upstream.
+else := {
+	"allowed": true,
+	"http_status": 200,
+	"reason": "allowed",
+	"headers": identity_headers,
+} if {
+	verdict == "allowed"
+}
+
+# A verified token that may not make this request: 403 with the precise reason.
+else := {"allowed": false, "http_status": 403, "reason": verdict}
+
+# A verified token is an object; null or absent means none was sent.
+has_token if is_object(input.token)
+
+# The verifier sets token_error (a stable code) whenever no token verified;
+# "missing" means the client sent nothing.
+token_rejected if {
+	input.token_error != null
+	input.token_error != "missing"
+}
+
+# verdict is "allowed" or the reason the verified token may not make this
+# request. Exactly one line applies: the first whose condition holds.
+verdict := "token_identity_missing" if {
+	not identity_complete
+} else := "path_not_canonical" if {
+	input.token.kind != "regular"
+	not path_canonical
+} else := "allowed" if {
+	# Signed-in users are authorized by the services themselves.
+	input.token.kind == "regular"
+} else := anonymous.reason if {
+	input.token.kind == "xbs_anonymous"
+} else := guest.guest_token_reason if {
+	input.token.kind == "guest"
+} else := guest.access_token_reason if {
+	input.token.kind == "access"
+} else := secure_anonymous.reason if {
+	input.token.kind == "secure_anonymous"
+} else := "kind_unknown"
+
+# Upstream services tell callers apart by issuer and subject; a token missing
+# either cannot be named, so it is not let through.
+identity_complete if {
+	is_string(input.token.kind)
+	is_string(input.token.issuer)
+	input.token.issuer != ""
+	is_string(input.token.subject)
+	input.token.subject != ""
+}
+
+# Restricted kinds are matched on path segments. A dot segment, or a slash or
+# backslash that was percent-encoded inside a segment, could make an upstream
+# resolve another path than the one checked here, so such paths are refused.
+path_canonical if {
+	every segment in input.parsed_path {
+		not segment in {".", ".."}
+		not contains(segment, "/")
+		not contains(segment, "\\")
+	}
+}
+
+# Who is calling, on every allowed request. The subject is namespaced by its
+# issuer because two issuers may hand out the same sub.
+identity_headers := object.union(
+	{
+		"x-guestgate-subject": concat("|", [input.token.issuer, input.token.subject]),
+		"x-guestgate-kind": input.token.kind,
+		"x-guestgate-issuer": input.token.issuer,
+	},
+	optional_headers,
+)
+
+# The display name, when the token has one.
+optional_headers["x-guestgate-name"] := input.token.name if {
+	is_string(input.token.name)
+	input.token.name != ""
+}
+
+# What the token was issued for, where its kind carries it: a claim the token
+# lacks is left out.
+optional_headers[header] := value if {
+	some header, claim in context_claims[input.token.kind]
+	value := input.token.claims[claim]
+	is_string(value)
+	value != ""
+}
+
+# The claims each kind passes upstream besides who it is.
+context_claims := {
+	"xbs_anonymous": {
+		"x-guestgate-widget": "custom:wid",
+		"x-guestgate-channel": "custom:channel_id",
+	},
+	"secure_anonymous": {"x-guestgate-scope": "scope"},
+	"access": {"x-guestgate-scope": "scope"},
+}

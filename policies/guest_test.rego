@@ -1,0 +1,198 @@
+package guestgate.guest_test
+
+import data.guestgate.guest
+
+# A partner's raw guest token, and the access token the login exchange gives
+# the same guest. Person ids: the guest's own, another guest's, a regular user's.
+
+own_id := "guest-mfrggzdfmztwq2lknnwg23tpoa"
+
+other_guest := "guest-nbswy3dpo5xxe3denbswy3dp"
+
+regular_person := "Y2lzY29zcGFyazovL3VzL1BFT1BMRS9hbGljZQ"
+
+guest_token := {
+	"kind": "guest",
+	"subject": "partner-user-42",
+	"issuer": "dev-guest-issuer",
+	"name": "Pat Partner",
+	"claims": {"sub": "partner-user-42", "name": "Pat Partner", "iss": "dev-guest-issuer", "exp": 1900000000},
+}
+
+access_token := access_token_with_scope("messaging calling people")
+
+access_token_with_scope(scope) := {
+	"kind": "access",
+	"subject": own_id,
+	"issuer": "https://guestgate.dev.invalid/access",
+	"name": "Pat Partner",
+	"claims": {
+		"sub": own_id,
+		"scope": scope,
+		"guest_iss": "dev-guest-issuer",
+		"guest_sub": "partner-user-42",
+	},
+}
+
+request(method, path, tok) := {
+	"attributes": {"request": {"http": {"method": method, "path": path}}},
+	"parsed_path": split(trim_prefix(path, "/"), "/"),
+	"parsed_query": {},
+	"parsed_body": null,
+	"truncated_body": false,
+	"token": tok,
+	"token_error": null,
+}
+
+with_query(req, query) := object.union(req, {"parsed_query": query})
+
+with_body(req, body) := object.union(req, {"parsed_body": body})
+
+# The raw guest token
+
+test_guest_token_reaches_the_login_exchange if {
+	guest.guest_token_reason == "allowed" with input as request("POST", "/v1/jwt/login", guest_token)
+}
+
+test_guest_token_reaches_nothing_but_the_login_exchange if {
+	every req in [
+		request("GET", "/v1/jwt/login", guest_token),
+		request("POST", "/v1/jwt/login/extra", guest_token),
+		request("GET", "/v1/messages", guest_token),
+		request("POST", "/v1/messages", guest_token),
+		request("GET", "/v1/people/me", guest_token),
+	] {
+		guest.guest_token_reason == "guest_token_login_only" with input as req
+	}
+}
+
+# The access token: routes, methods, scopes
+
+test_access_token_reaches_messaging_calling_and_people if {
+	every req in [
+		request("GET", "/v1/messages", access_token),
+		request("DELETE", "/v1/messages/msg-1", access_token),
+		request("GET", "/v1/memberships", access_token),
+		request("GET", "/v1/calls/call-1", access_token),
+		request("GET", "/v1/people/me", access_token),
+		request("GET", concat("/", ["/v1/people", regular_person]), access_token),
+	] {
+		guest.access_token_reason == "allowed" with input as req
+	}
+}
+
+test_access_token_denied_outside_its_routes if {
+	every path in ["/v1/rooms", "/v1/jwt/login", "/v1/admin/guests", "/v2/messages", "/messages", "/"] {
+		guest.access_token_reason == "route_not_allowed" with input as request("GET", path, access_token)
+	}
+}
+
+test_access_token_only_reads_people if {
+	every req in [
+		with_body(request("POST", "/v1/people", access_token), {"emails": ["x@example.com"]}),
+		request("DELETE", concat("/", ["/v1/people", regular_person]), access_token),
+		request("PATCH", "/v1/messages/msg-1", access_token),
+	] {
+		guest.access_token_reason == "method_not_allowed" with input as req
+	}
+}
+
+test_request_without_a_method_is_denied if {
+	req := json.remove(request("GET", "/v1/messages", access_token), ["attributes/request/http/method"])
+	guest.access_token_reason == "method_not_allowed" with input as req
+}
+
+test_access_token_needs_the_scope_of_the_route if {
+	tok := access_token_with_scope("messaging")
+	guest.access_token_reason == "allowed" with input as request("GET", "/v1/messages", tok)
+	guest.access_token_reason == "scope_missing" with input as request("GET", "/v1/calls", tok)
+	guest.access_token_reason == "scope_missing" with input as request("GET", "/v1/people/me", tok)
+}
+
+test_access_token_without_a_scope_claim_is_denied if {
+	tok := json.remove(access_token, ["claims/scope"])
+	guest.access_token_reason == "scope_missing" with input as request("GET", "/v1/messages", tok)
+}
+
+# Bodies
+
+test_message_to_a_regular_user_is_allowed if {
+	req := with_body(request("POST", "/v1/messages", access_token), {"toPersonId": regular_person, "text": "hi"})
+	guest.access_token_reason == "allowed" with input as req
+}
+
+test_message_by_email_is_allowed if {
+	req := with_body(request("POST", "/v1/messages", access_token), {"toPersonEmail": "alice@example.com", "text": "hi"})
+	guest.access_token_reason == "allowed" with input as req
+}
+
+test_post_whose_body_was_not_forwarded_is_denied if {
+	guest.access_token_reason == "body_required" with input as request("POST", "/v1/messages", access_token)
+}
+
+test_post_whose_body_was_truncated_is_denied if {
+	req := object.union(
+		with_body(request("POST", "/v1/messages", access_token), {"text": "hi"}),
+		{"truncated_body": true},
+	)
+	guest.access_token_reason == "body_required" with input as req
+}
+
+test_post_whose_body_is_not_an_object_is_denied if {
+	req := with_body(request("POST", "/v1/calls", access_token), [{"toPersonId": other_guest}])
+	guest.access_token_reason == "body_required" with input as req
+}
+
+# Never another guest
+
+test_message_to_another_guest_is_denied if {
+	req := with_body(request("POST", "/v1/messages", access_token), {"toPersonId": other_guest, "text": "hi"})
+	guest.access_token_reason == "guest_to_guest" with input as req
+}
+
+test_adding_another_guest_to_a_room_is_denied if {
+	req := with_body(request("POST", "/v1/memberships", access_token), {"roomId": "room-1", "personId": other_guest})
+	guest.access_token_reason == "guest_to_guest" with input as req
+}
+
+test_calling_another_guest_is_denied if {
+	req := with_body(request("POST", "/v1/calls", access_token), {"toPersonId": other_guest})
+	guest.access_token_reason == "guest_to_guest" with input as req
+}
+
+test_looking_up_another_guest_is_denied if {
+	guest.access_token_reason == "guest_to_guest" with input as request("GET", concat("/", ["/v1/people", other_guest]), access_token)
+}
+
+test_listing_people_including_another_guest_is_denied if {
+	every ids in [[other_guest], [concat(",", [regular_person, other_guest])], [regular_person, concat(" ", ["", other_guest])]] {
+		req := with_query(request("GET", "/v1/people", access_token), {"id": ids})
+		guest.access_token_reason == "guest_to_guest" with input as req
+	}
+}
+
+test_listing_direct_messages_with_another_guest_is_denied if {
+	req := with_query(request("GET", "/v1/messages", access_token), {"personId": [other_guest]})
+	guest.access_token_reason == "guest_to_guest" with input as req
+}
+
+test_guest_ids_are_recognised_in_any_letter_case if {
+	req := with_body(request("POST", "/v1/messages", access_token), {"TOPERSONID": upper(other_guest)})
+	guest.access_token_reason == "guest_to_guest" with input as req
+}
+
+test_guest_ids_are_recognised_in_form_bodies if {
+	req := with_body(request("POST", "/v1/messages", access_token), {"toPersonId": [other_guest], "text": ["hi"]})
+	guest.access_token_reason == "guest_to_guest" with input as req
+}
+
+test_guest_ids_are_denied_when_the_token_names_no_subject if {
+	tok := json.remove(access_token, ["subject"])
+	guest.access_token_reason == "guest_to_guest" with input as request("GET", concat("/", ["/v1/people", own_id]), tok)
+}
+
+test_guest_may_reach_itself if {
+	guest.access_token_reason == "allowed" with input as request("GET", concat("/", ["/v1/people", own_id]), access_token)
+	req := with_query(request("GET", "/v1/people", access_token), {"id": [concat(",", [own_id, regular_person])]})
+	guest.access_token_reason == "allowed" with input as req
+}

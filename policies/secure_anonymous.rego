@@ -1,0 +1,31 @@
+# Package guestgate.secure_anonymous decides what a secure anonymous token
+# (SAT) may do: its role and scope bound what it reaches, and nothing outside
+# that scope.
+#
+# Every check below negates a rule or a comparison ("not within_launchpad"), so
+# a claim or a path segment that is missing denies rather than allows.
+package guestgate.secure_anonymous
+
+# reason is "allowed", or the first thing this request gets wrong.
+#
+# Only "launchpad_user" is let through. An "administrator" acts through the API
+# credentials of its integration; an anonymous token carrying that role would
+# put an administrator's reach in a browser, and no route here is scoped for it.
+reason := "role_not_allowed" if {
+	not input.token.claims.role == "launchpad_user"
+} else := "scope_invalid" if {
+	not launchpad
+} else := "scope_mismatch" if {
+	not within_launchpad
+} else := "allowed"
+
+# The launchpad a token opens: its scope is exactly "launchpads/<id>".
+launchpad := id if {
+	["launchpads", id] = split(input.token.claims.scope, "/")
+	not id in {"", ".", ".."}
+}
+
+# The token reaches /v1/launchpads/<id> and everything below it.
+within_launchpad if {
+	["v1", "launchpads", launchpad] = array.slice(input.parsed_path, 0, 3)
+}
