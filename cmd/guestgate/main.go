@@ -1,0 +1,72 @@
+// Command guestgate is the guestgate sidecar and its small tools.
+//
+//	guestgate [serve] [--config FILE]     run the sidecar (no --config: the development setup)
+//	guestgate check --request FILE        evaluate one CheckRequest (offline, or --addr a running server)
+//	guestgate validate --config FILE      check a config and its policies without serving
+//	guestgate version                     print the version
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime/debug"
+)
+
+// version is set at build time (-ldflags "-X main.version=...").
+var version = "dev"
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+}
+
+// run dispatches a subcommand and returns the exit code.
+func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	cmd := "serve"
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	var err error
+	switch cmd {
+	case "serve":
+		err = serveCmd(args, stderr)
+	case "check":
+		err = checkCmd(args, stdin, stdout, stderr)
+	case "validate":
+		err = validateCmd(args, stdout)
+	case "version":
+		fmt.Fprintln(stdout, versionString())
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "guestgate: unknown command %q\n%s", cmd, usage)
+		return 2
+	}
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 2
+		}
+		fmt.Fprintln(stderr, "guestgate:", err)
+		return 1
+	}
+	return 0
+}
+
+const usage = `usage:
+  guestgate [serve] [--config FILE]      run the sidecar; with no --config, the development setup
+  guestgate check --request FILE [--addr HOST:PORT] [--token-file FILE|-] [--config FILE]
+                                         evaluate one CheckRequest (JSON, as Envoy sends it):
+                                         against a running server with --addr, else offline
+  guestgate validate --config FILE       check a config and its policies without serving
+  guestgate version                      print the version
+`
+
+func versionString() string {
+	v := version
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		v += " " + bi.GoVersion
+	}
+	return "guestgate " + v
+}

@@ -1,0 +1,172 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/guestgate/guestgate/config"
+)
+
+// repoRoot makes the development setup's relative paths resolve.
+func repoRoot(t *testing.T) {
+	t.Helper()
+	t.Chdir(filepath.Join("..", ".."))
+}
+
+// startDev runs the development setup on loopback port 0 in-process and
+// returns it once /readyz says ready.
+func startDev(t *testing.T) (*sidecar, context.CancelFunc, chan error) {
+	t.Helper()
+	repoRoot(t)
+	cfg, err := config.Development()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Listen.GRPC, cfg.Listen.HTTP, cfg.Listen.Admin = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	ctx, cancel := context.WithCancel(context.Background())
+	s, err := newSidecar(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	if err := s.listen(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			t.Error("serve did not stop within 15s of cancellation")
+		}
+	})
+	waitReady(t, "http://"+s.adminLis.Addr().String()+"/readyz")
+	return s, cancel, done
+}
+
+func waitReady(t *testing.T, url string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(url)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s not ready within 10s", url)
+}
+
+func TestCheckAgainstARunningServerPrintsTheAnswer(t *testing.T) {
+	s, _, _ := startDev(t)
+	var out, errOut bytes.Buffer
+	code := run([]string{"check", "--addr", s.grpcLis.Addr().String(), "--request", "testdata/requests/get-token.json"}, nil, &out, &errOut)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	if !strings.Contains(out.String(), `"deniedResponse"`) || !strings.Contains(out.String(), "Unauthorized") {
+		t.Fatalf("a request without a token was not answered 401:\n%s", out.String())
+	}
+}
+
+func TestServeStopsOnCancelAndReportsHealth(t *testing.T) {
+	s, cancel, done := startDev(t)
+	resp, err := http.Get("http://" + s.adminLis.Addr().String() + "/healthz")
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("/healthz: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	resp, err = http.Get("http://" + s.adminLis.Addr().String() + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rd readiness
+	if err := json.NewDecoder(resp.Body).Decode(&rd); err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if !rd.Ready || rd.Policy.Revision == "" || !rd.Config.Development {
+		t.Fatalf("readiness = %+v", rd)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("serve: %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("serve did not stop")
+	}
+	done <- nil // let the cleanup's receive succeed
+}
+
+func TestCheckOfflineDecidesWithThePolicies(t *testing.T) {
+	repoRoot(t)
+	var out, errOut bytes.Buffer
+	code := run([]string{"check", "--request", "testdata/requests/calendar.json"}, nil, &out, &errOut)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	if !strings.Contains(out.String(), "decision: denied") || !strings.Contains(out.String(), "status: 401") {
+		t.Fatalf("output:\n%s", out.String())
+	}
+}
+
+func TestBadConfigExitsNonZeroNamingTheKey(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(p, []byte("listen:\n  grpc: not-an-address\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	if code := run([]string{"serve", "--config", p}, nil, &out, &errOut); code == 0 {
+		t.Fatal("a bad config exited 0")
+	}
+	if !strings.Contains(errOut.String(), "listen.grpc") {
+		t.Fatalf("error does not name the key: %s", errOut.String())
+	}
+}
+
+func TestValidateAcceptsTheDevelopmentSetupAndRefusesABrokenPolicy(t *testing.T) {
+	repoRoot(t)
+	var out, errOut bytes.Buffer
+	if code := run([]string{"validate"}, nil, &out, &errOut); code != 0 {
+		t.Fatalf("validate of the development setup: exit %d: %s", code, errOut.String())
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "authz.rego"), []byte("package guestgate.authz\n\ndecision := {"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfgPath := filepath.Join(dir, "guestgate.yaml")
+	if err := os.WriteFile(cfgPath, []byte("policy:\n  dir: .\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	errOut.Reset()
+	if code := run([]string{"validate", "--config", cfgPath}, nil, &out, &errOut); code == 0 {
+		t.Fatal("validate accepted a broken policy")
+	}
+	if !strings.Contains(errOut.String(), "authz.rego") {
+		t.Fatalf("error does not name the file: %s", errOut.String())
+	}
+}
+
+func TestVersion(t *testing.T) {
+	var out bytes.Buffer
+	if code := run([]string{"version"}, nil, &out, io.Discard); code != 0 || !strings.HasPrefix(out.String(), "guestgate ") {
+		t.Fatalf("version: %d %q", code, out.String())
+	}
+}

@@ -1,0 +1,317 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/guestgate/guestgate/config"
+	"github.com/guestgate/guestgate/engine"
+	"github.com/guestgate/guestgate/ext_authz"
+	"github.com/guestgate/guestgate/tokens"
+)
+
+// sidecar is one running guestgate: the check, the policy engine, the
+// token verifier and signer, and the three listeners.
+type sidecar struct {
+	logger  *slog.Logger
+	checker *ext_authz.Checker
+	engine  *engine.Engine
+
+	cfg      atomic.Pointer[config.Config]
+	verifier atomic.Pointer[tokens.Verifier]
+	signer   atomic.Pointer[tokens.Signer]
+
+	mu           sync.Mutex // guards the config reload status
+	configLoaded time.Time
+	configError  string
+	configErrAt  time.Time
+
+	grpcServer              *grpc.Server
+	httpServer, adminServer *http.Server
+	grpcLis, httpLis        net.Listener
+	adminLis                net.Listener
+}
+
+// newSidecar builds everything a config describes and loads the policy.
+// It binds nothing yet.
+func newSidecar(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*sidecar, error) {
+	s := &sidecar{logger: logger}
+	signer, verifier, err := buildTokens(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.cfg.Store(cfg)
+	s.signer.Store(signer)
+	s.verifier.Store(verifier)
+	s.configLoaded = time.Now()
+	s.checker = ext_authz.New(settingsOf(cfg, verifier), ext_authz.Options{
+		Logger:      logger,
+		DecisionLog: logger.With("log", "decision"),
+	})
+	s.engine, err = engine.New(engine.Options{
+		Dir:      cfg.Policy.Dir,
+		Query:    cfg.Policy.Query,
+		Debounce: cfg.Policy.Debounce.D(),
+		Logger:   logger,
+		OnReload: func(ev engine.ReloadEvent) {
+			if ev.Err != nil {
+				logger.Error("policy reload refused; the last good policy keeps serving", "error", ev.Err)
+				return
+			}
+			logger.Info("policy loaded", "revision", ev.Revision, "files", ev.Files, "duration_ms", ev.Duration.Milliseconds())
+		},
+	})
+	if err != nil {
+		verifier.Close()
+		return nil, fmt.Errorf("policy %s: %w", cfg.Policy.Dir, err)
+	}
+	return s, nil
+}
+
+func settingsOf(cfg *config.Config, v *tokens.Verifier) ext_authz.Settings {
+	return ext_authz.Settings{Verifier: v, Check: cfg.Check, DecisionLog: cfg.DecisionLog}
+}
+
+// listen binds the three listeners.
+func (s *sidecar) listen() error {
+	cfg := s.cfg.Load()
+	var err error
+	if s.grpcLis, err = net.Listen("tcp", cfg.Listen.GRPC); err != nil {
+		return fmt.Errorf("listen.grpc: %w", err)
+	}
+	if s.httpLis, err = net.Listen("tcp", cfg.Listen.HTTP); err != nil {
+		s.grpcLis.Close()
+		return fmt.Errorf("listen.http: %w", err)
+	}
+	if s.adminLis, err = net.Listen("tcp", cfg.Listen.Admin); err != nil {
+		s.grpcLis.Close()
+		s.httpLis.Close()
+		return fmt.Errorf("listen.admin: %w", err)
+	}
+	return nil
+}
+
+// serve runs until ctx is done, then stops accepting, drains in-flight
+// checks within the shutdown timeout, and returns.
+func (s *sidecar) serve(ctx context.Context) error {
+	cfg := s.cfg.Load()
+	s.grpcServer = grpc.NewServer(
+		grpc.MaxRecvMsgSize(cfg.Listen.MaxMessageBytes),
+		grpc.MaxSendMsgSize(cfg.Listen.MaxMessageBytes),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	)
+	s.checker.Register(s.grpcServer)
+	s.httpServer = &http.Server{Handler: s.publicMux(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 32 << 10}
+	s.adminServer = &http.Server{Handler: s.adminMux(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 32 << 10}
+
+	s.checker.SetEngine(s.engine)
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errc := make(chan error, 3)
+	go func() { errc <- s.grpcServer.Serve(s.grpcLis) }()
+	go func() { errc <- ignoreClosed(s.httpServer.Serve(s.httpLis)) }()
+	go func() { errc <- ignoreClosed(s.adminServer.Serve(s.adminLis)) }()
+	go func() {
+		if err := s.engine.Watch(runCtx); err != nil {
+			s.logger.Error("policy watch stopped; the loaded policy keeps serving", "error", err)
+		}
+	}()
+	if cfg.Path != "" {
+		go func() {
+			if err := config.Watch(runCtx, func() []string { return s.cfg.Load().Files() }, 100*time.Millisecond, s.logger, s.reloadConfig); err != nil {
+				s.logger.Error("config watch stopped; the loaded config keeps serving", "error", err)
+			}
+		}()
+	}
+	s.logger.Info("guestgate serving", "grpc", s.grpcLis.Addr().String(), "http", s.httpLis.Addr().String(),
+		"admin", s.adminLis.Addr().String(), "revision", s.engine.Revision())
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		s.logger.Error("a listener failed; shutting down", "error", err)
+	}
+	s.shutdown(cfg.Listen.ShutdownTimeout.D())
+	return err
+}
+
+// shutdown stops accepting and drains, bounded by timeout.
+func (s *sidecar) shutdown(timeout time.Duration) {
+	s.logger.Info("shutting down: draining in-flight checks", "timeout", timeout.String())
+	s.checker.Shutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	done := make(chan struct{})
+	go func() { s.grpcServer.GracefulStop(); close(done) }()
+	var wg sync.WaitGroup
+	for _, srv := range []*http.Server{s.httpServer, s.adminServer} {
+		wg.Add(1)
+		go func() { defer wg.Done(); _ = srv.Shutdown(ctx) }()
+	}
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.logger.Warn("drain timed out; stopping in-flight checks")
+		s.grpcServer.Stop()
+	}
+	wg.Wait()
+	if v := s.verifier.Load(); v != nil {
+		v.Close()
+	}
+	s.logger.Info("stopped")
+}
+
+func ignoreClosed(err error) error {
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// reloadConfig re-reads the config file: a good one swaps in new trusted
+// issuers, secrets and check settings; a bad one is refused and the last
+// good config keeps serving.
+func (s *sidecar) reloadConfig() {
+	old := s.cfg.Load()
+	next, err := config.Load(old.Path)
+	if err == nil {
+		err = needsRestart(old, next)
+	}
+	var signer *tokens.Signer
+	var verifier *tokens.Verifier
+	if err == nil {
+		signer, verifier, err = buildTokens(context.Background(), next)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		s.configError, s.configErrAt = err.Error(), time.Now()
+		s.logger.Error("config reload refused; the last good config keeps serving", "error", err)
+		return
+	}
+	s.cfg.Store(next)
+	s.signer.Store(signer)
+	prev := s.verifier.Swap(verifier)
+	s.checker.Update(settingsOf(next, verifier))
+	s.configLoaded, s.configError, s.configErrAt = time.Now(), "", time.Time{}
+	s.logger.Info("config reloaded", "issuers", len(next.Tokens.Issuers))
+	if prev != nil {
+		// Checks that started with the old verifier may still be running.
+		time.AfterFunc(30*time.Second, prev.Close)
+	}
+}
+
+// needsRestart refuses a reload that changes what only a restart can.
+func needsRestart(old, next *config.Config) error {
+	switch {
+	case old.Listen != next.Listen:
+		return errors.New("listen: changing listeners needs a restart")
+	case old.Policy != next.Policy:
+		return errors.New("policy: changing the policy directory or query needs a restart")
+	case old.Development != next.Development:
+		return errors.New("development: needs a restart")
+	}
+	return nil
+}
+
+// adminMux serves /healthz and /readyz.
+func (s *sidecar) adminMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", s.readyz)
+	return mux
+}
+
+// publicMux serves the public listener's routes.
+func (s *sidecar) publicMux() *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, r *http.Request) {
+		signer := s.signer.Load()
+		if signer == nil {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		_, _ = w.Write(signer.JWKS())
+	})
+	return mux
+}
+
+type readiness struct {
+	Ready  bool              `json:"ready"`
+	Policy policyReadiness   `json:"policy"`
+	Config configReadiness   `json:"config"`
+	Keys   []keySetReadiness `json:"keys"`
+}
+
+type policyReadiness struct {
+	Revision    string    `json:"revision"`
+	LoadedAt    time.Time `json:"loaded_at"`
+	Files       int       `json:"files"`
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+}
+
+type configReadiness struct {
+	Path        string    `json:"path"`
+	Development bool      `json:"development"`
+	LoadedAt    time.Time `json:"loaded_at"`
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+}
+
+type keySetReadiness struct {
+	Source    string    `json:"source"`
+	Keys      int       `json:"keys"`
+	Ready     bool      `json:"ready"`
+	LastFetch time.Time `json:"last_fetch,omitzero"`
+	LastError string    `json:"last_error,omitempty"`
+}
+
+// readyz reports the policy, config and key state. It is 200 once a policy
+// serves and every key set has keys; a refused reload shows in last_error
+// while the last good policy or config keeps serving.
+func (s *sidecar) readyz(w http.ResponseWriter, r *http.Request) {
+	st := s.engine.Status()
+	cfg := s.cfg.Load()
+	rd := readiness{
+		Ready:  s.checker.Ready() && st.Ready,
+		Policy: policyReadiness{Revision: st.Revision, LoadedAt: st.LoadedAt, Files: st.Files, LastError: st.LastError, LastErrorAt: st.LastErrorAt},
+	}
+	s.mu.Lock()
+	rd.Config = configReadiness{Path: cfg.Path, Development: cfg.Development, LoadedAt: s.configLoaded, LastError: s.configError, LastErrorAt: s.configErrAt}
+	s.mu.Unlock()
+	if v := s.verifier.Load(); v != nil {
+		for _, k := range v.Status() {
+			rd.Keys = append(rd.Keys, keySetReadiness{Source: k.Source, Keys: k.Keys, Ready: k.Ready, LastFetch: k.LastFetch, LastError: k.LastError})
+			if !k.Ready {
+				rd.Ready = false
+			}
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if !rd.Ready {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(rd)
+}
