@@ -38,6 +38,7 @@ type Config struct {
 	DecisionLog DecisionLog `yaml:"decision_log"`
 	Tokens      Tokens      `yaml:"tokens"`
 	Minting     Minting     `yaml:"minting"`
+	Playground  Playground  `yaml:"playground"`
 
 	// Path is the file this config was read from ("" when built in code).
 	Path string `yaml:"-"`
@@ -519,6 +520,7 @@ func (c *Config) Validate() error {
 			add(key+".key_files", "at least one signing key")
 		}
 	}
+	errs = append(errs, c.validatePlayground()...)
 	// Map iteration above is unordered; a stable order reads better.
 	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
 	return errors.Join(errs...)
