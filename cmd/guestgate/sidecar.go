@@ -114,7 +114,7 @@ func (s *sidecar) serve(ctx context.Context) error {
 	s.checker.Register(s.grpcServer)
 	s.httpServer = &http.Server{Handler: s.publicMux(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 32 << 10}
-	s.adminServer = &http.Server{Handler: s.adminMux(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+	s.adminServer = &http.Server{Handler: s.adminGuard(s.adminMux()), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 32 << 10}
 
 	s.checker.SetEngine(s.engine)
@@ -228,7 +228,8 @@ func needsRestart(old, next *config.Config) error {
 	return nil
 }
 
-// adminMux serves /healthz and /readyz.
+// adminMux serves /healthz, /readyz and, when on, the playground and the
+// decision endpoint (admin.go).
 func (s *sidecar) adminMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -236,6 +237,7 @@ func (s *sidecar) adminMux() *http.ServeMux {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
+	s.mountPlayground(mux)
 	return mux
 }
 

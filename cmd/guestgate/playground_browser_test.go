@@ -1,0 +1,251 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+
+	"github.com/guestgate/guestgate/config"
+	"github.com/guestgate/guestgate/tokens"
+)
+
+// startDevWith runs a copy of the development setup, changed by edit, on
+// loopback port 0, and returns it once ready.
+func startDevWith(t *testing.T, edit func(*config.Config)) *sidecar {
+	t.Helper()
+	repoRoot(t)
+	cfg, err := config.Development()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Listen.GRPC, cfg.Listen.HTTP, cfg.Listen.Admin = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	if edit != nil {
+		edit(cfg)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	s, err := newSidecar(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	if err := s.listen(); err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.serve(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			t.Error("serve did not stop within 15s of cancellation")
+		}
+	})
+	waitReady(t, "http://"+s.adminLis.Addr().String()+"/readyz")
+	return s
+}
+
+// chromium finds Debian's Chromium; the test never downloads a browser.
+func chromium() string {
+	for _, name := range []string{"/usr/bin/chromium", "/usr/bin/chromium-browser"} {
+		if _, err := os.Stat(name); err == nil {
+			return name
+		}
+	}
+	if p, err := exec.LookPath("chromium"); err == nil {
+		return p
+	}
+	return ""
+}
+
+// browser starts headless Chromium with a fresh profile and returns a tab
+// context bounded by timeout, and the console errors and exceptions seen.
+func browser(t *testing.T, timeout time.Duration) (context.Context, func() []string) {
+	t.Helper()
+	bin := chromium()
+	if bin == "" {
+		t.Skip("no Chromium binary found (/usr/bin/chromium): install Debian's chromium package (.ci/run does) to run the playground's browser test")
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(bin),
+		chromedp.NoSandbox, // as root, in a container
+		chromedp.Headless,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 1400),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	t.Cleanup(cancelAlloc)
+	tab, cancelTab := chromedp.NewContext(allocCtx)
+	t.Cleanup(cancelTab)
+	var mu sync.Mutex
+	var problems []string
+	chromedp.ListenTarget(tab, func(ev any) {
+		mu.Lock()
+		defer mu.Unlock()
+		switch e := ev.(type) {
+		case *runtime.EventExceptionThrown:
+			problems = append(problems, "exception: "+e.ExceptionDetails.Error())
+		case *runtime.EventConsoleAPICalled:
+			if e.Type == runtime.APITypeError {
+				var args []string
+				for _, a := range e.Args {
+					args = append(args, string(a.Value)+a.Description)
+				}
+				problems = append(problems, "console.error: "+strings.Join(args, " "))
+			}
+		}
+	})
+	if err := chromedp.Run(tab); err != nil {
+		t.Fatalf("starting %s: %v", bin, err)
+	}
+	return tab, func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]string(nil), problems...)
+	}
+}
+
+// waitText polls an element's textContent until it contains want.
+func waitText(ctx context.Context, sel, want string, got *string) chromedp.Action {
+	return chromedp.ActionFunc(func(ctx context.Context) error {
+		for {
+			if err := chromedp.Text(sel, got, chromedp.ByQuery, chromedp.NodeVisible).Do(ctx); err == nil && strings.Contains(*got, want) {
+				return nil
+			}
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(50 * time.Millisecond):
+			}
+		}
+	})
+}
+
+// step runs actions with their own bound, so a stuck page fails the step
+// that is stuck, with its name.
+func step(t *testing.T, tab context.Context, name string, actions ...chromedp.Action) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(tab, 20*time.Second)
+	defer cancel()
+	if err := chromedp.Run(ctx, actions...); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+}
+
+func TestPlaygroundDecidesAllowedAndDeniedChatCommandsInARealBrowser(t *testing.T) {
+	tab, problems := browser(t, 90*time.Second)
+	s := startDevWith(t, nil)
+	page := "http://" + s.adminLis.Addr().String() + "/playground/"
+	session, err := s.signer.Load().MintXBSAnonymous(tokens.XBSClaims{Entry: tokens.EntryKite, WidgetID: "W-DEMO", ChannelID: "support-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	var revision string
+	step(t, tab, "open the page",
+		chromedp.Navigate(page),
+		waitText(tab, "#policy-revision", s.engine.Revision(), &revision),
+		chromedp.Click("#tab-decide", chromedp.ByQuery),
+		chromedp.WaitVisible("#decide-form", chromedp.ByQuery),
+	)
+
+	cases := []struct {
+		name, path, verdict, status, reason string
+		upstream                            []string // lines that go upstream
+	}{
+		{"allowed", "/conversations/channels/support-1/MarkReadCommand", "ALLOWED", "200", "allowed",
+			[]string{"x-guestgate-kind: xbs_anonymous", "x-guestgate-widget: W-DEMO", "x-guestgate-channel: support-1"}},
+		{"denied", "/conversations/channels/support-1/DeleteChannelCommand", "DENIED", "403", "command_not_allowed", nil},
+	}
+	for _, c := range cases {
+		var verdict, status, reason, upstream, removed, rev string
+		step(t, tab, "decide the "+c.name+" command",
+			chromedp.SetValue("#decide-method", "POST", chromedp.ByQuery),
+			chromedp.SetValue("#decide-path", c.path, chromedp.ByQuery),
+			chromedp.SetValue("#decide-body", "{}", chromedp.ByQuery),
+			chromedp.SetValue("#decide-token", session.Token, chromedp.ByQuery),
+			chromedp.Click("#decide-button", chromedp.ByQuery),
+			waitText(tab, "#decide-verdict", c.verdict, &verdict),
+			waitText(tab, "#decide-reason", c.reason, &reason),
+			chromedp.Text("#decide-status", &status, chromedp.ByQuery),
+			chromedp.Text("#decide-revision", &rev, chromedp.ByQuery),
+			chromedp.Text("#decide-upstream", &upstream, chromedp.ByQuery),
+			chromedp.Text("#decide-removed", &removed, chromedp.ByQuery),
+		)
+		if verdict != c.verdict || status != c.status || reason != c.reason {
+			t.Errorf("%s: page shows %q %q %q, want %q %q %q", c.name, verdict, status, reason, c.verdict, c.status, c.reason)
+		}
+		if rev != s.engine.Revision() {
+			t.Errorf("%s: page shows policy revision %q, want %q", c.name, rev, s.engine.Revision())
+		}
+		for _, line := range c.upstream {
+			if !strings.Contains(upstream, line) {
+				t.Errorf("%s: upstream headers on the page lack %q:\n%s", c.name, line, upstream)
+			}
+		}
+		if c.verdict == "ALLOWED" && (!strings.Contains(removed, "authorization") || strings.Contains(upstream, session.Token)) {
+			t.Errorf("%s: the credential still goes upstream: removed %q, upstream %q", c.name, removed, upstream)
+		}
+	}
+	screenshot(t, tab, "playground-decide.png")
+	if p := problems(); len(p) > 0 {
+		t.Errorf("the page logged errors:\n%s", strings.Join(p, "\n"))
+	}
+}
+
+// satRouteMissing says whether the admin listener has no SAT route at all:
+// the mux's own 404, not an issuer's refusal of an unknown provider.
+func satRouteMissing(t *testing.T, admin string) bool {
+	t.Helper()
+	resp, err := http.Post(admin+"/v1/accounts/probe/secure-anonymous/probe/tokens", "application/json", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
+	return resp.StatusCode == http.StatusNotFound && string(b) == "404 page not found\n"
+}
+
+// screenshot saves the page into the test's artifact directory (kept with
+// go test -artifacts), and into $GUESTGATE_PLAYGROUND_SCREENSHOT when set
+// (how docs/playground.png is made).
+func screenshot(t *testing.T, tab context.Context, name string) {
+	t.Helper()
+	var png []byte
+	step(t, tab, "screenshot", chromedp.FullScreenshot(&png, 100))
+	if len(png) == 0 {
+		t.Fatal("empty screenshot")
+	}
+	out := filepath.Join(t.ArtifactDir(), name)
+	if err := os.WriteFile(out, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", out)
+	if dst := os.Getenv("GUESTGATE_PLAYGROUND_SCREENSHOT"); dst != "" {
+		if err := os.WriteFile(dst, png, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
