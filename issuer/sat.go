@@ -150,26 +150,26 @@ func (is *Issuer) authenticate(r *http.Request, st *state) (cl *client, sig [sig
 		vs := r.Header.Values(h)
 		switch {
 		case len(vs) > 1:
-			return fail("signature_invalid", h + " is sent more than once")
+			return fail("signature_invalid", h+" is sent more than once")
 		case len(vs) == 0 && h != HeaderNonce:
-			return fail("signature_missing", h + " is required")
+			return fail("signature_missing", h+" is required")
 		case len(vs) == 1:
 			vals[i] = vs[0]
 		}
 	}
 	clientID, tsText, sigHex, nonce := vals[0], vals[1], vals[2], vals[3]
 	if clientID == "" || len(clientID) > maxClientID {
-		return fail("signature_invalid", HeaderClientID + " must be 1 to 128 characters")
+		return fail("signature_invalid", HeaderClientID+" must be 1 to 128 characters")
 	}
 	if len(tsText) == 0 || len(tsText) > maxTimestamp || strings.Trim(tsText, "0123456789") != "" {
-		return fail("timestamp_invalid", HeaderTimestamp + " must be Unix seconds")
+		return fail("timestamp_invalid", HeaderTimestamp+" must be Unix seconds")
 	}
 	if _, has := r.Header[http.CanonicalHeaderKey(HeaderNonce)]; has && !validNonce(nonce) {
-		return fail("nonce_invalid", HeaderNonce + " must be 1 to 128 letters, digits and \"-._~\"")
+		return fail("nonce_invalid", HeaderNonce+" must be 1 to 128 letters, digits and \"-._~\"")
 	}
 	raw, err := hex.DecodeString(sigHex)
 	if err != nil || len(raw) != signatureSize {
-		return fail("signature_invalid", HeaderSignature + " must be the hex of an HMAC-SHA256")
+		return fail("signature_invalid", HeaderSignature+" must be the hex of an HMAC-SHA256")
 	}
 	cl, known := st.clients[clientID]
 	key := unknownClientKey
