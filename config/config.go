@@ -39,6 +39,7 @@ type Config struct {
 	Tokens      Tokens      `yaml:"tokens"`
 	Minting     Minting     `yaml:"minting"`
 	Playground  Playground  `yaml:"playground"`
+	Issuer      Issuer      `yaml:"issuer"` // issuer.go
 
 	// Path is the file this config was read from ("" when built in code).
 	Path string `yaml:"-"`
@@ -286,6 +287,7 @@ func (c *Config) resolvePaths(base string) {
 		abs(&c.Tokens.Issuers[i].JWKSFile)
 		abs(&c.Tokens.Issuers[i].SecretFile)
 	}
+	c.Issuer.resolvePaths(abs)
 	for _, m := range []*MintedKind{&c.Minting.SAT, &c.Minting.Access, &c.Minting.XBS} {
 		for i := range m.KeyFiles {
 			abs(&m.KeyFiles[i])
@@ -359,9 +361,13 @@ func (c *Config) applyDefaults() {
 		c.Tokens.CacheSize = DefaultCacheSize
 	}
 	setS(&c.Minting.AnonymousEmailDomain, "guestgate.invalid")
+	c.Issuer.applyDefaults()
 }
 
 func (c *Config) readSecrets() error {
+	if err := c.Issuer.readSecrets(); err != nil {
+		return err
+	}
 	for i := range c.Tokens.Issuers {
 		ti := &c.Tokens.Issuers[i]
 		key := fmt.Sprintf("tokens.issuers[%d]", i)
@@ -521,6 +527,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	errs = append(errs, c.validatePlayground()...)
+	c.Issuer.validate(c, add)
 	// Map iteration above is unordered; a stable order reads better.
 	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
 	return errors.Join(errs...)
