@@ -35,7 +35,11 @@ func (s *sidecar) mountPlayground(mux *http.ServeMux) {
 // config and policy data on every request.
 func (s *sidecar) playgroundCatalog() playground.Catalog {
 	cfg := s.cfg.Load()
-	c := playground.Catalog{PolicyRevision: s.engine.Revision()}
+	c := playground.Catalog{PolicyRevision: s.engine.Revision(), MintingEnabled: cfg.Issuer.Enabled}
+	for _, p := range cfg.Issuer.Providers {
+		c.Providers = append(c.Providers, playground.Provider{ID: p.ID, Account: p.Account, Description: p.Description,
+			Duration: p.Duration.D().String(), Role: p.Role, Scope: p.Scope})
+	}
 	for _, ti := range cfg.Tokens.Issuers {
 		if ti.Kind == "guest" {
 			c.GuestIssuers = append(c.GuestIssuers, ti.Issuer)

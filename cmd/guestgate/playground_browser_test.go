@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
@@ -247,5 +249,131 @@ func screenshot(t *testing.T, tab context.Context, name string) {
 		if err := os.WriteFile(dst, png, 0o644); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// devSATSecret is the development administrator integration's secret.
+func devSATSecret(t *testing.T) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", "dev", "secrets", "sat-admin-dev.secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func TestPlaygroundMintsASecureAnonymousTokenInARealBrowser(t *testing.T) {
+	tab, problems := browser(t, 90*time.Second)
+	s := startDevWith(t, nil)
+	admin := "http://" + s.adminLis.Addr().String()
+	if satRouteMissing(t, admin) {
+		t.Skip("the admin listener has no SAT route (POST /v1/accounts/{account_id}/secure-anonymous/{provider_id}/tokens): the issuer is not mounted")
+	}
+	secret := devSATSecret(t)
+
+	// Every request the page sends is recorded: the secret must be in none.
+	var mu sync.Mutex
+	var sent []string
+	chromedp.ListenTarget(tab, func(ev any) {
+		if e, ok := ev.(*network.EventRequestWillBeSent); ok {
+			mu.Lock()
+			defer mu.Unlock()
+			var b strings.Builder
+			b.WriteString(e.Request.Method + " " + e.Request.URL)
+			for k, v := range e.Request.Headers {
+				fmt.Fprintf(&b, "\n%s: %v", k, v)
+			}
+			for _, entry := range e.Request.PostDataEntries {
+				b.WriteString("\n" + entry.Bytes)
+			}
+			sent = append(sent, b.String())
+		}
+	})
+
+	var provider, claims, header, expiry, token string
+	step(t, tab, "open the page and fill the Mint tab",
+		network.Enable(),
+		chromedp.Navigate(admin+"/playground/"),
+		waitText(tab, "#mint-provider", "dev-provider", &provider),
+		chromedp.SendKeys("#mint-client-id", "dev-admin", chromedp.ByQuery),
+		chromedp.SendKeys("#mint-secret", secret, chromedp.ByQuery),
+		chromedp.Click("#mint-form summary", chromedp.ByQuery),
+		chromedp.SendKeys("#mint-first-name", "Ada", chromedp.ByQuery),
+		chromedp.Click("#mint-button", chromedp.ByQuery),
+		waitText(tab, "#mint-claims", `"scope": "launchpads/lp-dev"`, &claims),
+		chromedp.Text("#mint-header", &header, chromedp.ByQuery),
+		chromedp.Text("#mint-expiry", &expiry, chromedp.ByQuery),
+		chromedp.Text("#mint-token", &token, chromedp.ByQuery),
+	)
+	for _, want := range []string{`"first_name": "Ada"`, `"provider_id": "dev-provider"`, `"account_id": "dev-account"`} {
+		if !strings.Contains(claims, want) {
+			t.Errorf("claims on the page lack %s:\n%s", want, claims)
+		}
+	}
+	if !strings.Contains(header, `"alg": "ES256"`) || !strings.Contains(expiry, "(in 60 min)") {
+		t.Errorf("header %q, expiry %q", header, expiry)
+	}
+	tok, err := s.verifier.Load().Verify(context.Background(), token)
+	if err != nil || tok.Kind != tokens.KindSecureAnonymous {
+		t.Fatalf("the token on the page does not verify as a SAT: %v", err)
+	}
+
+	// A second mint at once is signed with a fresh nonce: not a replay.
+	var second string
+	step(t, tab, "mint again at once",
+		chromedp.Click("#mint-button", chromedp.ByQuery),
+		chromedp.ActionFunc(func(ctx context.Context) error {
+			for {
+				if err := chromedp.Text("#mint-token", &second, chromedp.ByQuery).Do(ctx); err == nil && second != token && second != "" {
+					return nil
+				}
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(50 * time.Millisecond):
+				}
+			}
+		}),
+	)
+
+	// The examples shown are the served ones, with this request's fields.
+	var curl string
+	step(t, tab, "read the curl example",
+		waitText(tab, "#example-code-curl", `"first_name":"Ada"`, &curl),
+	)
+	if !strings.Contains(curl, "CLIENT_ID='dev-admin'") || strings.Contains(curl, secret) {
+		t.Errorf("curl example does not carry the client id, or carries the secret:\n%s", curl)
+	}
+	if out := runExample(t, "bash", curl, secret); !strings.HasPrefix(out, "\"ey") {
+		t.Errorf("the curl example as shown on the page did not mint: %q", out)
+	}
+
+	// Errors are shown as the API returns them.
+	var status string
+	step(t, tab, "mint with a wrong secret",
+		chromedp.SetValue("#mint-secret", "not-the-secret-of-dev-admin-at-all", chromedp.ByQuery),
+		chromedp.Click("#mint-button", chromedp.ByQuery),
+		waitText(tab, "#mint-status", "signature_invalid", &status),
+	)
+	if !strings.Contains(status, "401") {
+		t.Errorf("status on the page = %q, want the API's 401", status)
+	}
+	step(t, tab, "put the good secret back", chromedp.SetValue("#mint-secret", secret, chromedp.ByQuery),
+		chromedp.Click("#mint-button", chromedp.ByQuery),
+		waitText(tab, "#mint-status", "minted", &status))
+	screenshot(t, tab, "playground-mint.png")
+
+	mu.Lock()
+	defer mu.Unlock()
+	for _, req := range sent {
+		if strings.Contains(req, secret) {
+			t.Errorf("the client secret left the browser:\n%s", req)
+		}
+	}
+	if len(sent) < 4 {
+		t.Errorf("only %d requests recorded: the network listener saw nothing", len(sent))
+	}
+	if p := problems(); len(p) > 0 {
+		t.Errorf("the page logged errors:\n%s", strings.Join(p, "\n"))
 	}
 }
