@@ -80,6 +80,16 @@ func browser(t *testing.T, timeout time.Duration) (context.Context, func() []str
 	if bin == "" {
 		t.Skip("no Chromium binary found (/usr/bin/chromium): install Debian's chromium package (.ci/run does) to run the playground's browser test")
 	}
+	// Chromium's helper processes may still write to the profile for a
+	// moment after the browser is closed: the profile is removed with a
+	// bounded retry once everything registered below has stopped.
+	profile := t.TempDir()
+	t.Cleanup(func() {
+		deadline := time.Now().Add(10 * time.Second)
+		for os.RemoveAll(profile) != nil && time.Now().Before(deadline) {
+			time.Sleep(100 * time.Millisecond)
+		}
+	})
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(bin),
 		chromedp.NoSandbox, // as root, in a container
@@ -92,7 +102,7 @@ func browser(t *testing.T, timeout time.Duration) (context.Context, func() []str
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
 		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(profile),
 		chromedp.WindowSize(1280, 1400),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
@@ -100,7 +110,11 @@ func browser(t *testing.T, timeout time.Duration) (context.Context, func() []str
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
 	t.Cleanup(cancelAlloc)
 	tab, cancelTab := chromedp.NewContext(allocCtx)
-	t.Cleanup(cancelTab)
+	t.Cleanup(func() {
+		// Close the browser gracefully and wait for it, then cancel.
+		_ = chromedp.Cancel(tab)
+		cancelTab()
+	})
 	var mu sync.Mutex
 	var problems []string
 	chromedp.ListenTarget(tab, func(ev any) {
