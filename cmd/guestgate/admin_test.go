@@ -156,3 +156,15 @@ func TestPlaygroundCatalogComesFromConfigAndPolicyDataWithoutSecrets(t *testing.
 		}
 	}
 }
+
+func TestTurningThePlaygroundOnOrOffNeedsARestart(t *testing.T) {
+	old := &config.Config{Playground: config.Playground{Enabled: true}}
+	next := &config.Config{Playground: config.Playground{Enabled: false}}
+	if err := needsRestart(old, next); err == nil || !strings.Contains(err.Error(), "playground.enabled") {
+		t.Fatalf("needsRestart = %v, want a refusal naming playground.enabled", err)
+	}
+	next.Playground = config.Playground{Enabled: true, AdminHosts: []string{"admin.internal"}}
+	if err := needsRestart(old, next); err != nil {
+		t.Fatalf("admin_hosts is read live, yet a change needs a restart: %v", err)
+	}
+}

@@ -391,3 +391,66 @@ func TestPlaygroundMintsASecureAnonymousTokenInARealBrowser(t *testing.T) {
 		t.Errorf("the page logged errors:\n%s", strings.Join(p, "\n"))
 	}
 }
+
+func TestPlaygroundWidgetSessionAndGuestLoginInARealBrowser(t *testing.T) {
+	tab, problems := browser(t, 90*time.Second)
+	// One session per widget per 100 s: the second start shows the API's 429.
+	s := startDevWith(t, func(c *config.Config) {
+		c.Issuer.RateLimits.PerClient = config.Rate{PerSecond: 0.01, Burst: 1}
+	})
+	admin := "http://" + s.adminLis.Addr().String()
+	if satRouteMissing(t, admin) {
+		t.Skip("the admin listener has no issuer routes (POST /v1/anonymous/widgets/{widget_id}/token): the issuer is not mounted")
+	}
+	var revision, claims, channel, verdict, path, status string
+	step(t, tab, "start a widget session",
+		chromedp.Navigate(admin+"/playground/"),
+		waitText(tab, "#policy-revision", s.engine.Revision(), &revision),
+		chromedp.Click("#tab-widget", chromedp.ByQuery),
+		chromedp.SetValue("#widget-id", "W-DEMO", chromedp.ByQuery),
+		chromedp.Click("#widget-button", chromedp.ByQuery),
+		waitText(tab, "#widget-claims", `"custom:wid": "W-DEMO"`, &claims),
+		chromedp.Text("#widget-channel", &channel, chromedp.ByQuery),
+	)
+	if channel == "" || !strings.Contains(claims, `"custom:channel_id": "`+channel+`"`) {
+		t.Fatalf("channel %q is not the token's:\n%s", channel, claims)
+	}
+	step(t, tab, "decide with the session",
+		chromedp.Click("#widget-use", chromedp.ByQuery),
+		chromedp.WaitVisible("#decide-form", chromedp.ByQuery),
+		chromedp.Value("#decide-path", &path, chromedp.ByQuery),
+		chromedp.Click("#decide-button", chromedp.ByQuery),
+		waitText(tab, "#decide-verdict", "ALLOWED", &verdict),
+	)
+	if path != "/conversations/channels/"+channel+"/MarkReadCommand" {
+		t.Errorf("Use in Decide set the path %q", path)
+	}
+	step(t, tab, "start a second session over the limit",
+		chromedp.Click("#tab-widget", chromedp.ByQuery),
+		chromedp.Click("#widget-button", chromedp.ByQuery),
+		waitText(tab, "#widget-status", "429", &status),
+	)
+	if !strings.Contains(status, "Retry-After") || !strings.Contains(status, "rate_limited") {
+		t.Errorf("the 429 is not shown as the API returns it: %q", status)
+	}
+
+	secret, err := os.ReadFile(filepath.Join("testdata", "dev", "secrets", "guest-dev.b64"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	step(t, tab, "log a guest in with a token signed in the page",
+		chromedp.Click("#tab-guest", chromedp.ByQuery),
+		chromedp.SetValue("#guest-iss", "dev-guest-issuer", chromedp.ByQuery),
+		chromedp.SetValue("#guest-secret", strings.TrimSpace(string(secret)), chromedp.ByQuery),
+		chromedp.SetValue("#guest-sub", "visitor-7", chromedp.ByQuery),
+		chromedp.Click("#guest-button", chromedp.ByQuery),
+		waitText(tab, "#guest-claims", `"scope": "messaging calling people"`, &claims),
+		chromedp.Text("#guest-status", &status, chromedp.ByQuery),
+	)
+	if !strings.Contains(status, "200") || !strings.Contains(status, "2159") {
+		t.Errorf("guest login status %q", status)
+	}
+	if p := problems(); len(p) > 0 {
+		t.Errorf("the page logged errors:\n%s", strings.Join(p, "\n"))
+	}
+}

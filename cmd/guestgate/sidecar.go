@@ -242,6 +242,8 @@ func needsRestart(old, next *config.Config) error {
 		return errors.New("policy: changing the policy directory or query needs a restart")
 	case old.Development != next.Development:
 		return errors.New("development: needs a restart")
+	case old.Playground.Enabled != next.Playground.Enabled:
+		return errors.New("playground.enabled: turning the playground on or off needs a restart")
 	}
 	return nil
 }
