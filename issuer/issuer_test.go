@@ -62,7 +62,7 @@ issuer:
 // fixture is an issuer on a real loopback HTTP server, minting with the
 // development keys, reading a real engine's registry.
 type fixture struct {
-	t      *testing.T
+	t      testing.TB
 	srv    *httptest.Server
 	is     *Issuer
 	eng    *engine.Engine
@@ -73,7 +73,7 @@ type fixture struct {
 	policy string // policy directory
 }
 
-func newFixture(t *testing.T, extra string) *fixture {
+func newFixture(t testing.TB, extra string) *fixture {
 	t.Helper()
 	f := &fixture{t: t, dir: t.TempDir(), policy: t.TempDir()}
 	f.writeSecret("guest.b64", guestSecretA)
