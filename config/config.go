@@ -38,7 +38,8 @@ type Config struct {
 	DecisionLog DecisionLog `yaml:"decision_log"`
 	Tokens      Tokens      `yaml:"tokens"`
 	Minting     Minting     `yaml:"minting"`
-	Issuer      Issuer      `yaml:"issuer"` // issuer.go
+	// Issuer configures the minting routes, off unless enabled (issuer.go).
+	Issuer Issuer `yaml:"issuer"`
 
 	// Path is the file this config was read from ("" when built in code).
 	Path string `yaml:"-"`
