@@ -382,6 +382,11 @@ func TestSATSignatureIsSpentOnceEvenReencoded(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			h := s.headers()
 			f.satToken(f.sat("acct-1", "prov-1", h, "", ""))
+			// A config reload keeps the memory: it never makes a spent
+			// signature usable again.
+			if err := f.is.Update(f.settings()); err != nil {
+				t.Fatal(err)
+			}
 			for _, sig := range []string{h.Get(HeaderSignature), strings.ToUpper(h.Get(HeaderSignature))} {
 				again := h.Clone()
 				again.Set(HeaderSignature, sig)
