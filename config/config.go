@@ -38,8 +38,11 @@ type Config struct {
 	DecisionLog DecisionLog `yaml:"decision_log"`
 	Tokens      Tokens      `yaml:"tokens"`
 	Minting     Minting     `yaml:"minting"`
-	Playground  Playground  `yaml:"playground"`
-	Issuer      Issuer      `yaml:"issuer"` // issuer.go
+	// Playground is the admin listener's web page and decision endpoint,
+	// off unless enabled (playground.go).
+	Playground Playground `yaml:"playground"`
+	// Issuer configures the minting routes, off unless enabled (issuer.go).
+	Issuer Issuer `yaml:"issuer"`
 
 	// Path is the file this config was read from ("" when built in code).
 	Path string `yaml:"-"`

@@ -231,15 +231,12 @@ func readSATBody(r *http.Request) (satBody, string, error) {
 	strs := map[string]*string{"first_name": &b.FirstName, "last_name": &b.LastName, "email": &b.Email, "email_domain": &b.EmailDomain}
 	switch mt {
 	case "application/json":
-		var raw map[string]json.RawMessage
-		dec := json.NewDecoder(bytes.NewReader(data))
-		if err := dec.Decode(&raw); err != nil || raw == nil {
-			return b, "body", errors.New("the body is not a JSON object")
+		fields, err := jsonObject(data)
+		if err != nil {
+			return b, "body", err
 		}
-		if dec.More() {
-			return b, "body", errors.New("the body holds more than one JSON value")
-		}
-		for name, v := range raw {
+		for _, fv := range fields {
+			name, v := fv.name, fv.value
 			if !satFields[name] {
 				return b, name, fmt.Errorf("unknown field %q", name)
 			}
@@ -278,6 +275,46 @@ func readSATBody(r *http.Request) (satBody, string, error) {
 	}
 	field, err := checkSATBody(&b)
 	return b, field, err
+}
+
+type jsonField struct {
+	name  string
+	value json.RawMessage
+}
+
+// jsonObject splits a JSON object into its fields, in order, refusing a
+// field named twice (which decoders resolve differently) and anything
+// after the object.
+func jsonObject(data []byte) ([]jsonField, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return nil, errors.New("the body is not a JSON object")
+	}
+	var out []jsonField
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return nil, errors.New("the body is not a JSON object")
+		}
+		name, _ := t.(string)
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return nil, errors.New("the body is not a JSON object")
+		}
+		if seen[name] {
+			return nil, fmt.Errorf("field %q is sent more than once", name)
+		}
+		seen[name] = true
+		out = append(out, jsonField{name, v})
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, errors.New("the body is not a JSON object")
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, errors.New("the body holds more than one JSON value")
+	}
+	return out, nil
 }
 
 func decodeMetadata(v json.RawMessage, out *map[string]any) error {
