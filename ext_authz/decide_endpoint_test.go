@@ -8,11 +8,15 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/genproto/googleapis/rpc/code"
 
 	"github.com/guestgate/guestgate/config"
 )
+
+// decideClient bounds every request these tests send.
+var decideClient = &http.Client{Timeout: 10 * time.Second}
 
 // decideEndpoint serves h's checker's decision endpoint on loopback.
 func decideEndpoint(t *testing.T, h *harness) string {
@@ -24,7 +28,7 @@ func decideEndpoint(t *testing.T, h *harness) string {
 
 func postDecide(t *testing.T, url, contentType, body string) (int, map[string]any) {
 	t.Helper()
-	resp, err := http.Post(url, contentType, strings.NewReader(body))
+	resp, err := decideClient.Post(url, contentType, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,7 +262,7 @@ func TestDecideEndpointRefusesBadRequestsNamingTheProblem(t *testing.T) {
 			}
 		})
 	}
-	resp, err := http.Get(url)
+	resp, err := decideClient.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
+
+// testClient bounds every request a test sends.
+var testClient = &http.Client{Timeout: 10 * time.Second}
 
 func serve(t *testing.T, o Options) *httptest.Server {
 	t.Helper()
@@ -27,7 +31,7 @@ func serve(t *testing.T, o Options) *httptest.Server {
 
 func get(t *testing.T, u string) (*http.Response, string) {
 	t.Helper()
-	resp, err := http.Get(u)
+	resp, err := testClient.Get(u)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -119,7 +123,7 @@ func TestOnlyThePagesOwnPathsAndMethodsAnswer(t *testing.T) {
 	if resp.StatusCode != http.StatusNotFound {
 		t.Errorf("an embedded file under another name answered %d", resp.StatusCode)
 	}
-	post, err := http.Post(srv.URL+"/playground/", "text/plain", strings.NewReader("x"))
+	post, err := testClient.Post(srv.URL+"/playground/", "text/plain", strings.NewReader("x"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/guestgate/guestgate/config"
 )
@@ -47,6 +48,9 @@ func TestAdminHostMustNameThisListener(t *testing.T) {
 	}
 }
 
+// testClient bounds every request a test sends.
+var testClient = &http.Client{Timeout: 10 * time.Second}
+
 func do(t *testing.T, method, url string, headers map[string]string, body string) (int, string) {
 	t.Helper()
 	req, err := http.NewRequest(method, url, strings.NewReader(body))
@@ -60,7 +64,7 @@ func do(t *testing.T, method, url string, headers map[string]string, body string
 		}
 		req.Header.Set(k, v)
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := testClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

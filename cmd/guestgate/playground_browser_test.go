@@ -235,7 +235,7 @@ func TestPlaygroundDecidesAllowedAndDeniedChatCommandsInARealBrowser(t *testing.
 // the mux's own 404, not an issuer's refusal of an unknown provider.
 func satRouteMissing(t *testing.T, admin string) bool {
 	t.Helper()
-	resp, err := http.Post(admin+"/v1/accounts/probe/secure-anonymous/probe/tokens", "application/json", strings.NewReader("{}"))
+	resp, err := testClient.Post(admin+"/v1/accounts/probe/secure-anonymous/probe/tokens", "application/json", strings.NewReader("{}"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,7 +43,7 @@ func runExample(t *testing.T, interpreter, code, secret string, args ...string) 
 // servedExamples fetches the examples exactly as the page receives them.
 func servedExamples(t *testing.T, admin string, q url.Values) map[string]string {
 	t.Helper()
-	resp, err := http.Get(admin + "/playground/examples.json?" + q.Encode())
+	resp, err := testClient.Get(admin + "/playground/examples.json?" + q.Encode())
 	if err != nil {
 		t.Fatal(err)
 	}
