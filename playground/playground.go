@@ -58,8 +58,9 @@ type Options struct {
 	// config or policy reload shows). Nil: an empty catalog.
 	Catalog func() Catalog
 	// BaseURL returns the scheme://host[:port] the copyable examples call
-	// (the public listener). Nil or "": the page's own origin.
-	BaseURL func() string
+	// (the public listener), given the page's request. Nil or "": the
+	// page's own origin.
+	BaseURL func(r *http.Request) string
 }
 
 // Handler serves the page under Prefix: the page, its script and style,
@@ -88,7 +89,7 @@ func Handler(o Options) http.Handler {
 		q := r.URL.Query()
 		base := ""
 		if o.BaseURL != nil {
-			base = o.BaseURL()
+			base = o.BaseURL(r)
 		}
 		if base == "" {
 			base = "http://" + r.Host

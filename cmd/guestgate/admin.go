@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/guestgate/guestgate/playground"
@@ -21,14 +22,28 @@ func (s *sidecar) mountPlayground(mux *http.ServeMux) {
 	}
 	mux.Handle(playground.Prefix, playground.Handler(playground.Options{
 		Catalog: s.playgroundCatalog,
-		BaseURL: func() string {
-			if s.httpLis == nil {
-				return ""
-			}
-			return "http://" + s.httpLis.Addr().String()
-		},
+		BaseURL: s.publicBaseURL,
 	}))
 	mux.Handle("POST "+DecidePath, s.checker.DecideHandler())
+}
+
+// publicBaseURL is where the playground's copyable examples call the issuer
+// routes: the public listener, by the name the page was opened with when the
+// listener listens on every address.
+func (s *sidecar) publicBaseURL(r *http.Request) string {
+	tcp, ok := s.httpLis.Addr().(*net.TCPAddr)
+	if !ok {
+		return ""
+	}
+	host := tcp.IP.String()
+	if tcp.IP.IsUnspecified() {
+		h, _, err := net.SplitHostPort(r.Host)
+		if err != nil {
+			h = r.Host
+		}
+		host = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
+	}
+	return "http://" + net.JoinHostPort(host, strconv.Itoa(tcp.Port))
 }
 
 // playgroundCatalog is what the page offers: no secret, read from the live

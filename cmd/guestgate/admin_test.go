@@ -172,3 +172,30 @@ func TestTurningThePlaygroundOnOrOffNeedsARestart(t *testing.T) {
 		t.Fatalf("admin_hosts is read live, yet a change needs a restart: %v", err)
 	}
 }
+
+// addrListener is a listener that only reports an address.
+type addrListener struct {
+	net.Listener
+	addr net.Addr
+}
+
+func (l addrListener) Addr() net.Addr { return l.addr }
+
+func TestExamplesCallThePublicListenerByTheNameThePageWasOpenedWith(t *testing.T) {
+	cases := []struct {
+		listen *net.TCPAddr
+		host   string
+		want   string
+	}{
+		{&net.TCPAddr{IP: net.ParseIP("127.0.0.1"), Port: 8181}, "127.0.0.1:8282", "http://127.0.0.1:8181"},
+		{&net.TCPAddr{IP: net.IPv4zero, Port: 8181}, "admin.internal:8282", "http://admin.internal:8181"},
+		{&net.TCPAddr{IP: net.IPv6zero, Port: 8181}, "[fd00::7]:8282", "http://[fd00::7]:8181"},
+	}
+	for _, c := range cases {
+		s := &sidecar{httpLis: addrListener{addr: c.listen}}
+		r, _ := http.NewRequest("GET", "http://"+c.host+"/playground/examples.json", nil)
+		if got := s.publicBaseURL(r); got != c.want {
+			t.Errorf("listening on %s, page at %s: examples call %q, want %q", c.listen, c.host, got, c.want)
+		}
+	}
+}

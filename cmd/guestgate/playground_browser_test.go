@@ -226,6 +226,23 @@ func TestPlaygroundDecidesAllowedAndDeniedChatCommandsInARealBrowser(t *testing.
 		}
 	}
 	screenshot(t, tab, "playground-decide.png")
+
+	// Mistakes are shown: the page's own, and the endpoint's 400 as sent.
+	var msg string
+	step(t, tab, "a header line without a name",
+		chromedp.SetValue("#decide-headers", "no colon here", chromedp.ByQuery),
+		chromedp.Click("#decide-button", chromedp.ByQuery),
+		waitText(tab, "#decide-error", "header line without a name", &msg),
+	)
+	step(t, tab, "a token with its scheme",
+		chromedp.SetValue("#decide-headers", "content-type: application/json", chromedp.ByQuery),
+		chromedp.SetValue("#decide-token", "Bearer "+session.Token, chromedp.ByQuery),
+		chromedp.Click("#decide-button", chromedp.ByQuery),
+		waitText(tab, "#decide-error", "token: contains whitespace", &msg),
+	)
+	if !strings.HasPrefix(msg, "400 Bad Request") {
+		t.Errorf("the endpoint's refusal is shown as %q", msg)
+	}
 	if p := problems(); len(p) > 0 {
 		t.Errorf("the page logged errors:\n%s", strings.Join(p, "\n"))
 	}

@@ -153,8 +153,7 @@ function mintBody() {
   return Object.keys(body).length ? JSON.stringify(body) : "";
 }
 
-async function mint(ev) {
-  ev.preventDefault();
+async function mint() {
   const account = $("mint-account").value.trim();
   const provider = $("mint-provider-id").value.trim();
   const clientId = $("mint-client-id").value.trim();
@@ -206,7 +205,8 @@ async function loadExamples() {
     body,
   });
   if (!q.get("account_id") || !q.get("provider_id")) { err.hidden = false; err.textContent = "Pick a provider to see the examples."; return; }
-  const resp = await fetch("examples.json?" + q.toString());
+  let resp;
+  try { resp = await fetch("examples.json?" + q.toString()); } catch (e) { err.hidden = false; err.textContent = "examples unavailable: " + e.message; return; }
   if (!resp.ok) { err.hidden = false; err.textContent = await apiError(resp); return; }
   err.hidden = true;
   renderExamples(await resp.json());
@@ -254,8 +254,7 @@ function renderExamples(examples) {
 // Widget sessions and public-chat links.
 let widgetChannel = "";
 
-async function startWidget(ev) {
-  ev.preventDefault();
+async function startWidget() {
   const id = $("widget-id").value.trim();
   const kind = $("widget-kind").value === "widget" ? "widgets" : "public-chats";
   let resp;
@@ -286,8 +285,7 @@ async function guestToken() {
   return header + "." + payload + "." + b64url(await hmacSHA256(key, header + "." + payload));
 }
 
-async function guestLogin(ev) {
-  ev.preventDefault();
+async function guestLogin() {
   let token;
   try { token = await guestToken(); } catch (e) { showStatus("guest", false, e.message); return; }
   let resp;
@@ -312,8 +310,7 @@ function parseHeaders(text) {
   return out;
 }
 
-async function decideNow(ev) {
-  ev.preventDefault();
+async function decideNow() {
   $("decide-result").hidden = false;
   const err = $("decide-error");
   err.hidden = true;
@@ -358,6 +355,15 @@ function showDecideError(msg) {
   err.textContent = msg;
 }
 
+// guarded runs a form's handler and shows anything it throws (an answer
+// that is not JSON, a key WebCrypto refuses) where the form shows errors.
+function guarded(show, handler) {
+  return (ev) => {
+    ev.preventDefault();
+    handler(ev).catch((e) => show(e && e.message ? e.message : String(e)));
+  };
+}
+
 function useInDecide(tokenId, path) {
   $("decide-token").value = $(tokenId).textContent;
   if (path) $("decide-path").value = path;
@@ -367,11 +373,11 @@ function useInDecide(tokenId, path) {
 document.addEventListener("DOMContentLoaded", () => {
   for (const t of document.querySelectorAll('nav [role="tab"]')) t.addEventListener("click", () => selectTab(t));
   $("mint-provider").addEventListener("change", pickProvider);
-  $("mint-form").addEventListener("submit", mint);
+  $("mint-form").addEventListener("submit", guarded((m) => showStatus("mint", false, m), mint));
   $("mint-form").addEventListener("input", (e) => { if (e.target.id !== "mint-secret") refreshExamples(); });
-  $("widget-form").addEventListener("submit", startWidget);
-  $("guest-form").addEventListener("submit", guestLogin);
-  $("decide-form").addEventListener("submit", decideNow);
+  $("widget-form").addEventListener("submit", guarded((m) => showStatus("widget", false, m), startWidget));
+  $("guest-form").addEventListener("submit", guarded((m) => showStatus("guest", false, m), guestLogin));
+  $("decide-form").addEventListener("submit", guarded(showDecideError, decideNow));
   $("mint-use").addEventListener("click", () => useInDecide("mint-token"));
   $("widget-use").addEventListener("click", () => useInDecide("widget-token", widgetChannel ? "/conversations/channels/" + widgetChannel + "/MarkReadCommand" : ""));
   $("guest-use").addEventListener("click", () => useInDecide("guest-token"));
