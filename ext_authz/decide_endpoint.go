@@ -17,9 +17,9 @@ import (
 	"github.com/guestgate/guestgate/config"
 )
 
-// MaxDecideRequestBytes bounds the decision endpoint's JSON request: the
-// largest body a check parses (16 MiB, config's ceiling) is not needed to
-// try a policy out.
+// MaxDecideRequestBytes bounds the decision endpoint's JSON request: room
+// for a body well past the default check.max_body_bytes (64 KiB), which is
+// plenty to try a policy out; a larger one is refused with 413.
 const MaxDecideRequestBytes = 1 << 20
 
 // DecideRequest is the decision endpoint's request: one HTTP request as a
@@ -49,24 +49,30 @@ type DecideResponse struct {
 
 	// On an allow: what the proxy changes on the way upstream, and the
 	// headers the upstream then receives.
-	HeadersAdded    []Header `json:"headers_added"`
-	HeadersRemoved  []string `json:"headers_removed"`
-	UpstreamHeaders []Header `json:"upstream_headers"`
-	QuerySet        []Header `json:"query_parameters_set,omitempty"`
-	QueryRemoved    []string `json:"query_parameters_removed,omitempty"`
-	ResponseHeaders []Header `json:"response_headers_to_add,omitempty"`
+	HeadersAdded    []NameValue `json:"headers_added"`
+	HeadersRemoved  []string    `json:"headers_removed"`
+	UpstreamHeaders []NameValue `json:"upstream_headers"`
+	QuerySet        []NameValue `json:"query_parameters_set,omitempty"`
+	QueryRemoved    []string    `json:"query_parameters_removed,omitempty"`
+	ResponseHeaders []NameValue `json:"response_headers_to_add,omitempty"`
 
 	// On a deny: what the client receives.
-	DeniedHeaders []Header `json:"denied_headers,omitempty"`
-	DeniedBody    string   `json:"denied_body,omitempty"`
+	DeniedHeaders []NameValue `json:"denied_headers,omitempty"`
+	DeniedBody    string      `json:"denied_body,omitempty"`
 }
 
-// MarshalJSON writes a header as {"name": ..., "value": ...}.
-func (h Header) MarshalJSON() ([]byte, error) {
-	return json.Marshal(struct {
-		Name  string `json:"name"`
-		Value string `json:"value"`
-	}{h.Name, h.Value})
+// NameValue is a header or query parameter in the endpoint's answer.
+type NameValue struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+func nameValueList(hs []Header) []NameValue {
+	out := make([]NameValue, len(hs))
+	for i, h := range hs {
+		out[i] = NameValue(h)
+	}
+	return out
 }
 
 // DecideHandler is the admin decision endpoint: it takes a DecideRequest as
@@ -247,11 +253,11 @@ func decideResponse(d *Decision, cr *authv3.CheckRequest) DecideResponse {
 	out := DecideResponse{
 		Allowed: d.Allowed, Status: d.Status, Reason: d.Reason, TokenError: d.TokenError,
 		Kind: d.Kind, Issuer: d.Issuer, Subject: d.Subject, PolicyRevision: d.Revision, RequestID: d.RequestID,
-		HeadersAdded: nonNil(d.UpstreamHeaders), HeadersRemoved: nonNilS(d.RemoveHeaders), UpstreamHeaders: []Header{},
-		QuerySet: d.SetQuery, QueryRemoved: d.RemoveQuery, ResponseHeaders: d.ResponseHeaders,
+		HeadersAdded: nameValueList(d.UpstreamHeaders), HeadersRemoved: nonNil(d.RemoveHeaders), UpstreamHeaders: []NameValue{},
+		QuerySet: nameValueList(d.SetQuery), QueryRemoved: d.RemoveQuery, ResponseHeaders: nameValueList(d.ResponseHeaders),
 	}
 	if !d.Allowed {
-		out.DeniedHeaders, out.DeniedBody = d.DenyHeaders, d.DenyBody
+		out.DeniedHeaders, out.DeniedBody = nameValueList(d.DenyHeaders), d.DenyBody
 		return out
 	}
 	up := map[string]string{}
@@ -267,20 +273,13 @@ func decideResponse(d *Decision, cr *authv3.CheckRequest) DecideResponse {
 		up[h.Name] = h.Value
 	}
 	for name, v := range up {
-		out.UpstreamHeaders = append(out.UpstreamHeaders, Header{name, v})
+		out.UpstreamHeaders = append(out.UpstreamHeaders, NameValue{name, v})
 	}
 	sort.Slice(out.UpstreamHeaders, func(i, j int) bool { return out.UpstreamHeaders[i].Name < out.UpstreamHeaders[j].Name })
 	return out
 }
 
-func nonNil(hs []Header) []Header {
-	if hs == nil {
-		return []Header{}
-	}
-	return hs
-}
-
-func nonNilS(s []string) []string {
+func nonNil(s []string) []string {
 	if s == nil {
 		return []string{}
 	}

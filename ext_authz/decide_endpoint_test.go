@@ -59,23 +59,13 @@ func decide(t *testing.T, url string, req DecideRequest) DecideResponse {
 	return out
 }
 
-func headerValue(hs []Header, name string) (string, bool) {
+func headerValue(hs []NameValue, name string) (string, bool) {
 	for _, h := range hs {
 		if h.Name == name {
 			return h.Value, true
 		}
 	}
 	return "", false
-}
-
-// UnmarshalJSON reads the endpoint's {"name", "value"} form back (tests).
-func (h *Header) UnmarshalJSON(b []byte) error {
-	var v struct{ Name, Value string }
-	if err := json.Unmarshal(b, &v); err != nil {
-		return err
-	}
-	h.Name, h.Value = v.Name, v.Value
-	return nil
 }
 
 func TestDecideEndpointAnswersAsTheGRPCCheckDoes(t *testing.T) {
