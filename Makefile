@@ -38,9 +38,10 @@ fuzz:
 	$(GO) test ./tokens/ -run '^$$' -fuzz '^FuzzStrictParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./tokens/ -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./ext_authz/ -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./issuer/ -run '^$$' -fuzz '^FuzzSATRequest$$' -fuzztime $(FUZZTIME)
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./ext_authz/ ./engine/ ./tokens/
+	$(GO) test -run '^$$' -bench . -benchmem ./ext_authz/ ./engine/ ./tokens/ ./issuer/
 
 clean:
 	rm -rf bin

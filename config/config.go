@@ -38,6 +38,8 @@ type Config struct {
 	DecisionLog DecisionLog `yaml:"decision_log"`
 	Tokens      Tokens      `yaml:"tokens"`
 	Minting     Minting     `yaml:"minting"`
+	// Issuer configures the minting routes, off unless enabled (issuer.go).
+	Issuer Issuer `yaml:"issuer"`
 
 	// Path is the file this config was read from ("" when built in code).
 	Path string `yaml:"-"`
@@ -285,6 +287,7 @@ func (c *Config) resolvePaths(base string) {
 		abs(&c.Tokens.Issuers[i].JWKSFile)
 		abs(&c.Tokens.Issuers[i].SecretFile)
 	}
+	c.Issuer.resolvePaths(abs)
 	for _, m := range []*MintedKind{&c.Minting.SAT, &c.Minting.Access, &c.Minting.XBS} {
 		for i := range m.KeyFiles {
 			abs(&m.KeyFiles[i])
@@ -358,9 +361,13 @@ func (c *Config) applyDefaults() {
 		c.Tokens.CacheSize = DefaultCacheSize
 	}
 	setS(&c.Minting.AnonymousEmailDomain, "guestgate.invalid")
+	c.Issuer.applyDefaults()
 }
 
 func (c *Config) readSecrets() error {
+	if err := c.Issuer.readSecrets(); err != nil {
+		return err
+	}
 	for i := range c.Tokens.Issuers {
 		ti := &c.Tokens.Issuers[i]
 		key := fmt.Sprintf("tokens.issuers[%d]", i)
@@ -519,6 +526,7 @@ func (c *Config) Validate() error {
 			add(key+".key_files", "at least one signing key")
 		}
 	}
+	c.Issuer.validate(c, add)
 	// Map iteration above is unordered; a stable order reads better.
 	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
 	return errors.Join(errs...)

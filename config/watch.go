@@ -23,6 +23,11 @@ func (c *Config) Files() []string {
 			}
 		}
 	}
+	for _, in := range c.Issuer.Integrations {
+		if in.SecretFile != "" {
+			out = append(out, in.SecretFile)
+		}
+	}
 	for _, m := range []MintedKind{c.Minting.SAT, c.Minting.Access, c.Minting.XBS} {
 		out = append(out, m.KeyFiles...)
 	}

@@ -3,6 +3,8 @@
 //	guestgate [serve] [--config FILE]     run the sidecar (no --config: the development setup)
 //	guestgate check --request FILE        evaluate one CheckRequest (offline, or --addr a running server)
 //	guestgate validate --config FILE      check a config and its policies without serving
+//	guestgate mint KIND ...               mint a guest, sat, access or (development) xbs-anonymous token
+//	guestgate sign-request ...            print the X-Frame-* headers of a SAT API request
 //	guestgate version                     print the version
 package main
 
@@ -36,6 +38,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = checkCmd(args, stdin, stdout, stderr)
 	case "validate":
 		err = validateCmd(args, stdout)
+	case "mint":
+		err = mintCmd(args, stdin, stdout, stderr)
+	case "sign-request":
+		err = signRequestCmd(args, stdin, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 	case "help", "-h", "--help":
@@ -60,6 +66,10 @@ const usage = `usage:
                                          evaluate one CheckRequest (JSON, as Envoy sends it):
                                          against a running server with --addr, else offline
   guestgate validate --config FILE       check a config and its policies without serving
+  guestgate mint (guest|sat|access|xbs-anonymous) ...
+                                         mint a token (guestgate mint, alone, lists the flags)
+  guestgate sign-request --client-id ID (--secret-env VAR|--secret-file FILE|--secret-stdin)
+                                         print the X-Frame-* headers of a SAT API request
   guestgate version                      print the version
 `
 

@@ -18,6 +18,7 @@ import (
 	"github.com/guestgate/guestgate/config"
 	"github.com/guestgate/guestgate/engine"
 	"github.com/guestgate/guestgate/ext_authz"
+	"github.com/guestgate/guestgate/issuer"
 	"github.com/guestgate/guestgate/tokens"
 )
 
@@ -27,6 +28,7 @@ type sidecar struct {
 	logger  *slog.Logger
 	checker *ext_authz.Checker
 	engine  *engine.Engine
+	issuer  *issuer.Issuer
 
 	cfg      atomic.Pointer[config.Config]
 	verifier atomic.Pointer[tokens.Verifier]
@@ -76,7 +78,18 @@ func newSidecar(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*
 		verifier.Close()
 		return nil, fmt.Errorf("policy %s: %w", cfg.Policy.Dir, err)
 	}
+	// The issuer reads widgets and channels from the engine's data: the
+	// same registry the policy decides with.
+	s.issuer, err = issuer.New(issuerSettings(cfg, signer, verifier), issuer.Options{Registry: s.engine, Logger: logger.With("log", "issuer")})
+	if err != nil {
+		verifier.Close()
+		return nil, err
+	}
 	return s, nil
+}
+
+func issuerSettings(cfg *config.Config, signer *tokens.Signer, v *tokens.Verifier) issuer.Settings {
+	return issuer.Settings{Config: cfg.Issuer, Signer: signer, Verifier: v}
 }
 
 func settingsOf(cfg *config.Config, v *tokens.Verifier) ext_authz.Settings {
@@ -196,6 +209,11 @@ func (s *sidecar) reloadConfig() {
 	if err == nil {
 		signer, verifier, err = buildTokens(context.Background(), next)
 	}
+	if err == nil {
+		if err = s.issuer.Update(issuerSettings(next, signer, verifier)); err != nil {
+			verifier.Close()
+		}
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {
@@ -236,22 +254,15 @@ func (s *sidecar) adminMux() *http.ServeMux {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
+	s.issuer.Register(mux) // the playground calls its own origin
 	return mux
 }
 
-// publicMux serves the public listener's routes.
+// publicMux serves the public listener's routes: the issuer's (minting
+// and the JWKS).
 func (s *sidecar) publicMux() *http.ServeMux {
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, r *http.Request) {
-		signer := s.signer.Load()
-		if signer == nil {
-			http.NotFound(w, r)
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "public, max-age=300")
-		_, _ = w.Write(signer.JWKS())
-	})
+	s.issuer.Register(mux)
 	return mux
 }
 

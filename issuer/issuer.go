@@ -1,0 +1,244 @@
+// Package issuer is guestgate's minting side: the HTTP routes that hand out
+// the credentials the sidecar later checks, signed with tokens' Signer.
+//
+//	POST /v1/accounts/{account_id}/secure-anonymous/{provider_id}/tokens  the SAT API (signed requests)
+//	POST /v1/jwt/login                                                    guest token → 6 h access token
+//	POST /v1/anonymous/widgets/{widget_id}/token                          a widget's anonymous session
+//	POST /v1/anonymous/public-chats/{channel_id}/token                    a link into a public chat
+//	GET  /.well-known/jwks.json                                           the public keys of every minted kind
+//
+// Every minting route is rate-limited per client address and per client,
+// bounds its body, and is off unless the config turns it on. Whether a
+// widget may start anonymous sessions and whether a channel is public is
+// read from the policy's own data (registry/widgets.json and
+// registry/channels.json, as the engine loaded them), so the issuer and the
+// policy never disagree, and a reload of the data changes both at once.
+package issuer
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/guestgate/guestgate/config"
+	"github.com/guestgate/guestgate/tokens"
+)
+
+// Settings is what a config reload replaces: the issuer section, the signer
+// and the verifier built from the same config.
+type Settings struct {
+	Config config.Issuer
+	// Signer mints. Nil: the minting routes answer 503.
+	Signer *tokens.Signer
+	// Verifier checks guest tokens at the login exchange. Nil: the login
+	// route answers 503.
+	Verifier *tokens.Verifier
+}
+
+// Registry reads the policy's data document; *engine.Engine is one. Data
+// returns data.<path...> of the serving policy revision.
+type Registry interface {
+	Data(path ...string) (any, bool)
+}
+
+// Options are what does not change on a reload.
+type Options struct {
+	// Registry is where widgets and channels are looked up. Nil: anonymous
+	// sessions answer 503.
+	Registry Registry
+	// Logger receives one line per minted token (never the token). Nil:
+	// slog.Default().
+	Logger *slog.Logger
+	// Now is the clock of timestamps, replay memory and rate limits. Nil:
+	// time.Now.
+	Now func() time.Time
+}
+
+// Issuer serves the minting routes. It is safe for concurrent use; Update
+// swaps its settings without losing the replay memory.
+type Issuer struct {
+	registry Registry
+	logger   *slog.Logger
+	now      func() time.Time
+
+	mu     sync.Mutex // serialises Update
+	state  atomic.Pointer[state]
+	replay *replayMemory
+}
+
+// state is one generation of settings, read whole by each request.
+type state struct {
+	cfg        config.Issuer
+	signer     *tokens.Signer
+	verifier   *tokens.Verifier
+	clients    map[string]*client
+	providers  map[string]config.Provider
+	proxies    []netip.Prefix
+	perClient  *limiter
+	perAddress *limiter
+}
+
+// client is an API integration of the SAT API.
+type client struct {
+	id     string
+	secret []byte // the HMAC key
+	role   string
+	scope  string
+}
+
+// New builds an Issuer from settings that config validation accepted.
+func New(s Settings, o Options) (*Issuer, error) {
+	is := &Issuer{registry: o.Registry, logger: o.Logger, now: o.Now, replay: newReplayMemory()}
+	if is.logger == nil {
+		is.logger = slog.Default()
+	}
+	if is.now == nil {
+		is.now = time.Now
+	}
+	if err := is.Update(s); err != nil {
+		return nil, err
+	}
+	return is, nil
+}
+
+// Update swaps in new settings. Rate limiters whose rates did not change
+// keep their state, and the replay memory is kept whole: a reload never
+// makes a used signature usable again.
+func (is *Issuer) Update(s Settings) error {
+	is.mu.Lock()
+	defer is.mu.Unlock()
+	st := &state{
+		cfg:       s.Config,
+		signer:    s.Signer,
+		verifier:  s.Verifier,
+		clients:   make(map[string]*client, len(s.Config.Integrations)),
+		providers: make(map[string]config.Provider, len(s.Config.Providers)),
+	}
+	for i, in := range s.Config.Integrations {
+		if len(in.Secret) < config.MinClientSecretLen {
+			return fmt.Errorf("issuer.integrations[%d]: no client secret of at least %d characters", i, config.MinClientSecretLen)
+		}
+		st.clients[in.ClientID] = &client{id: in.ClientID, secret: []byte(in.Secret), role: in.Role, scope: in.Scope}
+	}
+	for _, p := range s.Config.Providers {
+		st.providers[p.ID] = p
+	}
+	for i, p := range s.Config.TrustedProxies {
+		pfx, err := config.ParseProxy(p)
+		if err != nil {
+			return fmt.Errorf("issuer.trusted_proxies[%d]: %v", i, err)
+		}
+		st.proxies = append(st.proxies, pfx)
+	}
+	rl := s.Config.RateLimits
+	prev := is.state.Load()
+	var err error
+	if st.perClient, err = reuseLimiter(prev, func(p *state) *limiter { return p.perClient }, rl.PerClient, rl.MaxTracked); err != nil {
+		return fmt.Errorf("issuer.rate_limits.per_client: %w", err)
+	}
+	if st.perAddress, err = reuseLimiter(prev, func(p *state) *limiter { return p.perAddress }, rl.PerAddress, rl.MaxTracked); err != nil {
+		return fmt.Errorf("issuer.rate_limits.per_address: %w", err)
+	}
+	is.state.Store(st)
+	return nil
+}
+
+// Register mounts the issuer's routes on mux. The cmd mounts them on the
+// public listener and again on the admin listener, for the playground.
+func (is *Issuer) Register(mux *http.ServeMux) {
+	mux.HandleFunc("POST /v1/accounts/{account_id}/secure-anonymous/{provider_id}/tokens", is.minting(is.secureAnonymous))
+	mux.HandleFunc("POST /v1/jwt/login", is.minting(is.login))
+	mux.HandleFunc("POST /v1/anonymous/widgets/{widget_id}/token", is.minting(is.widgetSession))
+	mux.HandleFunc("POST /v1/anonymous/public-chats/{channel_id}/token", is.minting(is.publicChatSession))
+	mux.HandleFunc("GET /.well-known/jwks.json", is.jwks)
+}
+
+// minting wraps a minting route: off unless enabled, limited per address,
+// body bounded, never cached.
+func (is *Issuer) minting(h func(w http.ResponseWriter, r *http.Request, st *state)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		st := is.state.Load()
+		w.Header().Set("Cache-Control", "no-store")
+		if !st.cfg.Enabled {
+			writeError(w, http.StatusNotFound, "issuer_disabled", "", "the issuer routes are turned off (issuer.enabled)")
+			return
+		}
+		if !is.allow(w, st.perAddress, "addr:"+addressKey(st.clientAddr(r))) {
+			return
+		}
+		if st.signer == nil {
+			writeError(w, http.StatusServiceUnavailable, "minting_not_configured", "", "no minting keys are configured")
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, int64(st.cfg.MaxBodyBytes))
+		h(w, r, st)
+	}
+}
+
+// allow takes one request from key's bucket, or answers 429 with
+// Retry-After and returns false.
+func (is *Issuer) allow(w http.ResponseWriter, l *limiter, key string) bool {
+	wait, ok := l.take(key, is.now())
+	if ok {
+		return true
+	}
+	secs := int64((wait + time.Second - 1) / time.Second)
+	w.Header().Set("Retry-After", fmt.Sprint(max(secs, 1)))
+	writeError(w, http.StatusTooManyRequests, "rate_limited", "", "too many requests; retry after the Retry-After seconds")
+	return false
+}
+
+// jwks publishes the public keys of every minted kind. Caches may keep it
+// five minutes: a new key is listed before it signs (rotation lists the new
+// key second, then first), and the ETag lets a cache revalidate cheaply.
+func (is *Issuer) jwks(w http.ResponseWriter, r *http.Request) {
+	st := is.state.Load()
+	if st.signer == nil {
+		writeError(w, http.StatusNotFound, "minting_not_configured", "", "no minting keys are configured")
+		return
+	}
+	body := st.signer.JWKS()
+	sum := sha256.Sum256(body)
+	etag := fmt.Sprintf(`"%x"`, sum[:16])
+	w.Header().Set("Content-Type", "application/jwk-set+json")
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	w.Header().Set("ETag", etag)
+	if r.Header.Get("If-None-Match") == etag {
+		w.WriteHeader(http.StatusNotModified)
+		return
+	}
+	_, _ = w.Write(body)
+}
+
+// apiError is every refusal's body: a stable code, the field at fault when
+// there is one, and a sentence for people. It never holds a secret or a
+// token.
+type apiError struct {
+	Error   string `json:"error"`
+	Field   string `json:"field,omitempty"`
+	Message string `json:"message"`
+}
+
+func writeError(w http.ResponseWriter, status int, code, field, msg string) {
+	writeJSON(w, status, apiError{Error: code, Field: field, Message: msg})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// tooLarge says whether err is http.MaxBytesReader's refusal.
+func tooLarge(err error) bool {
+	var mbe *http.MaxBytesError
+	return errors.As(err, &mbe)
+}
