@@ -38,6 +38,7 @@ type Config struct {
 	DecisionLog DecisionLog `yaml:"decision_log"`
 	Tokens      Tokens      `yaml:"tokens"`
 	Minting     Minting     `yaml:"minting"`
+	HTTPCheck   HTTPCheck   `yaml:"http_check"` // config/httpcheck.go
 
 	// Path is the file this config was read from ("" when built in code).
 	Path string `yaml:"-"`
@@ -358,6 +359,7 @@ func (c *Config) applyDefaults() {
 		c.Tokens.CacheSize = DefaultCacheSize
 	}
 	setS(&c.Minting.AnonymousEmailDomain, "guestgate.invalid")
+	c.HTTPCheck.applyDefaults()
 }
 
 func (c *Config) readSecrets() error {
@@ -519,6 +521,7 @@ func (c *Config) Validate() error {
 			add(key+".key_files", "at least one signing key")
 		}
 	}
+	errs = append(errs, c.HTTPCheck.validate()...)
 	// Map iteration above is unordered; a stable order reads better.
 	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
 	return errors.Join(errs...)
