@@ -149,7 +149,8 @@ func TestNginxAuthRequestInFrontOfGuestgate(t *testing.T) {
 	}
 	cfg := devConfig(t)
 	cfg.HTTPCheck = config.HTTPCheck{Form: config.HTTPCheckNginx, PathPrefix: config.DefaultHTTPCheckPrefix}
-	s := startSidecar(t, cfg, nil)
+	logs := &syncBuffer{}
+	s := startSidecar(t, cfg, logs)
 	upstream, hits := startEcho(t)
 	addr := startNginx(t, bin, s.httpLis.Addr().String(), cfg.HTTPCheck.PathPrefix, strings.TrimPrefix(upstream.URL, "http://"))
 
@@ -289,5 +290,8 @@ func TestNginxAuthRequestInFrontOfGuestgate(t *testing.T) {
 		if got := metric(t, m, sample); got != want {
 			t.Errorf("%s = %v, want %v", sample, got, want)
 		}
+	}
+	if out := logs.String(); !strings.Contains(out, `"msg":"decision"`) || strings.Contains(out, kite.Token) || strings.Contains(out, strings.Split(kite.Token, ".")[2]) {
+		t.Errorf("decision log missing, or holding the token:\n%s", out)
 	}
 }
