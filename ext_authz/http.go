@@ -1,6 +1,7 @@
 package ext_authz
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/netip"
@@ -68,6 +69,13 @@ func (c *Checker) HTTP(next http.Handler) http.Handler {
 func (c *Checker) serveHTTPCheck(w http.ResponseWriter, r *http.Request, st *settings) {
 	start := time.Now()
 	var d *Decision
+	defer func() {
+		// decide recovers its own panics; this is for the wire's part.
+		if p := recover(); p != nil {
+			c.logger.Error("HTTP check panicked; denied", "panic", fmt.Sprint(p))
+			writeHTTPDecision(w, c.refuse(st, start, http.StatusForbidden, ReasonInternal, r.Method, r.URL.Path), st.http.Form)
+		}
+	}()
 	cr, status, reason := httpCheckRequest(r, st)
 	if reason != "" {
 		d = c.refuse(st, start, status, reason, r.Method, r.URL.Path)

@@ -274,3 +274,37 @@ func TestHTTPCheckServesOnlyItsPrefixAndOnlyWhenConfigured(t *testing.T) {
 		t.Fatalf("HTTP check off but served: %d", resp.StatusCode)
 	}
 }
+
+// BenchmarkHTTPCheck is one nginx-form check through the handler, without
+// the network: compare with BenchmarkCheck (the gRPC form's Decide).
+func BenchmarkHTTPCheck(b *testing.B) {
+	dir := b.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "authz.rego"), []byte(testPolicy), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	eng, err := engine.New(engine.Options{Dir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg, err := config.Parse([]byte("http_check:\n  form: nginx\n"), dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := New(Settings{Check: cfg.Check, DecisionLog: cfg.DecisionLog, HTTPCheck: cfg.HTTPCheck},
+		Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	c.SetEngine(eng)
+	h := c.HTTP(http.NotFoundHandler())
+	req := httptest.NewRequest("GET", config.DefaultHTTPCheckPrefix, nil)
+	req.RemoteAddr = "127.0.0.1:40000"
+	req.Header.Set("X-Original-Method", "GET")
+	req.Header.Set("X-Original-URI", "/allow?name=bench")
+	req.Header.Set("X-Request-Id", "abc")
+	b.ReportAllocs()
+	for b.Loop() {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code != http.StatusOK {
+			b.Fatalf("status %d", w.Code)
+		}
+	}
+}
