@@ -33,9 +33,19 @@ type Metrics struct {
 	policyInfo    *prometheus.GaugeVec
 	mints         *prometheus.CounterVec
 
-	mu       sync.Mutex // guards revision
+	mu       sync.Mutex // guards revision and reasons
 	revision string
+	reasons  map[string]bool // the reason labels in use
 }
+
+// MaxReasons bounds the distinct reason labels of guestgate_checks_total.
+// Reasons are the policy's: one built from request data would otherwise
+// grow the registry without bound. Reasons beyond it are counted as
+// OtherReason (the decision log keeps the precise one).
+const MaxReasons = 256
+
+// OtherReason is the reason label of reasons beyond MaxReasons.
+const OtherReason = "other"
 
 // Outcomes of a reload and of a mint.
 const (
@@ -46,7 +56,7 @@ const (
 // New registers guestgate's metrics, with the Go runtime and process
 // collectors, in a new registry.
 func New() *Metrics {
-	m := &Metrics{reg: prometheus.NewRegistry()}
+	m := &Metrics{reg: prometheus.NewRegistry(), reasons: map[string]bool{}}
 	m.checks = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "guestgate_checks_total",
 		Help: "Checks answered, by decision (allow, deny), precise reason and token kind (none when no token verified).",
@@ -122,8 +132,21 @@ func (m *Metrics) Check(allowed bool, reason, kind string, latency time.Duration
 	if kind == "" {
 		kind = "none"
 	}
-	m.checks.WithLabelValues(decision, reason, kind).Inc()
+	m.checks.WithLabelValues(decision, m.reasonLabel(reason), kind).Inc()
 	m.checkDuration.WithLabelValues(decision).Observe(latency.Seconds())
+}
+
+func (m *Metrics) reasonLabel(reason string) string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.reasons[reason] {
+		return reason
+	}
+	if len(m.reasons) >= MaxReasons {
+		return OtherReason
+	}
+	m.reasons[reason] = true
+	return reason
 }
 
 // CacheHit and CacheMiss count verified-token cache look-ups.

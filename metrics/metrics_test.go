@@ -5,6 +5,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -113,5 +114,22 @@ func TestEachMetricsHasItsOwnRegistry(t *testing.T) {
 	a.CacheHit()
 	if testutil.ToFloat64(b.cacheHits) != 0 {
 		t.Fatal("two Metrics share a counter")
+	}
+}
+
+func TestReasonLabelsAreBounded(t *testing.T) {
+	m := New()
+	for i := range MaxReasons + 50 {
+		m.Check(false, "reason_"+strconv.Itoa(i), "", time.Microsecond)
+	}
+	m.Check(false, "reason_0", "", time.Microsecond)
+	if got := testutil.ToFloat64(m.checks.WithLabelValues("deny", OtherReason, "none")); got != 50 {
+		t.Errorf("reasons beyond the bound = %v, want 50 counted as %q", got, OtherReason)
+	}
+	if got := testutil.ToFloat64(m.checks.WithLabelValues("deny", "reason_0", "none")); got != 2 {
+		t.Errorf("a known reason = %v, want 2", got)
+	}
+	if n := testutil.CollectAndCount(m.checks); n != MaxReasons+1 {
+		t.Errorf("%d series, want %d", n, MaxReasons+1)
 	}
 }
