@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -54,13 +55,17 @@ func tempSetup(t *testing.T) (string, string) {
 		"dir: ../../policies", "dir: "+pol,
 		"secrets/", filepath.Join(dev, "secrets")+"/",
 		"keys/", filepath.Join(dev, "keys")+"/",
-	).Replace(string(b)) + "\nhttp_check:\n  form: nginx\n"
+	).Replace(httpCheckSection.ReplaceAllString(string(b), "")) + "\nhttp_check:\n  form: nginx\n"
 	path := filepath.Join(dir, "guestgate.yaml")
 	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return path, doc
 }
+
+// httpCheckSection is the development setup's own http_check section: the
+// copy states the form its test uses.
+var httpCheckSection = regexp.MustCompile(`(?m)^http_check:\n(?:[ \t]+.*\n?)*`)
 
 // readiness reads /readyz whatever its status.
 func readyz(t *testing.T, s *sidecar) (int, readiness) {
