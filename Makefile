@@ -38,6 +38,7 @@ fuzz:
 	$(GO) test ./tokens/ -run '^$$' -fuzz '^FuzzStrictParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./tokens/ -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./ext_authz/ -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./ext_authz/ -run '^$$' -fuzz '^FuzzHTTPCheck$$' -fuzztime $(FUZZTIME)
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./ext_authz/ ./engine/ ./tokens/

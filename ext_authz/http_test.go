@@ -308,3 +308,69 @@ func BenchmarkHTTPCheck(b *testing.B) {
 		}
 	}
 }
+
+// FuzzHTTPCheck sends hostile descriptions of the original request to the
+// HTTP check in each form: it always answers with a status its proxy acts
+// on, never panics, and never allows a path the policy does not.
+func FuzzHTTPCheck(f *testing.F) {
+	f.Add(uint8(0), "GET", "/allow-plain", "Bearer x", "")
+	f.Add(uint8(1), "POST", "/needs-body?x=1", "", `{"a":1}`)
+	f.Add(uint8(2), "GET", "/allow/../admin", "", "")
+	f.Add(uint8(1), "G\x00T", "/%2e%2e/allow-plain", "\r\nX: y", "")
+	f.Add(uint8(0), "POST", "/body", "", `{"name":"a","name":"b"}`)
+	dir := f.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "authz.rego"), []byte(testPolicy), 0o600); err != nil {
+		f.Fatal(err)
+	}
+	eng, err := engine.New(engine.Options{Dir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		f.Fatal(err)
+	}
+	handlers := make([]http.Handler, len(forms))
+	logs := &logBuffer{}
+	for i, form := range forms {
+		cfg, err := config.Parse([]byte("http_check:\n  form: "+form+"\n"), dir)
+		if err != nil {
+			f.Fatal(err)
+		}
+		c := New(Settings{Check: cfg.Check, DecisionLog: cfg.DecisionLog, HTTPCheck: cfg.HTTPCheck},
+			Options{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
+		c.SetEngine(eng)
+		handlers[i] = c.HTTP(http.NotFoundHandler())
+	}
+	allowedPaths := map[string]bool{"/allow-plain": true, "/allow": true, "/bool-allow": true, "/body": true, "/needs-body": true, "/strip-query": true}
+	f.Fuzz(func(t *testing.T, which uint8, method, uri, auth, body string) {
+		form := forms[int(which)%len(forms)]
+		req := httptest.NewRequest("GET", config.DefaultHTTPCheckPrefix, strings.NewReader(body))
+		req.RemoteAddr = "127.0.0.1:40000"
+		req.Header["Authorization"] = []string{auth}
+		req.Header["Content-Type"] = []string{"application/json"}
+		switch form {
+		case config.HTTPCheckEnvoy:
+			req.Method = method
+			req.RequestURI = strings.TrimSuffix(config.DefaultHTTPCheckPrefix, "/") + uri
+		case config.HTTPCheckNginx:
+			req.Header["X-Original-Method"] = []string{method}
+			req.Header["X-Original-Uri"] = []string{uri}
+		case config.HTTPCheckTraefik:
+			req.Header["X-Forwarded-Method"] = []string{method}
+			req.Header["X-Forwarded-Uri"] = []string{uri}
+		}
+		w := httptest.NewRecorder()
+		handlers[int(which)%len(forms)].ServeHTTP(w, req)
+		switch code := w.Code; {
+		case form == config.HTTPCheckNginx && code != 200 && code != 401 && code != 403:
+			t.Fatalf("nginx form answered %d", code)
+		case code == 200:
+			path, _, _ := strings.Cut(uri, "?")
+			if !allowedPaths[path] {
+				t.Fatalf("%s: allowed %q %q", form, method, uri)
+			}
+		case code != 400 && code != 401 && code != 403:
+			t.Fatalf("%s answered %d", form, code)
+		}
+		if strings.Contains(logs.String(), "panicked") {
+			t.Fatalf("panic: %s", logs)
+		}
+	})
+}
