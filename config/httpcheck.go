@@ -55,28 +55,13 @@ func (h HTTPCheck) Proxies() ([]netip.Prefix, error) {
 	}
 	out := make([]netip.Prefix, 0, len(list))
 	for i, s := range list {
-		p, err := parseProxy(s)
+		p, err := ParseProxy(s)
 		if err != nil {
 			return nil, fieldErr(fmt.Sprintf("http_check.trusted_proxies[%d]", i), "%v", err)
 		}
 		out = append(out, p)
 	}
 	return out, nil
-}
-
-func parseProxy(s string) (netip.Prefix, error) {
-	if strings.Contains(s, "/") {
-		p, err := netip.ParsePrefix(s)
-		if err != nil {
-			return netip.Prefix{}, fmt.Errorf("%q is not a CIDR such as 10.0.0.0/8", s)
-		}
-		return p.Masked(), nil
-	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("%q is not an IP address or a CIDR", s)
-	}
-	return netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()), nil
 }
 
 func (h *HTTPCheck) applyDefaults() {
@@ -110,7 +95,7 @@ func (h *HTTPCheck) validate() []error {
 		}
 	}
 	for i, s := range h.TrustedProxies {
-		if _, err := parseProxy(s); err != nil {
+		if _, err := ParseProxy(s); err != nil {
 			add(fmt.Sprintf("http_check.trusted_proxies[%d]", i), "%v", err)
 		}
 	}
