@@ -42,7 +42,8 @@ type Config struct {
 	// off unless enabled (playground.go).
 	Playground Playground `yaml:"playground"`
 	// Issuer configures the minting routes, off unless enabled (issuer.go).
-	Issuer Issuer `yaml:"issuer"`
+	Issuer    Issuer    `yaml:"issuer"`
+	HTTPCheck HTTPCheck `yaml:"http_check"` // config/httpcheck.go
 
 	// Path is the file this config was read from ("" when built in code).
 	Path string `yaml:"-"`
@@ -365,6 +366,7 @@ func (c *Config) applyDefaults() {
 	}
 	setS(&c.Minting.AnonymousEmailDomain, "guestgate.invalid")
 	c.Issuer.applyDefaults()
+	c.HTTPCheck.applyDefaults()
 }
 
 func (c *Config) readSecrets() error {
@@ -531,6 +533,7 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.validatePlayground()...)
 	c.Issuer.validate(c, add)
+	errs = append(errs, c.HTTPCheck.validate()...)
 	// Map iteration above is unordered; a stable order reads better.
 	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
 	return errors.Join(errs...)

@@ -221,7 +221,7 @@ func (is *Issuer) validate(c *Config, add func(key, format string, args ...any))
 	}
 	for i, p := range is.TrustedProxies {
 		if _, err := ParseProxy(p); err != nil {
-			add(fmt.Sprintf("issuer.trusted_proxies[%d]", i), "%q is not an IP address or CIDR prefix", p)
+			add(fmt.Sprintf("issuer.trusted_proxies[%d]", i), "%v", err)
 		}
 	}
 
@@ -331,18 +331,19 @@ func validScope(s string) bool {
 }
 
 // ParseProxy reads a trusted proxy entry: an IP address (a prefix of its
-// full length) or a CIDR prefix.
+// full length) or a CIDR prefix. The issuer's and the HTTP check's trusted
+// proxies are both read with it.
 func ParseProxy(s string) (netip.Prefix, error) {
 	if strings.Contains(s, "/") {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
-			return netip.Prefix{}, err
+			return netip.Prefix{}, fmt.Errorf("%q is not a CIDR such as 10.0.0.0/8", s)
 		}
 		return p.Masked(), nil
 	}
 	a, err := netip.ParseAddr(s)
 	if err != nil {
-		return netip.Prefix{}, err
+		return netip.Prefix{}, fmt.Errorf("%q is not an IP address or a CIDR", s)
 	}
 	a = a.Unmap()
 	return netip.PrefixFrom(a, a.BitLen()), nil

@@ -52,7 +52,15 @@ type Decision struct {
 // Decide runs one check: read the request, verify its token, evaluate the
 // policy, and shape the answer. It never fails: whatever goes wrong inside
 // is a denial with a stable reason.
-func (c *Checker) Decide(ctx context.Context, cr *authv3.CheckRequest) (d *Decision) {
+func (c *Checker) Decide(ctx context.Context, cr *authv3.CheckRequest) *Decision {
+	return c.decide(ctx, cr, false)
+}
+
+// decide is Decide for both wires. bodyAbsent says the proxy forwards no
+// body (nginx auth_request, Traefik forwardAuth): a request that may carry
+// one is then shown to the policy as truncated_body, so body-dependent
+// rules deny.
+func (c *Checker) decide(ctx context.Context, cr *authv3.CheckRequest, bodyAbsent bool) (d *Decision) {
 	start := time.Now()
 	st := c.settings.Load()
 	d = &Decision{RequestID: requestID(cr)}
@@ -66,7 +74,7 @@ func (c *Checker) Decide(ctx context.Context, cr *authv3.CheckRequest) (d *Decis
 		c.observe(st, d)
 	}()
 
-	r := readRequest(cr, &st.check)
+	r := readRequest(cr, &st.check, bodyAbsent)
 	d.Method, d.Path = r.method, r.path
 	if r.problem != "" {
 		d.deny(http.StatusBadRequest, r.problem)

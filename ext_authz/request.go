@@ -61,7 +61,7 @@ const (
 
 // readRequest checks and takes apart a CheckRequest. It never fails: a
 // problem is recorded as the deny reason the check answers with.
-func readRequest(cr *authv3.CheckRequest, chk *config.Check) *request {
+func readRequest(cr *authv3.CheckRequest, chk *config.Check, bodyAbsent bool) *request {
 	r := &request{attrs: cr.GetAttributes()}
 	r.http = r.attrs.GetRequest().GetHttp()
 	if r.http == nil {
@@ -87,8 +87,24 @@ func readRequest(cr *authv3.CheckRequest, chk *config.Check) *request {
 	}
 	r.params = params
 	r.findCredential(chk)
+	if bodyAbsent {
+		r.truncated = mayHaveBody(r.method, r.headers)
+		return r
+	}
 	r.readBody(chk.MaxBodyBytes)
 	return r
+}
+
+// mayHaveBody says whether a request whose body the proxy did not forward
+// may have had one: any method but those without body semantics, or a
+// request that announced a body.
+func mayHaveBody(method string, headers map[string]string) bool {
+	switch method {
+	case "GET", "HEAD", "OPTIONS", "TRACE":
+		cl := headers["content-length"]
+		return cl != "" && cl != "0" || headers["transfer-encoding"] != ""
+	}
+	return true
 }
 
 func joinHeaderMap(hs []*corev3.HeaderValue) map[string]string {

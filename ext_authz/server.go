@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"math/rand/v2"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 
@@ -49,6 +50,7 @@ type Settings struct {
 	Verifier    *tokens.Verifier // nil: no token verifies (token_error "untrusted_issuer")
 	Check       config.Check
 	DecisionLog config.DecisionLog
+	HTTPCheck   config.HTTPCheck // the HTTP form of the check (http.go)
 }
 
 type settings struct {
@@ -57,6 +59,8 @@ type settings struct {
 	preciseReasons bool
 	allowRate      float64
 	denyRate       float64
+	http           config.HTTPCheck
+	proxies        []netip.Prefix // trusted proxies of the HTTP check
 }
 
 // Options configure a Checker.
@@ -89,7 +93,15 @@ func New(s Settings, opts Options) *Checker {
 // Update swaps in new settings (a config reload). In-flight checks finish
 // with the settings they started with.
 func (c *Checker) Update(s Settings) {
-	st := &settings{verifier: s.Verifier, check: s.Check, allowRate: 1, denyRate: 1}
+	st := &settings{verifier: s.Verifier, check: s.Check, allowRate: 1, denyRate: 1, http: s.HTTPCheck}
+	if s.HTTPCheck.Enabled() {
+		proxies, err := s.HTTPCheck.Proxies()
+		if err != nil {
+			// Validated at load; a bad list built in code trusts no one.
+			c.logger.Error("HTTP check: trusted proxies refused; every HTTP check is denied", "error", err)
+		}
+		st.proxies = proxies
+	}
 	if s.Check.PreciseReasons != nil {
 		st.preciseReasons = *s.Check.PreciseReasons
 	}
@@ -179,6 +191,10 @@ func requestID(cr *authv3.CheckRequest) string {
 	if id := cr.GetAttributes().GetRequest().GetHttp().GetHeaders()["x-request-id"]; validRequestID(id) {
 		return id
 	}
+	return newRequestID()
+}
+
+func newRequestID() string {
 	var b [12]byte
 	_, _ = cryptorand.Read(b[:])
 	return hex.EncodeToString(b[:])

@@ -62,6 +62,8 @@ decision := {"allowed": true, "headers": {"x-guestgate-echo": input.parsed_body.
 }
 
 decision := {"allowed": input.truncated_body == false} if input.parsed_path == ["needs-body"]
+
+decision := {"allowed": true, "query_parameters_to_remove": ["debug"]} if input.parsed_path == ["strip-query"]
 `
 
 type harness struct {

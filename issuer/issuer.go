@@ -48,8 +48,25 @@ type Registry interface {
 	Data(path ...string) (any, bool)
 }
 
+// Observer is told the outcome of every request on a minting route
+// (metrics hang here). route is one of the Route* names; outcome is "ok" or
+// the stable error code of the refusal: both a small, fixed set.
+type Observer interface {
+	Minted(route, outcome string)
+}
+
+// The minting routes' names, as an Observer sees them.
+const (
+	RouteSecureAnonymous = "secure_anonymous"
+	RouteGuestLogin      = "guest_login"
+	RouteWidgetSession   = "widget_session"
+	RoutePublicChat      = "public_chat_session"
+)
+
 // Options are what does not change on a reload.
 type Options struct {
+	// Observer, when set, is told every minting outcome.
+	Observer Observer
 	// Registry is where widgets and channels are looked up. Nil: anonymous
 	// sessions answer 503.
 	Registry Registry
@@ -65,6 +82,7 @@ type Options struct {
 // swaps its settings without losing the replay memory.
 type Issuer struct {
 	registry Registry
+	observer Observer
 	logger   *slog.Logger
 	now      func() time.Time
 
@@ -95,7 +113,7 @@ type client struct {
 
 // New builds an Issuer from settings that config validation accepted.
 func New(s Settings, o Options) (*Issuer, error) {
-	is := &Issuer{registry: o.Registry, logger: o.Logger, now: o.Now, replay: newReplayMemory()}
+	is := &Issuer{registry: o.Registry, observer: o.Observer, logger: o.Logger, now: o.Now, replay: newReplayMemory()}
 	if is.logger == nil {
 		is.logger = slog.Default()
 	}
@@ -153,17 +171,21 @@ func (is *Issuer) Update(s Settings) error {
 // Register mounts the issuer's routes on mux. The cmd mounts them on the
 // public listener and again on the admin listener, for the playground.
 func (is *Issuer) Register(mux *http.ServeMux) {
-	mux.HandleFunc("POST /v1/accounts/{account_id}/secure-anonymous/{provider_id}/tokens", is.minting(is.secureAnonymous))
-	mux.HandleFunc("POST /v1/jwt/login", is.minting(is.login))
-	mux.HandleFunc("POST /v1/anonymous/widgets/{widget_id}/token", is.minting(is.widgetSession))
-	mux.HandleFunc("POST /v1/anonymous/public-chats/{channel_id}/token", is.minting(is.publicChatSession))
+	mux.HandleFunc("POST /v1/accounts/{account_id}/secure-anonymous/{provider_id}/tokens", is.minting(RouteSecureAnonymous, is.secureAnonymous))
+	mux.HandleFunc("POST /v1/jwt/login", is.minting(RouteGuestLogin, is.login))
+	mux.HandleFunc("POST /v1/anonymous/widgets/{widget_id}/token", is.minting(RouteWidgetSession, is.widgetSession))
+	mux.HandleFunc("POST /v1/anonymous/public-chats/{channel_id}/token", is.minting(RoutePublicChat, is.publicChatSession))
 	mux.HandleFunc("GET /.well-known/jwks.json", is.jwks)
 }
 
 // minting wraps a minting route: off unless enabled, limited per address,
-// body bounded, never cached.
-func (is *Issuer) minting(h func(w http.ResponseWriter, r *http.Request, st *state)) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+// body bounded, never cached, its outcome told to the observer.
+func (is *Issuer) minting(route string, h func(w http.ResponseWriter, r *http.Request, st *state)) http.HandlerFunc {
+	return func(rw http.ResponseWriter, r *http.Request) {
+		w := &outcomeWriter{ResponseWriter: rw, outcome: "ok"}
+		if is.observer != nil {
+			defer func() { is.observer.Minted(route, w.outcome) }()
+		}
 		st := is.state.Load()
 		w.Header().Set("Cache-Control", "no-store")
 		if !st.cfg.Enabled {
@@ -226,7 +248,16 @@ type apiError struct {
 	Message string `json:"message"`
 }
 
+// outcomeWriter remembers the error code a minting route answered with.
+type outcomeWriter struct {
+	http.ResponseWriter
+	outcome string
+}
+
 func writeError(w http.ResponseWriter, status int, code, field, msg string) {
+	if ow, ok := w.(*outcomeWriter); ok {
+		ow.outcome = code
+	}
 	writeJSON(w, status, apiError{Error: code, Field: field, Message: msg})
 }
 

@@ -220,3 +220,34 @@ func mustAbs(t *testing.T, p string) string {
 	}
 	return a
 }
+
+// TestMintsAreCountedInMetrics: every request on a minting route moves
+// guestgate_mints_total, labelled by route and by outcome (ok or the
+// refusal's stable code).
+func TestMintsAreCountedInMetrics(t *testing.T) {
+	s, _, _ := startDev(t)
+	public := "http://" + s.httpLis.Addr().String()
+	const okSample = `guestgate_mints_total{outcome="ok",route="widget_session"}`
+	const unknownSample = `guestgate_mints_total{outcome="widget_unknown",route="widget_session"}`
+	const badSigSample = `guestgate_mints_total{outcome="signature_invalid",route="secure_anonymous"}`
+	before := scrape(t, s)
+
+	if st := post(t, public, "/v1/anonymous/widgets/W-DEMO/token", nil, nil); st != 200 {
+		t.Fatalf("widget session: %d", st)
+	}
+	if st := post(t, public, "/v1/anonymous/widgets/W-NOBODY/token", nil, nil); st != 404 {
+		t.Fatalf("unknown widget: %d", st)
+	}
+	h := signedHeaders(t, "dev-admin", "testdata/dev/secrets/sat-admin-dev.secret")
+	h.Set("X-Frame-Signature", strings.Repeat("0", 64))
+	if st := post(t, public, "/v1/accounts/dev-account/secure-anonymous/dev-provider/tokens", h, nil); st != 401 {
+		t.Fatalf("bad signature: %d", st)
+	}
+
+	after := scrape(t, s)
+	for _, sample := range []string{okSample, unknownSample, badSigSample} {
+		if d := metric(t, after, sample) - metric(t, before, sample); d != 1 {
+			t.Errorf("%s moved by %v, want 1", sample, d)
+		}
+	}
+}

@@ -19,6 +19,7 @@ import (
 	"github.com/guestgate/guestgate/engine"
 	"github.com/guestgate/guestgate/ext_authz"
 	"github.com/guestgate/guestgate/issuer"
+	"github.com/guestgate/guestgate/metrics"
 	"github.com/guestgate/guestgate/tokens"
 )
 
@@ -29,6 +30,7 @@ type sidecar struct {
 	checker *ext_authz.Checker
 	engine  *engine.Engine
 	issuer  *issuer.Issuer
+	metrics *metrics.Metrics // served on the admin listener's /metrics
 
 	cfg      atomic.Pointer[config.Config]
 	verifier atomic.Pointer[tokens.Verifier]
@@ -48,8 +50,8 @@ type sidecar struct {
 // newSidecar builds everything a config describes and loads the policy.
 // It binds nothing yet.
 func newSidecar(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*sidecar, error) {
-	s := &sidecar{logger: logger}
-	signer, verifier, err := buildTokens(ctx, cfg)
+	s := &sidecar{logger: logger, metrics: metrics.New()}
+	signer, verifier, err := buildTokens(ctx, cfg, tokenHooks(s.metrics))
 	if err != nil {
 		return nil, err
 	}
@@ -60,6 +62,7 @@ func newSidecar(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*
 	s.checker = ext_authz.New(settingsOf(cfg, verifier), ext_authz.Options{
 		Logger:      logger,
 		DecisionLog: logger.With("log", "decision"),
+		Observer:    checkMetrics{s.metrics},
 	})
 	s.engine, err = engine.New(engine.Options{
 		Dir:      cfg.Policy.Dir,
@@ -67,6 +70,7 @@ func newSidecar(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*
 		Debounce: cfg.Policy.Debounce.D(),
 		Logger:   logger,
 		OnReload: func(ev engine.ReloadEvent) {
+			s.metrics.PolicyReload(ev.Revision, ev.Err)
 			if ev.Err != nil {
 				logger.Error("policy reload refused; the last good policy keeps serving", "error", ev.Err)
 				return
@@ -80,7 +84,7 @@ func newSidecar(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*
 	}
 	// The issuer reads widgets and channels from the engine's data: the
 	// same registry the policy decides with.
-	s.issuer, err = issuer.New(issuerSettings(cfg, signer, verifier), issuer.Options{Registry: s.engine, Logger: logger.With("log", "issuer")})
+	s.issuer, err = issuer.New(issuerSettings(cfg, signer, verifier), issuer.Options{Registry: s.engine, Observer: s.metrics, Logger: logger.With("log", "issuer")})
 	if err != nil {
 		verifier.Close()
 		return nil, err
@@ -93,7 +97,7 @@ func issuerSettings(cfg *config.Config, signer *tokens.Signer, v *tokens.Verifie
 }
 
 func settingsOf(cfg *config.Config, v *tokens.Verifier) ext_authz.Settings {
-	return ext_authz.Settings{Verifier: v, Check: cfg.Check, DecisionLog: cfg.DecisionLog}
+	return ext_authz.Settings{Verifier: v, Check: cfg.Check, DecisionLog: cfg.DecisionLog, HTTPCheck: cfg.HTTPCheck}
 }
 
 // listen binds the three listeners.
@@ -125,7 +129,7 @@ func (s *sidecar) serve(ctx context.Context) error {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)
 	s.checker.Register(s.grpcServer)
-	s.httpServer = &http.Server{Handler: s.publicMux(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+	s.httpServer = &http.Server{Handler: s.checker.HTTP(s.publicMux()), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 32 << 10}
 	s.adminServer = &http.Server{Handler: s.adminGuard(s.adminMux()), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 32 << 10}
@@ -207,13 +211,14 @@ func (s *sidecar) reloadConfig() {
 	var signer *tokens.Signer
 	var verifier *tokens.Verifier
 	if err == nil {
-		signer, verifier, err = buildTokens(context.Background(), next)
+		signer, verifier, err = buildTokens(context.Background(), next, tokenHooks(s.metrics))
 	}
 	if err == nil {
 		if err = s.issuer.Update(issuerSettings(next, signer, verifier)); err != nil {
 			verifier.Close()
 		}
 	}
+	s.metrics.ConfigReload(err)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {
@@ -248,8 +253,8 @@ func needsRestart(old, next *config.Config) error {
 	return nil
 }
 
-// adminMux serves /healthz, /readyz and, when on, the playground and the
-// decision endpoint (admin.go).
+// adminMux serves /healthz, /readyz, /metrics and, when on, the playground
+// and the decision endpoint (admin.go).
 func (s *sidecar) adminMux() *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -259,6 +264,7 @@ func (s *sidecar) adminMux() *http.ServeMux {
 	mux.HandleFunc("GET /readyz", s.readyz)
 	s.mountPlayground(mux)
 	s.issuer.Register(mux) // the playground calls its own origin
+	mux.Handle("GET /metrics", s.metrics.Handler())
 	return mux
 }
 

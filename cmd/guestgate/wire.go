@@ -12,7 +12,7 @@ import (
 
 // buildTokens turns the config's minting keys into a signer (nil when
 // guestgate mints nothing) and its trusted issuers into a verifier.
-func buildTokens(ctx context.Context, cfg *config.Config) (*tokens.Signer, *tokens.Verifier, error) {
+func buildTokens(ctx context.Context, cfg *config.Config, hooks tokens.Hooks) (*tokens.Signer, *tokens.Verifier, error) {
 	signer, err := buildSigner(cfg)
 	if err != nil {
 		return nil, nil, err
@@ -22,6 +22,7 @@ func buildTokens(ctx context.Context, cfg *config.Config) (*tokens.Signer, *toke
 		Leeway:       cfg.Tokens.Leeway.D(),
 		CacheSize:    cfg.Tokens.CacheSize,
 		HTTPClient:   &http.Client{Timeout: 10 * time.Second},
+		Hooks:        hooks,
 	}
 	for i, ti := range cfg.Tokens.Issuers {
 		key := fmt.Sprintf("tokens.issuers[%d]", i)

@@ -1,0 +1,218 @@
+package ext_authz
+
+import (
+	"fmt"
+	"io"
+	"net/http"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+
+	"github.com/guestgate/guestgate/config"
+)
+
+// The HTTP check: the same check as the gRPC server, for proxies that ask
+// over plain HTTP. A request to the check is turned into the CheckRequest
+// Envoy would have sent and decided by the same code; only the wire
+// differs. The form (Envoy's HTTP ext_authz, nginx auth_request, Traefik
+// forwardAuth) is the config's, never guessed from the request.
+
+// Reasons only the HTTP check gives.
+const (
+	// ReasonUntrustedProxy: the check was called from an address that is
+	// not a trusted proxy, so its headers cannot say what the original
+	// request was.
+	ReasonUntrustedProxy = "untrusted_proxy"
+	// ReasonUnsupportedByWire: the decision needs query parameters changed
+	// on the way upstream (the policy's, or the credential's removal), which
+	// no HTTP form can tell its proxy.
+	ReasonUnsupportedByWire = "unsupported_by_wire"
+)
+
+// Response headers the HTTP check writes besides the decision's.
+const (
+	// headerReason carries the coarse reason of a denial, for proxies that
+	// drop the body (nginx auth_request).
+	headerReason = identityPrefix + "reason"
+	// envoyHeadersToRemove is Envoy HTTP ext_authz's list of request
+	// headers to remove before the request goes upstream.
+	envoyHeadersToRemove = "x-envoy-auth-headers-to-remove"
+)
+
+// transportHeaders are the headers each form uses to describe the original
+// request. They are the proxy's, not the client's: the policy does not see
+// them among the request's headers.
+var transportHeaders = map[string][]string{
+	config.HTTPCheckNginx:   {"x-original-uri", "x-original-method"},
+	config.HTTPCheckTraefik: {"x-forwarded-method", "x-forwarded-uri", "x-forwarded-host", "x-forwarded-proto"},
+}
+
+// HTTP serves the HTTP check under the configured path prefix and hands
+// every other request to next. The form, prefix and trusted proxies are
+// read from the current settings on each request, so a config reload
+// changes them.
+func (c *Checker) HTTP(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		st := c.settings.Load()
+		if !st.http.Enabled() || !strings.HasPrefix(r.URL.Path, st.http.PathPrefix) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		c.serveHTTPCheck(w, r, st)
+	})
+}
+
+func (c *Checker) serveHTTPCheck(w http.ResponseWriter, r *http.Request, st *settings) {
+	start := time.Now()
+	var d *Decision
+	defer func() {
+		// decide recovers its own panics; this is for the wire's part.
+		if p := recover(); p != nil {
+			c.logger.Error("HTTP check panicked; denied", "panic", fmt.Sprint(p))
+			writeHTTPDecision(w, c.refuse(st, start, http.StatusForbidden, ReasonInternal, r.Method, r.URL.Path), st.http.Form)
+		}
+	}()
+	cr, status, reason := httpCheckRequest(r, st)
+	if reason != "" {
+		d = c.refuse(st, start, status, reason, r.Method, r.URL.Path)
+	} else {
+		d = c.decide(r.Context(), cr, st.http.Form != config.HTTPCheckEnvoy)
+		if d.Allowed && (len(d.SetQuery) > 0 || len(d.RemoveQuery) > 0) {
+			// Letting it through would send upstream a query string the
+			// policy (or the credential's removal) said to change.
+			d = c.refuse(st, start, http.StatusForbidden, ReasonUnsupportedByWire, d.Method, d.Path)
+		}
+	}
+	writeHTTPDecision(w, d, st.http.Form)
+}
+
+// refuse denies before or instead of the policy, with everything a
+// decision gets: the coarse answer, the request id, metrics and the log.
+func (c *Checker) refuse(st *settings, start time.Time, status int, reason, method, path string) *Decision {
+	d := &Decision{RequestID: newRequestID(), Method: method, Path: path}
+	d.deny(status, reason)
+	d.Latency = time.Since(start)
+	st.finish(d)
+	c.observe(st, d)
+	return d
+}
+
+// httpCheckRequest builds the CheckRequest Envoy would have sent for the
+// original request the proxy describes. It returns a deny status and
+// reason instead when the call cannot be trusted or read.
+func httpCheckRequest(r *http.Request, st *settings) (*authv3.CheckRequest, int, string) {
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil || !trusted(peer.Addr(), st.proxies) {
+		return nil, http.StatusForbidden, ReasonUntrustedProxy
+	}
+	headers := make(map[string]string, len(r.Header)+3)
+	for name, vs := range r.Header {
+		headers[strings.ToLower(name)] = strings.Join(vs, ",")
+	}
+	form := st.http.Form
+	method, uri, host, scheme := r.Method, "", r.Host, "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	var body []byte
+	switch form {
+	case config.HTTPCheckEnvoy:
+		// Envoy calls prefix + original path with the original method.
+		rest, ok := strings.CutPrefix(r.RequestURI, st.http.PathPrefix)
+		if !ok {
+			return nil, http.StatusBadRequest, ReasonBadPath
+		}
+		uri = "/" + rest
+		max := st.check.MaxBodyBytes
+		body, err = io.ReadAll(io.LimitReader(r.Body, int64(max)+1))
+		if err != nil {
+			return nil, http.StatusBadRequest, ReasonBadBody
+		}
+	case config.HTTPCheckNginx:
+		method, uri = headers["x-original-method"], headers["x-original-uri"]
+	case config.HTTPCheckTraefik:
+		method, uri = headers["x-forwarded-method"], headers["x-forwarded-uri"]
+		if h := headers["x-forwarded-host"]; h != "" {
+			host = h
+		}
+		if p := headers["x-forwarded-proto"]; p == "http" || p == "https" {
+			scheme = p
+		}
+	}
+	if !validHeaderName(method) || !strings.HasPrefix(uri, "/") {
+		return nil, http.StatusBadRequest, ReasonBadRequest
+	}
+	for _, name := range transportHeaders[form] {
+		delete(headers, name)
+	}
+	headers[":authority"], headers[":method"], headers[":path"] = host, method, uri
+	h := &authv3.AttributeContext_HttpRequest{
+		Method:   method,
+		Path:     uri,
+		Host:     host,
+		Scheme:   scheme,
+		Protocol: r.Proto,
+		Headers:  headers,
+		RawBody:  body,
+	}
+	if len(body) > 0 {
+		h.Size = int64(len(body))
+	}
+	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Source: &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
+			SocketAddress: &corev3.SocketAddress{
+				Address:       peer.Addr().Unmap().String(),
+				PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(peer.Port())},
+			}}}},
+		Request: &authv3.AttributeContext_Request{Http: h},
+	}}, 0, ""
+}
+
+func trusted(a netip.Addr, proxies []netip.Prefix) bool {
+	a = a.Unmap()
+	for _, p := range proxies {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// writeHTTPDecision answers the proxy. An allow is a 2xx whose headers the
+// proxy copies upstream (the identity headers, the request id); a denial
+// carries its status, the coarse reason and request id in headers, and
+// WWW-Authenticate on a 401. nginx auth_request understands only 2xx, 401
+// and 403, so in that form every other denial is a 403.
+func writeHTTPDecision(w http.ResponseWriter, d *Decision, form string) {
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	if d.Allowed {
+		for _, x := range d.UpstreamHeaders {
+			h.Add(x.Name, x.Value)
+		}
+		for _, x := range d.ResponseHeaders {
+			h.Add(x.Name, x.Value)
+		}
+		if form == config.HTTPCheckEnvoy && len(d.RemoveHeaders) > 0 {
+			h.Set(envoyHeadersToRemove, strings.Join(d.RemoveHeaders, ","))
+		}
+		h.Set("Content-Length", "0")
+		w.WriteHeader(d.Status)
+		return
+	}
+	status := d.Status
+	if form == config.HTTPCheckNginx && status != http.StatusUnauthorized && status != http.StatusForbidden {
+		status = http.StatusForbidden
+	}
+	for _, x := range d.DenyHeaders {
+		h.Add(x.Name, x.Value)
+	}
+	h.Set(headerReason, CoarseReason(d.Status))
+	h.Set("Content-Length", strconv.Itoa(len(d.DenyBody)))
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, d.DenyBody)
+}

@@ -1,0 +1,135 @@
+package metrics
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// scrape reads /metrics as Prometheus would.
+func scrape(t *testing.T, m *Metrics) string {
+	t.Helper()
+	srv := httptest.NewServer(m.Handler())
+	defer srv.Close()
+	resp, err := http.Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestChecksAreCountedByDecisionReasonAndKind(t *testing.T) {
+	m := New()
+	m.Check(true, "allowed", "xbs_anonymous", 40*time.Microsecond)
+	m.Check(true, "allowed", "xbs_anonymous", 60*time.Microsecond)
+	m.Check(false, "missing_token", "", time.Millisecond)
+	if got := testutil.ToFloat64(m.checks.WithLabelValues("allow", "allowed", "xbs_anonymous")); got != 2 {
+		t.Errorf("allows = %v, want 2", got)
+	}
+	if got := testutil.ToFloat64(m.checks.WithLabelValues("deny", "missing_token", "none")); got != 1 {
+		t.Errorf("denials without a token = %v, want 1", got)
+	}
+	out := scrape(t, m)
+	for _, want := range []string{
+		`guestgate_check_duration_seconds_count{decision="allow"} 2`,
+		`guestgate_check_duration_seconds_count{decision="deny"} 1`,
+		"go_goroutines ",
+		"process_start_time_seconds ",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
+
+func TestReloadsCountRefusalsAndTrackTheServingRevision(t *testing.T) {
+	m := New()
+	if out := scrape(t, m); !strings.Contains(out, `guestgate_policy_reloads_total{result="refused"} 0`) {
+		t.Fatal("refusal counter not exported before the first refusal")
+	}
+	m.PolicyReload("rev-a", nil)
+	m.PolicyReload("rev-a", errors.New("authz.rego:3: parse error"))
+	m.PolicyReload("rev-b", nil)
+	m.ConfigReload(nil)
+	m.ConfigReload(errors.New("listen: needs a restart"))
+	m.ConfigReload(errors.New("tokens.issuers[0].kind"))
+	out := scrape(t, m)
+	for _, want := range []string{
+		`guestgate_policy_reloads_total{result="ok"} 2`,
+		`guestgate_policy_reloads_total{result="refused"} 1`,
+		`guestgate_config_reloads_total{result="ok"} 1`,
+		`guestgate_config_reloads_total{result="refused"} 2`,
+		`guestgate_policy_revision_info{revision="rev-b"} 1`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("/metrics lacks %q:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, `revision="rev-a"`) {
+		t.Error("a revision no longer serving is still exported")
+	}
+}
+
+func TestCacheJWKSAndMintsAreCounted(t *testing.T) {
+	m := New()
+	m.CacheHit()
+	m.CacheHit()
+	m.CacheMiss()
+	m.JWKSFetch("https://pool.example/jwks.json", nil)
+	m.JWKSFetch("https://pool.example/jwks.json", errors.New("503"))
+	m.Minted("anonymous_widget", ResultOK)
+	m.Minted("anonymous_widget", "widget_disabled")
+	m.Minted("guest_login", ResultOK)
+	for name, tc := range map[string]struct {
+		got, want float64
+	}{
+		"cache hits":      {testutil.ToFloat64(m.cacheHits), 2},
+		"cache misses":    {testutil.ToFloat64(m.cacheMisses), 1},
+		"jwks fetches":    {testutil.ToFloat64(m.jwksFetches.WithLabelValues("https://pool.example/jwks.json")), 2},
+		"jwks failures":   {testutil.ToFloat64(m.jwksFailures.WithLabelValues("https://pool.example/jwks.json")), 1},
+		"widget mints":    {testutil.ToFloat64(m.mints.WithLabelValues("anonymous_widget", ResultOK)), 1},
+		"widget refusals": {testutil.ToFloat64(m.mints.WithLabelValues("anonymous_widget", "widget_disabled")), 1},
+		"login mints":     {testutil.ToFloat64(m.mints.WithLabelValues("guest_login", ResultOK)), 1},
+	} {
+		if tc.got != tc.want {
+			t.Errorf("%s = %v, want %v", name, tc.got, tc.want)
+		}
+	}
+}
+
+func TestEachMetricsHasItsOwnRegistry(t *testing.T) {
+	a, b := New(), New()
+	a.CacheHit()
+	if testutil.ToFloat64(b.cacheHits) != 0 {
+		t.Fatal("two Metrics share a counter")
+	}
+}
+
+func TestReasonLabelsAreBounded(t *testing.T) {
+	m := New()
+	for i := range MaxReasons + 50 {
+		m.Check(false, "reason_"+strconv.Itoa(i), "", time.Microsecond)
+	}
+	m.Check(false, "reason_0", "", time.Microsecond)
+	if got := testutil.ToFloat64(m.checks.WithLabelValues("deny", OtherReason, "none")); got != 50 {
+		t.Errorf("reasons beyond the bound = %v, want 50 counted as %q", got, OtherReason)
+	}
+	if got := testutil.ToFloat64(m.checks.WithLabelValues("deny", "reason_0", "none")); got != 2 {
+		t.Errorf("a known reason = %v, want 2", got)
+	}
+	if n := testutil.CollectAndCount(m.checks); n != MaxReasons+1 {
+		t.Errorf("%d series, want %d", n, MaxReasons+1)
+	}
+}
