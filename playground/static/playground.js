@@ -101,6 +101,9 @@ async function loadCatalog() {
     return;
   }
   setText("policy-revision", catalog.policy_revision || "(none)");
+  if (!catalog.minting_enabled) {
+    setText("mint-provider-info", "The issuer routes are off (issuer.enabled: false): minting answers 404.");
+  }
   const sel = $("mint-provider");
   catalog.providers.forEach((p, i) => {
     const o = document.createElement("option");
@@ -132,7 +135,8 @@ function pickProvider() {
   if (!p || $("mint-provider").value === "") { setText("mint-provider-info", ""); return; }
   $("mint-account").value = p.account;
   $("mint-provider-id").value = p.id;
-  setText("mint-provider-info", "role " + p.role + ", scope " + p.scope + ", tokens last " + p.duration);
+  setText("mint-provider-info", "role " + p.role + ", scope " + p.scope + ", tokens last " + p.duration +
+    (catalog.minting_enabled ? "" : ". The issuer routes are off (issuer.enabled: false): minting answers 404."));
   refreshExamples();
 }
 
