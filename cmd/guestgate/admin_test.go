@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net"
@@ -9,7 +10,12 @@ import (
 	"testing"
 	"time"
 
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
 	"github.com/guestgate/guestgate/config"
+	"github.com/guestgate/guestgate/tokens"
 )
 
 func TestAdminHostMustNameThisListener(t *testing.T) {
@@ -197,5 +203,94 @@ func TestExamplesCallThePublicListenerByTheNameThePageWasOpenedWith(t *testing.T
 		if got := s.publicBaseURL(r); got != c.want {
 			t.Errorf("listening on %s, page at %s: examples call %q, want %q", c.listen, c.host, got, c.want)
 		}
+	}
+}
+
+// The decision endpoint and Envoy's gRPC Check of the running sidecar
+// decide the same requests the same way, with the shipped policy.
+func TestDecisionEndpointDecidesAsTheGRPCCheckOfTheRunningSidecar(t *testing.T) {
+	s := startDevWith(t, nil)
+	signer := s.signer.Load()
+	kite, err := signer.MintXBSAnonymous(tokens.XBSClaims{Entry: tokens.EntryKite, WidgetID: "W-DEMO", ChannelID: "support-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sat, err := signer.MintSAT(tokens.SATClaims{AccountID: "dev-account", ProviderID: "dev-provider", Scope: "launchpads/lp-dev"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := grpc.NewClient(s.grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	client := authv3.NewAuthorizationClient(conn)
+	cases := []struct {
+		name, method, path, token string
+		allowed                   bool
+	}{
+		{"chat command in its channel", "POST", "/conversations/channels/support-1/MarkReadCommand", kite.Token, true},
+		{"command not allowed", "POST", "/conversations/channels/support-1/DeleteChannelCommand", kite.Token, false},
+		{"another channel", "POST", "/conversations/channels/team-private/MarkReadCommand", kite.Token, false},
+		{"no token", "POST", "/conversations/GetTokenCommand", "", false},
+		{"bad token", "POST", "/conversations/GetTokenCommand", "a.b.c", false},
+		{"SAT in its launchpad", "GET", "/v1/launchpads/lp-dev/home", sat.Token, true},
+		{"SAT outside it", "GET", "/v1/launchpads/lp-other/home", sat.Token, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			req, _ := json.Marshal(map[string]any{"method": c.method, "path": c.path, "token": c.token,
+				"headers": map[string]string{"content-type": "application/json", "x-request-id": "0123456789abcdef"}, "body": "{}"})
+			status, body := do(t, "POST", "http://"+s.adminLis.Addr().String()+DecidePath, map[string]string{"Content-Type": "application/json"}, string(req))
+			if status != http.StatusOK {
+				t.Fatalf("decision endpoint answered %d %s", status, body)
+			}
+			var d struct {
+				Allowed      bool
+				Status       int
+				Reason       string
+				HeadersAdded []struct{ Name, Value string } `json:"headers_added"`
+			}
+			if err := json.Unmarshal([]byte(body), &d); err != nil {
+				t.Fatal(err)
+			}
+			headers := map[string]string{"content-type": "application/json", "x-request-id": "0123456789abcdef",
+				":authority": "localhost", ":method": c.method, ":path": c.path, "content-length": "2"}
+			if c.token != "" {
+				headers["authorization"] = "Bearer " + c.token
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			resp, err := client.Check(ctx, &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{
+				Http: &authv3.AttributeContext_HttpRequest{Method: c.method, Path: c.path, Host: "localhost", Headers: headers, Body: "{}"}}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			grpcAllowed := resp.GetOkResponse() != nil
+			if d.Allowed != c.allowed || grpcAllowed != c.allowed {
+				t.Fatalf("endpoint allowed=%v (%s), gRPC allowed=%v, want %v", d.Allowed, d.Reason, grpcAllowed, c.allowed)
+			}
+			if !c.allowed {
+				if got := int(resp.GetDeniedResponse().GetStatus().GetCode()); got != d.Status {
+					t.Fatalf("endpoint status %d, gRPC %d", d.Status, got)
+				}
+				if !strings.Contains(resp.GetDeniedResponse().GetBody(), `"reason":"`+d.Reason+`"`) {
+					t.Fatalf("gRPC deny body %s lacks the endpoint's reason %q", resp.GetDeniedResponse().GetBody(), d.Reason)
+				}
+				return
+			}
+			grpcHeaders := map[string]string{}
+			for _, h := range resp.GetOkResponse().GetHeaders() {
+				grpcHeaders[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
+			}
+			if len(grpcHeaders) != len(d.HeadersAdded) {
+				t.Fatalf("endpoint adds %v, gRPC %v", d.HeadersAdded, grpcHeaders)
+			}
+			for _, h := range d.HeadersAdded {
+				if grpcHeaders[h.Name] != h.Value {
+					t.Errorf("%s: endpoint %q, gRPC %q", h.Name, h.Value, grpcHeaders[h.Name])
+				}
+			}
+		})
 	}
 }
