@@ -170,3 +170,38 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("version: %d %q", code, out.String())
 	}
 }
+
+// TestBadGuestSecretNamesItsConfigKey: a guest secret that is not one
+// (not base64, too short) is refused at load with the key it came from,
+// never the secret itself.
+func TestBadGuestSecretNamesItsConfigKey(t *testing.T) {
+	for name, secret := range map[string]string{
+		"too short":   "c2hvcnQ=",
+		"not base64":  "not base64 at all!!",
+		"mixed alpha": strings.Repeat("ab+_", 12),
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "partner.b64"), []byte(secret), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg := "tokens:\n  issuers:\n    - name: partner\n      kind: guest\n      issuer: partner-1\n      secret_file: partner.b64\n"
+			if err := os.WriteFile(filepath.Join(dir, "guestgate.yaml"), []byte(cfg), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Mkdir(filepath.Join(dir, "policies"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			var out, errOut bytes.Buffer
+			if code := run([]string{"validate", "--config", filepath.Join(dir, "guestgate.yaml")}, nil, &out, &errOut); code == 0 {
+				t.Fatal("a bad guest secret was accepted")
+			}
+			if !strings.Contains(errOut.String(), "tokens.issuers[0].secret_file") {
+				t.Errorf("error does not name the key: %s", errOut.String())
+			}
+			if strings.Contains(errOut.String(), secret) {
+				t.Errorf("error holds the secret: %s", errOut.String())
+			}
+		})
+	}
+}
