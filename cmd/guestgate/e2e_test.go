@@ -68,33 +68,8 @@ type e2e struct {
 // temporary directory and serves them.
 func startE2E(t *testing.T) *e2e {
 	t.Helper()
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	copyTree(t, filepath.Join(root, "policies"), filepath.Join(dir, "policies"))
-	copyTree(t, filepath.Join(root, "testdata", "dev", "keys"), filepath.Join(dir, "dev", "keys"))
-	copyTree(t, filepath.Join(root, "testdata", "dev", "secrets"), filepath.Join(dir, "dev", "secrets"))
-	yaml, err := os.ReadFile(filepath.Join(root, config.DevelopmentFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfgText := string(yaml)
-	for _, r := range [][2]string{
-		{"grpc: 127.0.0.1:9191", "grpc: 127.0.0.1:0"},
-		{"http: 127.0.0.1:8181", "http: 127.0.0.1:0"},
-		{"admin: 127.0.0.1:8282", "admin: 127.0.0.1:0"},
-		{"dir: ../../policies", "dir: ../policies"},
-	} {
-		if !strings.Contains(cfgText, r[0]) {
-			t.Fatalf("the development setup no longer has %q; update the harness", r[0])
-		}
-		cfgText = strings.Replace(cfgText, r[0], r[1], 1)
-	}
-	e := &e2e{t: t, dir: dir, cfgPath: filepath.Join(dir, "dev", "guestgate.yaml"), policyDir: filepath.Join(dir, "policies"), logs: &lineBuffer{}}
-	writeFile(t, e.cfgPath, cfgText)
-
+	dir, cfgPath := copyDevSetup(t, nil)
+	e := &e2e{t: t, dir: dir, cfgPath: cfgPath, policyDir: filepath.Join(dir, "policies"), logs: &lineBuffer{}}
 	cfg, err := config.Load(e.cfgPath)
 	if err != nil {
 		t.Fatal(err)
@@ -143,6 +118,45 @@ func startE2E(t *testing.T) *e2e {
 	t.Cleanup(func() { conn.Close() })
 	e.client = authv3.NewAuthorizationClient(conn)
 	return e
+}
+
+// copyDevSetup copies the development setup (config, keys, secrets) and
+// the shipped policies into a temporary directory, with every listener on
+// 127.0.0.1 port 0 and the replacements in edits made to the config text.
+// It returns the directory and the config's path.
+func copyDevSetup(t *testing.T, edits map[string]string) (string, string) {
+	t.Helper()
+	root, err := filepath.Abs(filepath.Join("..", ".."))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	copyTree(t, filepath.Join(root, "policies"), filepath.Join(dir, "policies"))
+	copyTree(t, filepath.Join(root, "testdata", "dev", "keys"), filepath.Join(dir, "dev", "keys"))
+	copyTree(t, filepath.Join(root, "testdata", "dev", "secrets"), filepath.Join(dir, "dev", "secrets"))
+	yaml, err := os.ReadFile(filepath.Join(root, config.DevelopmentFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfgText := string(yaml)
+	replace := [][2]string{
+		{"grpc: 127.0.0.1:9191", "grpc: 127.0.0.1:0"},
+		{"http: 127.0.0.1:8181", "http: 127.0.0.1:0"},
+		{"admin: 127.0.0.1:8282", "admin: 127.0.0.1:0"},
+		{"dir: ../../policies", "dir: ../policies"},
+	}
+	for from, to := range edits {
+		replace = append(replace, [2]string{from, to})
+	}
+	for _, r := range replace {
+		if !strings.Contains(cfgText, r[0]) {
+			t.Fatalf("the development setup no longer has %q; update the harness", r[0])
+		}
+		cfgText = strings.Replace(cfgText, r[0], r[1], 1)
+	}
+	cfgPath := filepath.Join(dir, "dev", "guestgate.yaml")
+	writeFile(t, cfgPath, cfgText)
+	return dir, cfgPath
 }
 
 // readGuestSecret decodes the guest issuer's secret file of the copy.
