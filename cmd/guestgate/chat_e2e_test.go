@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/base64"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/lestrrat-go/jwx/v2/jwk"
 
 	"github.com/guestgate/guestgate/tokens"
@@ -57,7 +59,7 @@ type e2eCase struct {
 // every rule of the policy, allowed and denied, so the Rego and the Go side
 // (verification, input, decision, response) are seen to agree.
 func TestShippedPolicyThroughTheRealCheck(t *testing.T) {
-	e := startE2E(t)
+	e := startE2E(t, nil)
 
 	// XBS anonymous: a widget session, a public-chat link, an external
 	// pool's unbound token, and a signed-in (regular) user of the pool.
@@ -379,7 +381,7 @@ func TestShippedPolicyThroughTheRealCheck(t *testing.T) {
 // TestForgedIdentityHeadersNeverReachUpstream: a client's own
 // x-guestgate-* headers are overwritten or removed on an allow.
 func TestForgedIdentityHeadersNeverReachUpstream(t *testing.T) {
-	e := startE2E(t)
+	e := startE2E(t, nil)
 	a := e.check(httpCall{method: "POST", path: "/conversations/GetTokenCommand", token: e.link("public-lobby"), headers: map[string]string{
 		"x-guestgate-subject": "admin", "x-guestgate-kind": "regular", "x-guestgate-scope": "everything",
 	}})
@@ -401,7 +403,7 @@ func TestForgedIdentityHeadersNeverReachUpstream(t *testing.T) {
 // a broken policy is refused, logged and shown in /readyz while the last
 // good one keeps deciding.
 func TestRegistryEditsReachLiveTokens(t *testing.T) {
-	e := startE2E(t)
+	e := startE2E(t, nil)
 	kite := e.kite("W-DEMO", "kite-chan-1")
 	link := e.link("public-lobby")
 	unbound := e.signXBS(xbsClaims("W-DEMO"))
@@ -528,4 +530,25 @@ func readText(t *testing.T, p string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// BenchmarkCheckShippedPolicy is one in-process Check of the development
+// setup with the shipped policy: a widget session's MarkReadCommand, its
+// token verified once and then answered from the verified-token cache.
+// Allows are sampled in the decision log as in production (1%).
+func BenchmarkCheckShippedPolicy(b *testing.B) {
+	e := startE2E(b, map[string]string{"full: true": "full: false"})
+	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+		Method: "POST", Path: commandPath("kite-chan-1", "MarkReadCommand"), Host: "chat.example.com",
+		Headers: map[string]string{"authorization": "Bearer " + e.kite("W-DEMO", "kite-chan-1"), "content-type": "application/json",
+			"content-length": "2", "x-request-id": "0123456789abcdef"},
+		Body: "{}",
+	}}}}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if resp, _ := e.s.checker.Check(ctx, req); resp.GetOkResponse() == nil {
+			b.Fatal("denied")
+		}
+	}
 }

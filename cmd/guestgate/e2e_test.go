@@ -50,7 +50,7 @@ const (
 
 // e2e is one running sidecar and what the tests mint tokens with.
 type e2e struct {
-	t         *testing.T
+	t         testing.TB
 	dir       string // the temporary copy: dev/ (config, keys, secrets) and policies/
 	cfgPath   string
 	policyDir string
@@ -65,10 +65,11 @@ type e2e struct {
 }
 
 // startE2E copies the development setup and the shipped policies into a
-// temporary directory and serves them.
-func startE2E(t *testing.T) *e2e {
+// temporary directory (with edits made to the config, as copyDevSetup does)
+// and serves them.
+func startE2E(t testing.TB, edits map[string]string) *e2e {
 	t.Helper()
-	dir, cfgPath := copyDevSetup(t, nil)
+	dir, cfgPath := copyDevSetup(t, edits)
 	e := &e2e{t: t, dir: dir, cfgPath: cfgPath, policyDir: filepath.Join(dir, "policies"), logs: &lineBuffer{}}
 	cfg, err := config.Load(e.cfgPath)
 	if err != nil {
@@ -124,7 +125,7 @@ func startE2E(t *testing.T) *e2e {
 // the shipped policies into a temporary directory, with every listener on
 // 127.0.0.1 port 0 and the replacements in edits made to the config text.
 // It returns the directory and the config's path.
-func copyDevSetup(t *testing.T, edits map[string]string) (string, string) {
+func copyDevSetup(t testing.TB, edits map[string]string) (string, string) {
 	t.Helper()
 	root, err := filepath.Abs(filepath.Join("..", ".."))
 	if err != nil {
@@ -448,7 +449,7 @@ func (e *e2e) editJSON(rel string, edit func(doc map[string]any)) {
 }
 
 // replaceFile writes data to a sibling and renames it over p.
-func replaceFile(t *testing.T, p string, data []byte) {
+func replaceFile(t testing.TB, p string, data []byte) {
 	t.Helper()
 	tmp := filepath.Join(filepath.Dir(p), "."+filepath.Base(p)+".tmp")
 	if err := os.WriteFile(tmp, data, 0o600); err != nil {
@@ -459,7 +460,7 @@ func replaceFile(t *testing.T, p string, data []byte) {
 	}
 }
 
-func writeFile(t *testing.T, p, data string) {
+func writeFile(t testing.TB, p, data string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		t.Fatal(err)
@@ -470,7 +471,7 @@ func writeFile(t *testing.T, p, data string) {
 }
 
 // copyTree copies the regular files under src to dst.
-func copyTree(t *testing.T, src, dst string) {
+func copyTree(t testing.TB, src, dst string) {
 	t.Helper()
 	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {

@@ -56,7 +56,7 @@ func startDev(t *testing.T) (*sidecar, context.CancelFunc, chan error) {
 	return s, cancel, done
 }
 
-func waitReady(t *testing.T, url string) {
+func waitReady(t testing.TB, url string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {

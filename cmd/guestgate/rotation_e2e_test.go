@@ -16,7 +16,7 @@ import (
 // without a restart. A bad secret written afterwards is refused, shown in
 // /readyz and logged, and the last good config keeps serving.
 func TestGuestSecretRotationTakesEffectWithoutRestart(t *testing.T) {
-	e := startE2E(t)
+	e := startE2E(t, nil)
 	secretFile := filepath.Join(e.dir, "dev", "secrets", "guest-dev.b64")
 	oldKey := e.guestKey
 	oldGuest := e.guest("ada-1", "Ada", oldKey)
