@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/guestgate/guestgate/config"
+	"github.com/guestgate/guestgate/tokens"
 )
 
 // repoRoot makes the development setup's relative paths resolve.
@@ -201,6 +202,46 @@ func TestBadGuestSecretNamesItsConfigKey(t *testing.T) {
 			}
 			if strings.Contains(errOut.String(), secret) {
 				t.Errorf("error holds the secret: %s", errOut.String())
+			}
+		})
+	}
+}
+
+// TestCheckOfflineWithATokenFile is the README's policy-author call: one
+// request decided offline with a real token from a file or standard input.
+func TestCheckOfflineWithATokenFile(t *testing.T) {
+	repoRoot(t)
+	cfg, err := config.Development()
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := buildSigner(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	link, err := signer.MintXBSAnonymous(tokens.XBSClaims{Entry: tokens.EntryPublicLink, ChannelID: "public-lobby"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokenFile := filepath.Join(t.TempDir(), "token.jwt")
+	if err := os.WriteFile(tokenFile, []byte(link.Token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, request, tokenFile string
+		stdin                    io.Reader
+		want                     string
+	}{
+		{"from a file", "testdata/requests/mark-read.json", tokenFile, nil, "decision: allowed  status: 200  reason: allowed"},
+		{"from standard input", "testdata/requests/calendar.json", "-", strings.NewReader(link.Token), "decision: denied  status: 403  reason: route_not_allowed"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			if code := run([]string{"check", "--request", c.request, "--token-file", c.tokenFile}, c.stdin, &out, &errOut); code != 0 {
+				t.Fatalf("exit %d: %s", code, errOut.String())
+			}
+			if !strings.HasPrefix(out.String(), c.want) {
+				t.Fatalf("output:\n%s", out.String())
 			}
 		})
 	}
