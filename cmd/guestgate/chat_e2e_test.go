@@ -365,6 +365,17 @@ func TestShippedPolicyThroughTheRealCheck(t *testing.T) {
 		})
 	}
 
+	// No token, nor the guest secret, ever reaches a log line.
+	logs := e.logs.String()
+	for _, tc := range cases {
+		if tok := tc.call.token; len(tok) > 16 && strings.Contains(logs, tok[len(tok)-16:]) {
+			t.Errorf("the log holds the token of %q", tc.name)
+		}
+	}
+	if strings.Contains(logs, base64.StdEncoding.EncodeToString(e.guestKey)) {
+		t.Error("the log holds the guest secret")
+	}
+
 	// Every allowed command was tried through the Check, and nothing else
 	// is on the shipped list.
 	var shipped struct {
@@ -393,6 +404,33 @@ func TestForgedIdentityHeadersNeverReachUpstream(t *testing.T) {
 	}
 	if _, set := a.headers["x-guestgate-scope"]; set || !slices.Contains(a.removed, "x-guestgate-scope") {
 		t.Errorf("a forged x-guestgate-scope is not removed: set %v, removed %v", set, a.removed)
+	}
+}
+
+// TestDenialsOutsideDevelopmentAreCoarse: outside the development setup a
+// client learns the status and a request id, never the precise reason
+// (which could map private channels); the decision log has it.
+func TestDenialsOutsideDevelopmentAreCoarse(t *testing.T) {
+	e := startE2E(t, map[string]string{"development: true": "development: false"})
+	for _, c := range []struct {
+		call          httpCall
+		status        int
+		coarse, exact string
+	}{
+		{httpCall{method: "POST", path: commandPath("team-private", "MarkReadCommand"), token: e.link("public-lobby")}, 403, "forbidden", "channel_not_bound"},
+		{httpCall{method: "POST", path: "/v1/jwt/login", token: "not-a-token"}, 401, "unauthorized", "invalid_token"},
+	} {
+		a := e.check(c.call)
+		var body map[string]string
+		if err := json.Unmarshal([]byte(a.resp.GetDeniedResponse().GetBody()), &body); err != nil {
+			t.Fatalf("%s: deny body: %v", c.call.path, err)
+		}
+		if a.status != c.status || a.reason != c.exact {
+			t.Errorf("%s: %d %s, want %d %s", c.call.path, a.status, a.reason, c.status, c.exact)
+		}
+		if body["error"] != c.coarse || body["request_id"] == "" || body["reason"] != "" || len(body) != 2 {
+			t.Errorf("%s: client body %v, want only error %q and request_id", c.call.path, body, c.coarse)
+		}
 	}
 }
 
