@@ -407,6 +407,32 @@ func TestForgedIdentityHeadersNeverReachUpstream(t *testing.T) {
 	}
 }
 
+// TestLinkTokenInTheQueryIsFoundAndNotForwarded: where the config says a
+// route family carries its token in a query parameter (public-chat links),
+// the token is taken from there, reaches the policy as its kind, and is
+// removed from what goes upstream; other routes keep the header.
+func TestLinkTokenInTheQueryIsFoundAndNotForwarded(t *testing.T) {
+	e := startE2E(t, map[string]string{"decision_log:": "check:\n  credentials:\n" +
+		"    - {path_prefix: /conversations/channels/public-lobby/, query: access_token}\n" +
+		"    - {header: authorization}\n\ndecision_log:"})
+	link := e.link("public-lobby")
+	inQuery := e.check(httpCall{method: "POST", path: commandPath("public-lobby", "MarkReadCommand") + "?access_token=" + link + "&x=1"})
+	if !inQuery.allowed || inQuery.kind != "xbs_anonymous" || inQuery.headers["x-guestgate-channel"] != "public-lobby" {
+		t.Fatalf("link token in the query: allowed=%v %s kind %q headers %v", inQuery.allowed, inQuery.reason, inQuery.kind, inQuery.headers)
+	}
+	if !slices.Equal(inQuery.removedQ, []string{"access_token"}) {
+		t.Errorf("query parameters removed upstream: %v, want [access_token]", inQuery.removedQ)
+	}
+	inHeader := e.check(httpCall{method: "POST", path: commandPath("public-lobby", "MarkReadCommand"), token: link})
+	if inHeader.allowed || inHeader.status != 401 || inHeader.tokenError != "missing" {
+		t.Errorf("link token in the header where the query carries it: allowed=%v %d %q", inHeader.allowed, inHeader.status, inHeader.tokenError)
+	}
+	kite := e.check(httpCall{method: "POST", path: commandPath("kite-chan-1", "MarkReadCommand"), token: e.kite("W-DEMO", "kite-chan-1")})
+	if !kite.allowed || !slices.Contains(kite.removed, "authorization") {
+		t.Errorf("widget session in the header elsewhere: allowed=%v %s, removed %v", kite.allowed, kite.reason, kite.removed)
+	}
+}
+
 // TestDenialsOutsideDevelopmentAreCoarse: outside the development setup a
 // client learns the status and a request id, never the precise reason
 // (which could map private channels); the decision log has it.

@@ -190,6 +190,7 @@ type answer struct {
 	status     int
 	headers    map[string]string // upstream headers on an allow, client headers on a deny
 	removed    []string          // headers removed on the way upstream
+	removedQ   []string          // query parameters removed on the way upstream
 	reason     string            // the precise reason, from the decision log
 	tokenError string
 	kind       string
@@ -236,7 +237,7 @@ func (e *e2e) check(c httpCall) answer {
 		for _, h := range ok.GetHeaders() {
 			a.headers[h.GetHeader().GetKey()] = h.GetHeader().GetValue()
 		}
-		a.removed = ok.GetHeadersToRemove()
+		a.removed, a.removedQ = ok.GetHeadersToRemove(), ok.GetQueryParametersToRemove()
 	} else if d := resp.GetDeniedResponse(); d != nil {
 		a.status = int(d.GetStatus().GetCode())
 		for _, h := range d.GetHeaders() {
