@@ -9,6 +9,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -404,6 +405,77 @@ func TestForgedIdentityHeadersNeverReachUpstream(t *testing.T) {
 	}
 	if _, set := a.headers["x-guestgate-scope"]; set || !slices.Contains(a.removed, "x-guestgate-scope") {
 		t.Errorf("a forged x-guestgate-scope is not removed: set %v, removed %v", set, a.removed)
+	}
+}
+
+// echoPolicy allows everything and sends input.token and
+// input.token_error upstream as JSON, so a test sees exactly what the
+// policy was given.
+const echoPolicy = `package guestgate.e2e
+
+decision := {"allowed": true, "headers": {
+	"x-e2e-token": json.marshal(input.token),
+	"x-e2e-token-error": json.marshal(input.token_error),
+}}
+`
+
+// TestEveryKindReachesThePolicyAsItsToken runs a sidecar whose decision
+// query is a policy that echoes its input, and checks input.token for a
+// real token of every kind: kind, issuer, subject, name, email,
+// expires_at and every claim, exactly as signed.
+func TestEveryKindReachesThePolicyAsItsToken(t *testing.T) {
+	e := startE2EWith(t, map[string]string{"dir: ../policies": "dir: ../policies\n  query: data.guestgate.e2e.decision"},
+		map[string]string{"e2e/echo.rego": echoPolicy})
+	regularClaims := xbsClaims("")
+	delete(regularClaims, "custom:authorization_type")
+	delete(regularClaims, "custom:wid")
+	regularClaims["name"], regularClaims["email"] = "Grace Hopper", "grace@example.com"
+	tests := []struct {
+		name, raw, kind, issuer, subjectClaim, display, email string
+	}{
+		{"widget session", e.kite("W-DEMO", "kite-chan-1"), "xbs_anonymous", devXBSIssuer, "sub", "guest", "anonymous-w-demo@anonymous.dev.guestgate.invalid"},
+		{"public-chat link", e.link("public-lobby"), "xbs_anonymous", devXBSIssuer, "sub", "guest", "anonymous-public-lobby@anonymous.dev.guestgate.invalid"},
+		{"external pool", e.signXBS(xbsClaims("W-DEMO")), "xbs_anonymous", devXBSIssuer, "sub", "guest", "anonymous-w-demo@anonymous.dev.guestgate.invalid"},
+		{"regular", e.signXBS(regularClaims), "regular", devXBSIssuer, "sub", "Grace Hopper", "grace@example.com"},
+		{"guest", e.guest("ada-1", "Ada", e.guestKey), "guest", devGuestIssuer, "sub", "Ada", ""},
+		{"access", e.access("ada-1", "Ada", e.guestKey), "access", devAccessIssuer, "sub", "Ada", ""},
+		{"secure anonymous", e.sat("", "launchpads/lp-1"), "secure_anonymous", devSATIssuer, "sub", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := e.check(httpCall{method: "GET", path: "/anything", token: tt.raw})
+			if !a.allowed {
+				t.Fatalf("the echo policy denied: %s %q", a.reason, a.tokenError)
+			}
+			var got struct {
+				Kind, Issuer, Subject, Name, Email string
+				ExpiresAt                          float64 `json:"expires_at"`
+				Claims                             map[string]any
+			}
+			if err := json.Unmarshal([]byte(a.headers["x-e2e-token"]), &got); err != nil {
+				t.Fatalf("input.token %q: %v", a.headers["x-e2e-token"], err)
+			}
+			claims := claimsOf(t, tt.raw)
+			if got.Kind != tt.kind || got.Issuer != tt.issuer || got.Subject != claims[tt.subjectClaim] ||
+				got.Name != tt.display || got.Email != tt.email || got.ExpiresAt != claims["exp"] {
+				t.Errorf("input.token = {%s %s %s %q %q %v}, want {%s %s %v %q %q %v}", got.Kind, got.Issuer, got.Subject, got.Name, got.Email, got.ExpiresAt,
+					tt.kind, tt.issuer, claims[tt.subjectClaim], tt.display, tt.email, claims["exp"])
+			}
+			if !reflect.DeepEqual(got.Claims, claims) {
+				t.Errorf("input.token.claims = %v, want the token's claims %v", got.Claims, claims)
+			}
+			if a.headers["x-e2e-token-error"] != "null" {
+				t.Errorf("input.token_error = %s beside a verified token", a.headers["x-e2e-token-error"])
+			}
+		})
+	}
+	// And no token: input.token is null, token_error "missing"; a bad one
+	// carries its code.
+	for raw, want := range map[string]string{"": `"missing"`, "not-a-token": `"malformed"`} {
+		a := e.check(httpCall{method: "GET", path: "/anything", token: raw})
+		if a.headers["x-e2e-token"] != "null" || a.headers["x-e2e-token-error"] != want {
+			t.Errorf("token %q: input.token %s, token_error %s; want null, %s", raw, a.headers["x-e2e-token"], a.headers["x-e2e-token-error"], want)
+		}
 	}
 }
 

@@ -69,7 +69,17 @@ type e2e struct {
 // and serves them.
 func startE2E(t testing.TB, edits map[string]string) *e2e {
 	t.Helper()
+	return startE2EWith(t, edits, nil)
+}
+
+// startE2EWith is startE2E with files (path relative to policies/ →
+// content) added to the policy copy before the sidecar starts.
+func startE2EWith(t testing.TB, edits, files map[string]string) *e2e {
+	t.Helper()
 	dir, cfgPath := copyDevSetup(t, edits)
+	for rel, content := range files {
+		writeFile(t, filepath.Join(dir, "policies", rel), content)
+	}
 	e := &e2e{t: t, dir: dir, cfgPath: cfgPath, policyDir: filepath.Join(dir, "policies"), logs: &lineBuffer{}}
 	cfg, err := config.Load(e.cfgPath)
 	if err != nil {
