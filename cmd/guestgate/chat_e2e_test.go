@@ -431,15 +431,15 @@ func TestEveryKindReachesThePolicyAsItsToken(t *testing.T) {
 	delete(regularClaims, "custom:wid")
 	regularClaims["name"], regularClaims["email"] = "Grace Hopper", "grace@example.com"
 	tests := []struct {
-		name, raw, kind, issuer, subjectClaim, display, email string
+		name, raw, kind, issuer, display, email string
 	}{
-		{"widget session", e.kite("W-DEMO", "kite-chan-1"), "xbs_anonymous", devXBSIssuer, "sub", "guest", "anonymous-w-demo@anonymous.dev.guestgate.invalid"},
-		{"public-chat link", e.link("public-lobby"), "xbs_anonymous", devXBSIssuer, "sub", "guest", "anonymous-public-lobby@anonymous.dev.guestgate.invalid"},
-		{"external pool", e.signXBS(xbsClaims("W-DEMO")), "xbs_anonymous", devXBSIssuer, "sub", "guest", "anonymous-w-demo@anonymous.dev.guestgate.invalid"},
-		{"regular", e.signXBS(regularClaims), "regular", devXBSIssuer, "sub", "Grace Hopper", "grace@example.com"},
-		{"guest", e.guest("ada-1", "Ada", e.guestKey), "guest", devGuestIssuer, "sub", "Ada", ""},
-		{"access", e.access("ada-1", "Ada", e.guestKey), "access", devAccessIssuer, "sub", "Ada", ""},
-		{"secure anonymous", e.sat("", "launchpads/lp-1"), "secure_anonymous", devSATIssuer, "sub", "", ""},
+		{"widget session", e.kite("W-DEMO", "kite-chan-1"), "xbs_anonymous", devXBSIssuer, "guest", "anonymous-w-demo@anonymous.dev.guestgate.invalid"},
+		{"public-chat link", e.link("public-lobby"), "xbs_anonymous", devXBSIssuer, "guest", "anonymous-public-lobby@anonymous.dev.guestgate.invalid"},
+		{"external pool", e.signXBS(xbsClaims("W-DEMO")), "xbs_anonymous", devXBSIssuer, "guest", "anonymous-w-demo@anonymous.dev.guestgate.invalid"},
+		{"regular", e.signXBS(regularClaims), "regular", devXBSIssuer, "Grace Hopper", "grace@example.com"},
+		{"guest", e.guest("ada-1", "Ada", e.guestKey), "guest", devGuestIssuer, "Ada", ""},
+		{"access", e.access("ada-1", "Ada", e.guestKey), "access", devAccessIssuer, "Ada", ""},
+		{"secure anonymous", e.sat("", "launchpads/lp-1"), "secure_anonymous", devSATIssuer, "", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -456,10 +456,10 @@ func TestEveryKindReachesThePolicyAsItsToken(t *testing.T) {
 				t.Fatalf("input.token %q: %v", a.headers["x-e2e-token"], err)
 			}
 			claims := claimsOf(t, tt.raw)
-			if got.Kind != tt.kind || got.Issuer != tt.issuer || got.Subject != claims[tt.subjectClaim] ||
+			if got.Kind != tt.kind || got.Issuer != tt.issuer || got.Subject != claims["sub"] ||
 				got.Name != tt.display || got.Email != tt.email || got.ExpiresAt != claims["exp"] {
 				t.Errorf("input.token = {%s %s %s %q %q %v}, want {%s %s %v %q %q %v}", got.Kind, got.Issuer, got.Subject, got.Name, got.Email, got.ExpiresAt,
-					tt.kind, tt.issuer, claims[tt.subjectClaim], tt.display, tt.email, claims["exp"])
+					tt.kind, tt.issuer, claims["sub"], tt.display, tt.email, claims["exp"])
 			}
 			if !reflect.DeepEqual(got.Claims, claims) {
 				t.Errorf("input.token.claims = %v, want the token's claims %v", got.Claims, claims)
