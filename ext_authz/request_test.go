@@ -164,7 +164,7 @@ func TestQueryCredentialIsRedactedEverywhereInTheInput(t *testing.T) {
 				Method: "POST", Path: path, Query: rawQuery,
 				Headers: map[string]string{":path": path, "x-envoy-original-path": path, ":method": "POST"},
 			}}}}
-			r := readRequest(cr, &chk)
+			r := readRequest(cr, &chk, false)
 			if r.problem != "" || r.rawToken != "tokpartA.tokpartB.tokpartC" {
 				t.Fatalf("token %q, problem %q", r.rawToken, r.problem)
 			}

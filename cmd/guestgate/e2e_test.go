@@ -324,6 +324,12 @@ func eventually(t *testing.T, what string, cond func() (bool, string)) {
 	t.Fatalf("%s: not within 10s; last: %s", what, last)
 }
 
+// eventuallyTrue is eventually for a condition with nothing to report.
+func eventuallyTrue(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	eventually(t, what, func() (bool, string) { return cond(), "" })
+}
+
 // The tokens, each minted as its issuer mints it.
 
 func (e *e2e) kite(widget, channel string) string {
