@@ -128,8 +128,9 @@ type DecisionLog struct {
 type Tokens struct {
 	// MaxSize bounds a token in bytes. Empty: 8192.
 	MaxSize int `yaml:"max_size"`
-	// Leeway is the clock skew allowed on exp, nbf and iat, at most 5m.
-	// Empty: 60s.
+	// Leeway is the clock skew allowed on exp, nbf and iat, at most 60s
+	// (RFC 8725 leaves it to the verifier; a longer one keeps expired
+	// tokens alive). Empty: 60s.
 	Leeway Duration `yaml:"leeway"`
 	// CacheSize bounds the verified-token cache (entries). Empty: 10000.
 	CacheSize int `yaml:"cache_size"`
@@ -458,8 +459,8 @@ func (c *Config) Validate() error {
 	if c.Tokens.MaxSize < 512 || c.Tokens.MaxSize > 64<<10 {
 		add("tokens.max_size", "must be between 512 and 65536")
 	}
-	if c.Tokens.Leeway.D() > 5*time.Minute {
-		add("tokens.leeway", "must be at most 5m")
+	if c.Tokens.Leeway.D() > time.Minute {
+		add("tokens.leeway", "must be at most 60s")
 	}
 	if c.Tokens.CacheSize < 0 {
 		add("tokens.cache_size", "must not be negative")

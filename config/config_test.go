@@ -45,7 +45,7 @@ func TestBadConfigErrorsNameTheKey(t *testing.T) {
 		{"unknown key", "listen:\n  grcp: 127.0.0.1:1\n", "grcp"},
 		{"bad address", "listen:\n  grpc: nowhere\n", "listen.grpc"},
 		{"bad duration", "tokens:\n  leeway: soon\n", "soon"},
-		{"leeway too long", "tokens:\n  leeway: 10m\n", "tokens.leeway"},
+		{"leeway too long", "tokens:\n  leeway: 61s\n", "tokens.leeway"},
 		{"unknown kind", "tokens:\n  issuers:\n    - {name: a, kind: magic, issuer: x}\n", "tokens.issuers[0].kind"},
 		{"duplicate iss", "tokens:\n  issuers:\n    - {name: a, kind: xbs_anonymous, issuer: x, audiences: [c], jwks: '{}'}\n    - {name: b, kind: xbs_anonymous, issuer: x, audiences: [c], jwks: '{}'}\n", "tokens.issuers[1].issuer"},
 		{"guest without secret", "tokens:\n  issuers:\n    - {name: a, kind: guest, issuer: x}\n", "tokens.issuers[0].secret_file"},

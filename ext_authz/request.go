@@ -352,9 +352,17 @@ func (r *request) httpValue(showCredential bool) ast.Value {
 		case r.credential.cookie != "":
 			headers = copyWith(headers, "cookie", strings.Replace(headers["cookie"], r.credential.cookie+"="+r.rawToken, r.credential.cookie+"="+redacted, 1))
 		case r.credential.query != "":
-			path = strings.Replace(path, url.QueryEscape(r.rawToken), redacted, 1)
-			path = strings.Replace(path, r.rawToken, redacted, 1)
-			query = strings.Replace(strings.Replace(query, url.QueryEscape(r.rawToken), redacted, 1), r.rawToken, redacted, 1)
+			// The query appears in the path, the query and Envoy's :path
+			// (and x-envoy-original-path after a rewrite), each as the
+			// client spelled it: a token may be percent-encoded there, so
+			// the parameter is found by its decoded name, not the token text.
+			name := r.credential.query
+			path, query = redactPathQuery(path, name), redactQuery(query, name)
+			for _, k := range []string{":path", "x-envoy-original-path"} {
+				if v, ok := headers[k]; ok {
+					headers = copyWith(headers, k, redactPathQuery(v, name))
+				}
+			}
 		}
 	}
 	put("id", h.GetId())
@@ -378,6 +386,32 @@ func redactedHeader(scheme string) string {
 		return redacted
 	}
 	return scheme + " " + redacted
+}
+
+// redactPathQuery redacts the query parameter name in the query part of
+// a path.
+func redactPathQuery(p, name string) string {
+	before, q, ok := strings.Cut(p, "?")
+	if !ok {
+		return p
+	}
+	return before + "?" + redactQuery(q, name)
+}
+
+// redactQuery replaces the value of every parameter whose decoded name is
+// name with <redacted>, leaving the rest of the query as it was written.
+func redactQuery(q, name string) string {
+	if q == "" {
+		return q
+	}
+	parts := strings.Split(q, "&")
+	for i, part := range parts {
+		k, _, _ := strings.Cut(part, "=")
+		if dk, err := url.QueryUnescape(k); err == nil && dk == name || k == name {
+			parts[i] = k + "=" + redacted
+		}
+	}
+	return strings.Join(parts, "&")
 }
 
 func copyWith(m map[string]string, k, v string) map[string]string {

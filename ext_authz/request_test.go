@@ -4,7 +4,10 @@ import (
 	"strings"
 	"testing"
 
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/guestgate/guestgate/config"
 )
 
 func TestPathsAProxyAndAnUpstreamCouldReadDifferentlyAreRefused(t *testing.T) {
@@ -140,5 +143,39 @@ func TestCookieCredentialIsFoundAndRemoved(t *testing.T) {
 	}
 	if got := withoutCookie("gg_token=x", "gg_token"); got != "" {
 		t.Fatalf("withoutCookie of the only cookie = %q", got)
+	}
+}
+
+// TestQueryCredentialIsRedactedEverywhereInTheInput: a token carried in a
+// query parameter (public-chat links) is replaced in every place the
+// policy input shows the query (the path, the query, Envoy's :path and
+// x-envoy-original-path, parsed_query), however the client spelled it.
+func TestQueryCredentialIsRedactedEverywhereInTheInput(t *testing.T) {
+	chk := config.Check{Credentials: []config.Credential{{Query: "token"}}}
+	for name, rawQuery := range map[string]string{
+		"plain":                "a=1&token=tokpartA.tokpartB.tokpartC&b=2",
+		"percent-encoded":      "a=1&token=tokpartA%2EtokpartB%2EtokpartC&b=2",
+		"name percent-encoded": "to%6Ben=tokpartA.tokpartB.tokpartC",
+		"first parameter":      "token=tokpartA.tokpartB.tokpartC",
+	} {
+		t.Run(name, func(t *testing.T) {
+			path := "/conversations/channels/public-lobby/MarkReadCommand?" + rawQuery
+			cr := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+				Method: "POST", Path: path, Query: rawQuery,
+				Headers: map[string]string{":path": path, "x-envoy-original-path": path, ":method": "POST"},
+			}}}}
+			r := readRequest(cr, &chk, false)
+			if r.problem != "" || r.rawToken != "tokpartA.tokpartB.tokpartC" {
+				t.Fatalf("token %q, problem %q", r.rawToken, r.problem)
+			}
+			if in := buildInput(r, nil, "untrusted_issuer", "id", false).String(); strings.Contains(in, "tokpart") {
+				t.Fatalf("the input holds the token: %s", in)
+			}
+			// Configured to show it, the policy sees it: the check above
+			// looks where the token is.
+			if in := buildInput(r, nil, "untrusted_issuer", "id", true).String(); !strings.Contains(in, "tokpart") {
+				t.Fatalf("show_credential_to_policy hid the token: %s", in)
+			}
+		})
 	}
 }

@@ -903,3 +903,30 @@ func TestTokensTheSignerMintsAreAccepted(t *testing.T) {
 		})
 	}
 }
+
+// TestConfiguredLeewayBoundsTheDates: the leeway is configurable; a
+// shorter one than the default refuses what the default would accept.
+func TestConfiguredLeewayBoundsTheDates(t *testing.T) {
+	f := newVFFixture(t)
+	v := f.verifier(t, func(c *Config) { c.Leeway = 10 * time.Second })
+	now := f.clock.Now()
+	tests := []struct {
+		name string
+		c    vfClaims
+		want string // "" accepted
+	}{
+		{"exp 9s ago", vfWith(f.xbsClaims(), "exp", now.Add(-9*time.Second).Unix(), "iat", now.Add(-time.Hour).Unix()), ""},
+		{"exp 11s ago", vfWith(f.xbsClaims(), "exp", now.Add(-11*time.Second).Unix(), "iat", now.Add(-time.Hour).Unix()), CodeExpired},
+		{"nbf 10s ahead", vfWith(f.xbsClaims(), "nbf", now.Add(10*time.Second).Unix()), ""},
+		{"nbf 11s ahead", vfWith(f.xbsClaims(), "nbf", now.Add(11*time.Second).Unix()), CodeNotYetValid},
+		{"iat 30s ahead", vfWith(f.xbsClaims(), "iat", now.Add(30*time.Second).Unix()), CodeNotYetValid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, _, err := vfCode(v, f.xbs(t, tt.c))
+			if code != tt.want {
+				t.Fatalf("code %q (%v), want %q", code, err, tt.want)
+			}
+		})
+	}
+}

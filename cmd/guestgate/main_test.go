@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/guestgate/guestgate/config"
+	"github.com/guestgate/guestgate/tokens"
 )
 
 // repoRoot makes the development setup's relative paths resolve.
@@ -56,7 +57,7 @@ func startDev(t *testing.T) (*sidecar, context.CancelFunc, chan error) {
 	return s, cancel, done
 }
 
-func waitReady(t *testing.T, url string) {
+func waitReady(t testing.TB, url string) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
@@ -168,5 +169,80 @@ func TestVersion(t *testing.T) {
 	var out bytes.Buffer
 	if code := run([]string{"version"}, nil, &out, io.Discard); code != 0 || !strings.HasPrefix(out.String(), "guestgate ") {
 		t.Fatalf("version: %d %q", code, out.String())
+	}
+}
+
+// TestBadGuestSecretNamesItsConfigKey: a guest secret that is not one
+// (not base64, too short) is refused at load with the key it came from,
+// never the secret itself.
+func TestBadGuestSecretNamesItsConfigKey(t *testing.T) {
+	for name, secret := range map[string]string{
+		"too short":   "c2hvcnQ=",
+		"not base64":  "not base64 at all!!",
+		"mixed alpha": strings.Repeat("ab+_", 12),
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "partner.b64"), []byte(secret), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			cfg := "tokens:\n  issuers:\n    - name: partner\n      kind: guest\n      issuer: partner-1\n      secret_file: partner.b64\n"
+			if err := os.WriteFile(filepath.Join(dir, "guestgate.yaml"), []byte(cfg), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Mkdir(filepath.Join(dir, "policies"), 0o700); err != nil {
+				t.Fatal(err)
+			}
+			var out, errOut bytes.Buffer
+			if code := run([]string{"validate", "--config", filepath.Join(dir, "guestgate.yaml")}, nil, &out, &errOut); code == 0 {
+				t.Fatal("a bad guest secret was accepted")
+			}
+			if !strings.Contains(errOut.String(), "tokens.issuers[0].secret_file") {
+				t.Errorf("error does not name the key: %s", errOut.String())
+			}
+			if strings.Contains(errOut.String(), secret) {
+				t.Errorf("error holds the secret: %s", errOut.String())
+			}
+		})
+	}
+}
+
+// TestCheckOfflineWithATokenFile is the README's policy-author call: one
+// request decided offline with a real token from a file or standard input.
+func TestCheckOfflineWithATokenFile(t *testing.T) {
+	repoRoot(t)
+	cfg, err := config.Development()
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := buildSigner(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	link, err := signer.MintXBSAnonymous(tokens.XBSClaims{Entry: tokens.EntryPublicLink, ChannelID: "public-lobby"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokenFile := filepath.Join(t.TempDir(), "token.jwt")
+	if err := os.WriteFile(tokenFile, []byte(link.Token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, request, tokenFile string
+		stdin                    io.Reader
+		want                     string
+	}{
+		{"from a file", "testdata/requests/mark-read.json", tokenFile, nil, "decision: allowed  status: 200  reason: allowed"},
+		{"from standard input", "testdata/requests/calendar.json", "-", strings.NewReader(link.Token), "decision: denied  status: 403  reason: route_not_allowed"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			if code := run([]string{"check", "--request", c.request, "--token-file", c.tokenFile}, c.stdin, &out, &errOut); code != 0 {
+				t.Fatalf("exit %d: %s", code, errOut.String())
+			}
+			if !strings.HasPrefix(out.String(), c.want) {
+				t.Fatalf("output:\n%s", out.String())
+			}
+		})
 	}
 }

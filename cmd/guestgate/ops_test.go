@@ -10,7 +10,6 @@ import (
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/guestgate/guestgate/config"
 	"github.com/guestgate/guestgate/tokens"
@@ -80,19 +79,6 @@ func readyz(t *testing.T, s *sidecar) (int, readiness) {
 		t.Fatal(err)
 	}
 	return resp.StatusCode, rd
-}
-
-// eventually polls cond for 10 s at most.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return
-		}
-		time.Sleep(25 * time.Millisecond)
-	}
-	t.Fatalf("not within 10s: %s", what)
 }
 
 // nginxCheck asks the HTTP check (nginx form) as nginx would, from loopback.
@@ -187,7 +173,7 @@ func TestMetricsMoveForChecksAndReloadsAndReadyzShowsRefusals(t *testing.T) {
 	if err := os.WriteFile(broken, []byte("package guestgate.broken\n\nx := {\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "/readyz shows the refused policy", func() bool {
+	eventuallyTrue(t, "/readyz shows the refused policy", func() bool {
 		_, rd := readyz(t, s)
 		return strings.Contains(rd.Policy.LastError, "broken.rego")
 	})
@@ -211,7 +197,7 @@ func TestMetricsMoveForChecksAndReloadsAndReadyzShowsRefusals(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(polDir, "extra.rego"), []byte("package guestgate.extra\n\nx := 1\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "a new revision serves", func() bool {
+	eventuallyTrue(t, "a new revision serves", func() bool {
 		_, rd := readyz(t, s)
 		return rd.Policy.Revision != rev && rd.Policy.LastError == ""
 	})
@@ -227,7 +213,7 @@ func TestMetricsMoveForChecksAndReloadsAndReadyzShowsRefusals(t *testing.T) {
 	if err := os.WriteFile(path, []byte(doc+"check:\n  max_body_bytes: -1\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "/readyz shows the refused config", func() bool {
+	eventuallyTrue(t, "/readyz shows the refused config", func() bool {
 		_, rd := readyz(t, s)
 		return strings.Contains(rd.Config.LastError, "check.max_body_bytes")
 	})
@@ -243,7 +229,7 @@ func TestMetricsMoveForChecksAndReloadsAndReadyzShowsRefusals(t *testing.T) {
 	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the mended config reloads", func() bool {
+	eventuallyTrue(t, "the mended config reloads", func() bool {
 		_, rd := readyz(t, s)
 		return rd.Config.LastError == ""
 	})
@@ -286,7 +272,7 @@ func TestValidateExitsNonZeroOnABadConfigPolicyOrKeys(t *testing.T) {
 		{"JWKS is not a key set", "policy:\n  dir: pol\ntokens:\n  issuers:\n    - {name: a, kind: xbs_anonymous, issuer: x, audiences: [c], jwks_file: bad.json}\n",
 			map[string]string{"bad.json": `{"keys": [{"kty": "RSA", "n": "AQAB"}]}`}, `issuer "a": Keys: JWKS file`},
 		{"guest secret too short", "policy:\n  dir: pol\ntokens:\n  issuers:\n    - {name: a, kind: guest, issuer: x, secret_file: s.b64}\n",
-			map[string]string{"s.b64": "c2hvcnQ=\n"}, `issuer "a": GuestSecret`},
+			map[string]string{"s.b64": "c2hvcnQ=\n"}, `tokens.issuers[0].secret_file: guest secret`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

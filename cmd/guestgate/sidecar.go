@@ -69,14 +69,8 @@ func newSidecar(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*
 		Query:    cfg.Policy.Query,
 		Debounce: cfg.Policy.Debounce.D(),
 		Logger:   logger,
-		OnReload: func(ev engine.ReloadEvent) {
-			s.metrics.PolicyReload(ev.Revision, ev.Err)
-			if ev.Err != nil {
-				logger.Error("policy reload refused; the last good policy keeps serving", "error", ev.Err)
-				return
-			}
-			logger.Info("policy loaded", "revision", ev.Revision, "files", ev.Files, "duration_ms", ev.Duration.Milliseconds())
-		},
+		// The engine logs every load and refusal itself.
+		OnReload: func(ev engine.ReloadEvent) { s.metrics.PolicyReload(ev.Revision, ev.Err) },
 	})
 	if err != nil {
 		verifier.Close()

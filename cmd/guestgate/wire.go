@@ -39,6 +39,17 @@ func buildTokens(ctx context.Context, cfg *config.Config, hooks tokens.Hooks) (*
 		if ti.Regular != nil {
 			is.Regular = &tokens.Regular{AuthorizationTypes: ti.Regular.AuthorizationTypes}
 		}
+		if ti.Kind == "guest" {
+			// Checked here, not only in tokens.New, so the error names the
+			// config key the secret came from (never the secret).
+			src := key + ".secret_file"
+			if ti.SecretEnv != "" {
+				src = key + ".secret_env"
+			}
+			if _, err := tokens.DecodeGuestSecret(ti.Secret); err != nil {
+				return nil, nil, fmt.Errorf("%s: %w", src, err)
+			}
+		}
 		if ti.Kind != "guest" && ti.JWKSFile == "" && ti.JWKS == "" && ti.JWKSURL == "" {
 			// No keys of its own: an issuer guestgate mints for itself.
 			minted, kind := mintedFor(cfg, ti.Kind)
@@ -54,7 +65,8 @@ func buildTokens(ctx context.Context, cfg *config.Config, hooks tokens.Hooks) (*
 	}
 	verifier, err := tokens.New(ctx, tc)
 	if err != nil {
-		return nil, nil, fmt.Errorf("tokens: %w", err)
+		// tokens.New's errors already start with "tokens:".
+		return nil, nil, err
 	}
 	return signer, verifier, nil
 }
