@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -22,41 +21,15 @@ import (
 	"github.com/guestgate/guestgate/tokens"
 )
 
-// startDevWith runs a copy of the development setup, changed by edit, on
-// loopback port 0, and returns it once ready.
+// startDevWith runs the development setup, changed by edit, on loopback
+// port 0, and returns it once ready.
 func startDevWith(t *testing.T, edit func(*config.Config)) *sidecar {
 	t.Helper()
-	repoRoot(t)
-	cfg, err := config.Development()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Listen.GRPC, cfg.Listen.HTTP, cfg.Listen.Admin = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+	cfg := devConfig(t)
 	if edit != nil {
 		edit(cfg)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	s, err := newSidecar(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	if err := s.listen(); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			t.Error("serve did not stop within 15s of cancellation")
-		}
-	})
-	waitReady(t, "http://"+s.adminLis.Addr().String()+"/readyz")
-	return s
+	return startSidecar(t, cfg, nil)
 }
 
 // chromium finds Debian's Chromium; the test never downloads a browser.
