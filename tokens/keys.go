@@ -600,6 +600,20 @@ var jwsAlgorithms = map[string]bool{
 	"EdDSA": true, "none": true,
 }
 
+// ecdsaAlgorithm is the one JWS algorithm of an EC key's curve (RFC 7518
+// §3.4 binds each ES algorithm to its curve).
+func ecdsaAlgorithm(c elliptic.Curve) (string, error) {
+	switch c {
+	case elliptic.P256():
+		return "ES256", nil
+	case elliptic.P384():
+		return "ES384", nil
+	case elliptic.P521():
+		return "ES512", nil
+	}
+	return "", errors.New("EC key on an unsupported curve")
+}
+
 // checkVerificationKey takes public signature keys of the supported types.
 func checkVerificationKey(key jwk.Key) error {
 	var raw any
@@ -615,16 +629,11 @@ func checkVerificationKey(key jwk.Key) error {
 		}
 		algs = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
 	case *ecdsa.PublicKey:
-		switch pub.Curve {
-		case elliptic.P256():
-			algs = []string{"ES256"}
-		case elliptic.P384():
-			algs = []string{"ES384"}
-		case elliptic.P521():
-			algs = []string{"ES512"}
-		default:
-			return errors.New("EC key on an unsupported curve")
+		a, err := ecdsaAlgorithm(pub.Curve)
+		if err != nil {
+			return err
 		}
+		algs = []string{a}
 	case ed25519.PublicKey:
 		algs = []string{"EdDSA"}
 	default:

@@ -6,7 +6,6 @@ import (
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rsa"
 	"crypto/x509"
 	"encoding/base64"
@@ -168,15 +167,7 @@ func defaultAlgorithm(raw any) (string, error) {
 	case *rsa.PrivateKey:
 		return "RS256", nil
 	case *ecdsa.PrivateKey:
-		switch k.Curve {
-		case elliptic.P256():
-			return "ES256", nil
-		case elliptic.P384():
-			return "ES384", nil
-		case elliptic.P521():
-			return "ES512", nil
-		}
-		return "", errors.New("EC key on an unsupported curve")
+		return ecdsaAlgorithm(k.Curve)
 	case ed25519.PrivateKey:
 		return "EdDSA", nil
 	case *rsa.PublicKey, *ecdsa.PublicKey, ed25519.PublicKey:
@@ -201,17 +192,11 @@ func checkSigningKey(raw any, alg string) (crypto.PublicKey, error) {
 		k.Precompute()
 		algs, pub = []string{"RS256", "RS384", "RS512"}, &k.PublicKey
 	case *ecdsa.PrivateKey:
-		switch k.Curve {
-		case elliptic.P256():
-			algs = []string{"ES256"}
-		case elliptic.P384():
-			algs = []string{"ES384"}
-		case elliptic.P521():
-			algs = []string{"ES512"}
-		default:
-			return nil, errors.New("EC key on an unsupported curve")
+		a, err := ecdsaAlgorithm(k.Curve)
+		if err != nil {
+			return nil, err
 		}
-		pub = &k.PublicKey
+		algs, pub = []string{a}, &k.PublicKey
 	case ed25519.PrivateKey:
 		if len(k) != ed25519.PrivateKeySize {
 			return nil, errors.New("Ed25519 key of the wrong size")

@@ -18,6 +18,14 @@ import (
 // logs (nil: nowhere), and returns it once /readyz says ready.
 func startSidecar(t *testing.T, cfg *config.Config, logs io.Writer) *sidecar {
 	t.Helper()
+	s, _, _ := runSidecar(t, cfg, logs)
+	return s
+}
+
+// runSidecar is startSidecar that also returns the cancel that stops the
+// sidecar and the channel serve's result arrives on.
+func runSidecar(t *testing.T, cfg *config.Config, logs io.Writer) (*sidecar, context.CancelFunc, chan error) {
+	t.Helper()
 	if logs == nil {
 		logs = io.Discard
 	}
@@ -44,7 +52,7 @@ func startSidecar(t *testing.T, cfg *config.Config, logs io.Writer) *sidecar {
 		}
 	})
 	waitReady(t, "http://"+s.adminLis.Addr().String()+"/readyz")
-	return s
+	return s, cancel, done
 }
 
 // devConfig is the development setup (run from the repository root).

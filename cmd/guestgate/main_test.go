@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -24,37 +23,11 @@ func repoRoot(t *testing.T) {
 }
 
 // startDev runs the development setup on loopback port 0 in-process and
-// returns it once /readyz says ready.
+// returns it once /readyz says ready, with the cancel that stops it and the
+// channel serve's result arrives on.
 func startDev(t *testing.T) (*sidecar, context.CancelFunc, chan error) {
 	t.Helper()
-	repoRoot(t)
-	cfg, err := config.Development()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Listen.GRPC, cfg.Listen.HTTP, cfg.Listen.Admin = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
-	ctx, cancel := context.WithCancel(context.Background())
-	s, err := newSidecar(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	if err := s.listen(); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- s.serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case <-done:
-		case <-time.After(15 * time.Second):
-			t.Error("serve did not stop within 15s of cancellation")
-		}
-	})
-	waitReady(t, "http://"+s.adminLis.Addr().String()+"/readyz")
-	return s, cancel, done
+	return runSidecar(t, devConfig(t), nil)
 }
 
 func waitReady(t testing.TB, url string) {
