@@ -15,10 +15,12 @@ import (
 	"math/rand/v2"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
+	"google.golang.org/grpc/keepalive"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/guestgate/guestgate/config"
@@ -122,6 +124,17 @@ func (c *Checker) Shutdown() { c.health.Shutdown() }
 func (c *Checker) Register(s *grpc.Server) {
 	authv3.RegisterAuthorizationServer(s, c)
 	healthpb.RegisterHealthServer(s, c.health)
+}
+
+// ServerOptions are the gRPC server options the check is served with. The
+// benchmark's no-op floor server uses the same, so the two differ only in
+// what a Check does.
+func ServerOptions(maxMessageBytes int) []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(maxMessageBytes),
+		grpc.MaxSendMsgSize(maxMessageBytes),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	}
 }
 
 // Check implements Envoy's Authorization service. It always answers with a

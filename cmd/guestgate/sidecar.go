@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/keepalive"
 
 	"github.com/guestgate/guestgate/config"
 	"github.com/guestgate/guestgate/engine"
@@ -106,11 +105,7 @@ func (s *sidecar) listen() error {
 // checks within the shutdown timeout, and returns.
 func (s *sidecar) serve(ctx context.Context) error {
 	cfg := s.cfg.Load()
-	s.grpcServer = grpc.NewServer(
-		grpc.MaxRecvMsgSize(cfg.Listen.MaxMessageBytes),
-		grpc.MaxSendMsgSize(cfg.Listen.MaxMessageBytes),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-	)
+	s.grpcServer = grpc.NewServer(ext_authz.ServerOptions(cfg.Listen.MaxMessageBytes)...)
 	s.checker.Register(s.grpcServer)
 	s.httpServer = &http.Server{Handler: s.publicMux(), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 32 << 10}
