@@ -73,6 +73,10 @@ type Options struct {
 	NonStrict bool
 	// Logger receives load and watch events. Nil means slog.Default().
 	Logger *slog.Logger
+	// DecisionCacheSize bounds the decision cache (see decisioncache.go):
+	// zero means DefaultDecisionCacheSize, negative turns it off. It is off
+	// anyway for a policy whose answer could differ for the same input.
+	DecisionCacheSize int
 	// OnReload, if set, is called after every load attempt, the first one in
 	// New included, with its outcome. It runs on the loading goroutine and
 	// must not call Reload.
@@ -120,6 +124,9 @@ type Status struct {
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 	// Files is the number of files the serving revision was built from.
 	Files int `json:"files"`
+	// DecisionCache says whether the serving revision caches decisions,
+	// and if not, why.
+	DecisionCache string `json:"decision_cache"`
 	// Watching is true while Watch receives file notifications (false when
 	// it is not running or has fallen back to polling).
 	Watching bool `json:"watching"`
@@ -133,6 +140,7 @@ type Engine struct {
 	debounce     time.Duration
 	pollInterval time.Duration
 	strict       bool
+	cacheSize    int
 	log          *slog.Logger
 	onReload     func(ReloadEvent)
 
@@ -168,6 +176,10 @@ type policy struct {
 	revision string
 	files    int
 	loadedAt time.Time
+	// reads is what the policy can read of its input; cache is its
+	// decision cache, nil when off.
+	reads inputReads
+	cache *decisionCache
 }
 
 // New loads the policy directory once and returns an Engine serving it. It
@@ -194,6 +206,7 @@ func New(opts Options) (*Engine, error) {
 		debounce:     opts.Debounce,
 		pollInterval: opts.PollInterval,
 		strict:       !opts.NonStrict,
+		cacheSize:    opts.DecisionCacheSize,
 		log:          opts.Logger,
 		onReload:     opts.OnReload,
 		noopMetrics:  metrics.NoOp(),
@@ -206,6 +219,9 @@ func New(opts Options) (*Engine, error) {
 	}
 	if e.log == nil {
 		e.log = slog.Default()
+	}
+	if e.cacheSize == 0 {
+		e.cacheSize = DefaultDecisionCacheSize
 	}
 	e.log = e.log.With("component", "engine", "policy_dir", e.dir)
 	if err := e.Reload(); err != nil {
@@ -227,10 +243,31 @@ func (e *Engine) Eval(ctx context.Context, input ast.Value) (Result, error) {
 	if p == nil {
 		return Result{}, errors.New("engine: no policy loaded (use New)")
 	}
-	res := Result{Revision: p.revision}
 	if err := ctx.Err(); err != nil {
-		return res, fmt.Errorf("engine: evaluating %s: %w", e.query, err)
+		return Result{Revision: p.revision}, fmt.Errorf("engine: evaluating %s: %w", e.query, err)
 	}
+	if p.cache == nil {
+		return e.eval(ctx, p, input)
+	}
+	bp := keyBufs.Get().(*[]byte)
+	defer keyBufs.Put(bp)
+	key, keyed := p.reads.decisionKey((*bp)[:0], input)
+	*bp = key[:0]
+	if keyed {
+		if res, ok := p.cache.get(key); ok {
+			return res, nil
+		}
+	}
+	res, err := e.eval(ctx, p, input)
+	if err == nil && keyed {
+		p.cache.put(key, res)
+	}
+	return res, err
+}
+
+// eval evaluates the decision query with OPA.
+func (e *Engine) eval(ctx context.Context, p *policy, input ast.Value) (Result, error) {
+	res := Result{Revision: p.revision}
 
 	// topdown would otherwise start a goroutine per evaluation to watch ctx;
 	// context.AfterFunc registers a callback instead, which is much cheaper.
@@ -315,6 +352,7 @@ func (e *Engine) Status() Status {
 		st.Revision = p.revision
 		st.LoadedAt = p.loadedAt
 		st.Files = p.files
+		st.DecisionCache = p.decisionCacheState()
 	}
 	return st
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"reflect"
 	"testing"
 
 	"github.com/guestgate/guestgate/bench/workload"
@@ -18,7 +19,10 @@ const devConfig = "../testdata/dev/guestgate.yaml"
 // shippedChecker is a Checker with the shipped policy and the development
 // setup's trusted issuers, logging decisions as a deployment does by
 // default (allows sampled, denials all) to nowhere.
-func shippedChecker(tb testing.TB, cacheSize int) (*Checker, *workload.Setup) {
+//
+// cacheSize is the verified-token cache's (negative: off) and
+// decisionCache the engine's decision cache's (negative: off).
+func shippedChecker(tb testing.TB, cacheSize, decisionCache int) (*Checker, *workload.Setup) {
 	tb.Helper()
 	ws, err := workload.Load(devConfig)
 	if err != nil {
@@ -30,7 +34,7 @@ func shippedChecker(tb testing.TB, cacheSize int) (*Checker, *workload.Setup) {
 	}
 	tb.Cleanup(v.Close)
 	discard := slog.New(slog.NewJSONHandler(io.Discard, nil))
-	eng, err := engine.New(engine.Options{Dir: ws.Config.Policy.Dir, Logger: discard})
+	eng, err := engine.New(engine.Options{Dir: ws.Config.Policy.Dir, Logger: discard, DecisionCacheSize: decisionCache})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -44,7 +48,7 @@ func shippedChecker(tb testing.TB, cacheSize int) (*Checker, *workload.Setup) {
 }
 
 func TestShippedPolicyGivesTheBenchmarkMixItsAnswers(t *testing.T) {
-	c, ws := shippedChecker(t, 0)
+	c, ws := shippedChecker(t, 0, 0)
 	toks, err := ws.Mint(1)
 	if err != nil {
 		t.Fatal(err)
@@ -61,17 +65,62 @@ func TestShippedPolicyGivesTheBenchmarkMixItsAnswers(t *testing.T) {
 	}
 }
 
+// TestDecisionCacheChangesNoDecision runs the benchmark mix of several
+// visitors, twice over, through a Checker with the decision cache and one
+// without, and compares every decision.
+func TestDecisionCacheChangesNoDecision(t *testing.T) {
+	with, ws := shippedChecker(t, 0, 0)
+	without, _ := shippedChecker(t, 0, -1)
+	ctx := context.Background()
+	var cases []workload.Case
+	for n := range 3 {
+		toks, err := ws.Mint(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cases = append(cases, workload.Cases(toks, n)...)
+		// The same requests with another visitor's token: what the token
+		// says must reach the key.
+		other, err := ws.Mint(n + 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range workload.Cases(other, n) {
+			c.Name += "/other_visitor"
+			cases = append(cases, c)
+		}
+	}
+	allowed := 0
+	for round := range 2 {
+		for _, tc := range cases {
+			got, want := with.Decide(ctx, tc.Request), without.Decide(ctx, tc.Request)
+			got.Latency, want.Latency = 0, 0
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("round %d %s:\n with the cache    %+v\n without the cache %+v", round, tc.Name, got, want)
+			}
+			if want.Allowed {
+				allowed++
+			}
+		}
+	}
+	if allowed == 0 || allowed == 2*len(cases) {
+		t.Fatalf("%d of %d decisions allowed: the mix must hold both", allowed, 2*len(cases))
+	}
+}
+
 // BenchmarkCheckShippedPolicy is one in-process Check per kind of traffic
 // with the shipped policy and real development tokens: "hit" with the
-// token already in the verified-token cache, "miss" with the cache off
-// (every check parses and verifies the signature).
+// token already in the verified-token cache, "miss" with that cache off
+// (every check parses and verifies the signature), "hit-eval" and
+// "miss-eval" the same with the decision cache off, so the policy is
+// evaluated on every check.
 func BenchmarkCheckShippedPolicy(b *testing.B) {
 	kinds := []string{"xbs_kite_command", "xbs_link_command", "guest_login", "access_post_message", "sat_launchpad", "deny_xbs_command"}
 	for _, cache := range []struct {
-		name string
-		size int
-	}{{"hit", 0}, {"miss", -1}} {
-		c, ws := shippedChecker(b, cache.size)
+		name                string
+		size, decisionCache int
+	}{{"hit", 0, 0}, {"miss", -1, 0}, {"hit-eval", 0, -1}, {"miss-eval", -1, -1}} {
+		c, ws := shippedChecker(b, cache.size, cache.decisionCache)
 		toks, err := ws.Mint(1)
 		if err != nil {
 			b.Fatal(err)

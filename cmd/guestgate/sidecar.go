@@ -62,7 +62,9 @@ func newSidecar(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*
 		Dir:      cfg.Policy.Dir,
 		Query:    cfg.Policy.Query,
 		Debounce: cfg.Policy.Debounce.D(),
-		Logger:   logger,
+		// -1 in the config is off; the engine takes any negative number.
+		DecisionCacheSize: cfg.Policy.DecisionCache,
+		Logger:            logger,
 		OnReload: func(ev engine.ReloadEvent) {
 			if ev.Err != nil {
 				logger.Error("policy reload refused; the last good policy keeps serving", "error", ev.Err)

@@ -1,0 +1,267 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+func writePolicy(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, content := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func TestDecisionCacheKeysOnTheInputPathsTheShippedPolicyReads(t *testing.T) {
+	e := newCacheEngine(t, Options{Dir: "../policies"})
+	p := e.current.Load()
+	var got []string
+	for _, path := range p.reads.paths {
+		got = append(got, ast.Ref(path).String())
+	}
+	// Not the request id, the headers or the peers: the policy never
+	// refers to them, so requests differing there share a decision.
+	want := []string{"parsed_body", "parsed_path", "parsed_query", "token", "token_error", "truncated_body",
+		"attributes.request.http.method"}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) || p.cache == nil {
+		t.Fatalf("paths = %v (cache %v), want %v", got, p.cache != nil, want)
+	}
+	if st := e.Status().DecisionCache; !strings.HasPrefix(st, "on") {
+		t.Fatalf("Status().DecisionCache = %q", st)
+	}
+}
+
+func TestDecisionCacheIsOffWhenTheAnswerCouldDifferForTheSameInput(t *testing.T) {
+	for _, tc := range []struct {
+		name, body, why string
+	}{
+		{"clock", `decision := time.now_ns() > input.t`, "time.now_ns"},
+		{"randomness", `decision := rand.intn("x", 10) > input.n`, "rand.intn"},
+		{"network", `decision := http.send({"method": "GET", "url": input.u}).status_code == 200`, "http.send"},
+		{"token verified against the clock", `decision := io.jwt.decode_verify(input.t, {"secret": "s"})[0]`, "io.jwt.decode_verify"},
+		{"input passed whole", `decision := count(input) > 1`, "input as a whole"},
+		{"input assigned", `decision if { x := input; x.a == 1 }`, "input as a whole"},
+		{"input iterated", `decision if { some k, _ in input; k == "a" }`, "input"},
+		{"input under a computed key", `decision if { some k; input[k] == 1 }`, "computed key"},
+		{"function of input", `f(x) := x.a
+decision := f(input)`, "input as a whole"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := writePolicy(t, map[string]string{"p.rego": "package guestgate.authz\n\n" + tc.body + "\n"})
+			e := newCacheEngine(t, Options{Dir: dir, NonStrict: true})
+			p := e.current.Load()
+			if p.cache != nil || !strings.Contains(p.reads.off, tc.why) {
+				t.Fatalf("cache on = %v, off reason %q; want off because of %q", p.cache != nil, p.reads.off, tc.why)
+			}
+			if st := e.Status().DecisionCache; !strings.HasPrefix(st, "off: ") {
+				t.Fatalf("Status().DecisionCache = %q", st)
+			}
+		})
+	}
+}
+
+func TestDecisionCacheCanBeTurnedOff(t *testing.T) {
+	e := newCacheEngine(t, Options{Dir: "../policies", DecisionCacheSize: -1})
+	if p := e.current.Load(); p.cache != nil {
+		t.Fatal("cache on with DecisionCacheSize -1")
+	}
+}
+
+func TestDecisionCacheSharesDecisionsOnlyAcrossWhatThePolicyCannotRead(t *testing.T) {
+	dir := writePolicy(t, map[string]string{"p.rego": `package guestgate.authz
+
+decision := {"allowed": input.user.role == "admin", "who": input.user.name} if input.path == "/x"
+`})
+	e := newCacheEngine(t, Options{Dir: dir})
+	p := e.current.Load()
+	in := func(s string) ast.Value { return ast.MustParseTerm(s).Value }
+	ctx := context.Background()
+	eval := func(s string) string {
+		t.Helper()
+		res, err := e.Eval(ctx, in(s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !res.Defined {
+			return "undefined"
+		}
+		return res.Value.String()
+	}
+	entries := func() int { return len(p.cache.cur) + len(p.cache.prev) }
+
+	first := eval(`{"path": "/x", "user": {"role": "admin", "name": "a"}, "request_id": "1"}`)
+	if entries() != 1 {
+		t.Fatalf("%d entries after one decision", entries())
+	}
+	// Only the request id differs: the same entry answers.
+	if got := eval(`{"path": "/x", "user": {"role": "admin", "name": "a"}, "request_id": "2"}`); got != first || entries() != 1 {
+		t.Fatalf("unread field: %s (%d entries), want %s from the cache", got, entries(), first)
+	}
+	// Anything the policy reads is part of the key.
+	for _, tc := range []struct{ input, want string }{
+		{`{"path": "/x", "user": {"role": "user", "name": "a"}}`, `{"allowed": false, "who": "a"}`},
+		{`{"path": "/x", "user": {"role": "admin", "name": "b"}}`, `{"allowed": true, "who": "b"}`},
+		{`{"path": "/y", "user": {"role": "admin", "name": "a"}}`, `undefined`},
+		{`{"user": {"role": "admin", "name": "a"}}`, `undefined`},
+		{`{"path": "/x", "user": {"role": "admin"}}`, `undefined`},
+		{`{"path": "/x", "user": {"role": "admin", "name": 1}}`, `{"allowed": true, "who": 1}`},
+		{`{"path": "/x", "user": {"role": "admin", "name": 1.0}}`, `{"allowed": true, "who": 1.0}`},
+		{`{"path": "/x", "user": {"role": "admin", "name": "1"}}`, `{"allowed": true, "who": "1"}`},
+		{`{"path": "/x", "user": {"role": "admin", "name": ["a"]}}`, `{"allowed": true, "who": ["a"]}`},
+		{`{"path": "/x", "user": {"role": "admin", "name": {"a"}}}`, `{"allowed": true, "who": {"a"}}`},
+		{`{"path": "/x", "user": {"role": "admin", "name": null}}`, `{"allowed": true, "who": null}`},
+		{`{"path": "/x", "user": "admin"}`, `undefined`},
+	} {
+		for range 2 { // the second answer may come from the cache
+			if got := eval(tc.input); got != tc.want {
+				t.Fatalf("Eval(%s) = %s, want %s", tc.input, got, tc.want)
+			}
+		}
+	}
+}
+
+func TestDecisionCacheStartsEmptyWithEachRevision(t *testing.T) {
+	dir := writePolicy(t, map[string]string{
+		"p.rego":       "package guestgate.authz\n\ndecision := data.flags.on if input.x == 1\n",
+		"flags/f.json": `{"on": true}`,
+	})
+	e := newCacheEngine(t, Options{Dir: dir})
+	input := ast.MustParseTerm(`{"x": 1}`).Value
+	for _, want := range []string{"true", "false", "true"} {
+		if err := os.WriteFile(filepath.Join(dir, "flags/f.json"), []byte(`{"on": `+want+`}`), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := e.Reload(); err != nil {
+			t.Fatal(err)
+		}
+		for range 2 {
+			res, err := e.Eval(context.Background(), input)
+			if err != nil || res.Value.String() != want {
+				t.Fatalf("after the data says %s: Eval = %v, %v", want, res.Value, err)
+			}
+		}
+	}
+}
+
+func TestDecisionCacheGivesEveryAnswerEvaluationGives(t *testing.T) {
+	cached := newCacheEngine(t, Options{Dir: "../policies"})
+	uncached := newCacheEngine(t, Options{Dir: "../policies", DecisionCacheSize: -1})
+	if cached.current.Load().cache == nil || uncached.current.Load().cache != nil {
+		t.Fatal("want one engine with the cache and one without")
+	}
+	ctx := context.Background()
+	var inputs []ast.Value
+	for _, kind := range []string{"xbs_anonymous", "guest", "access", "secure_anonymous", "regular", "other"} {
+		for _, path := range []string{
+			"/conversations/GetTokenCommand", "/conversations/channels/kite-7f3a/MarkReadCommand",
+			"/conversations/channels/support-1/JoinChannelCommand", "/conversations/ListChannelsCommand",
+			"/v1/jwt/login", "/v1/messages", "/v1/people/guest-abc", "/v1/launchpads/lp-1/apps", "/calendar",
+		} {
+			for _, method := range []string{"POST", "GET"} {
+				for _, claims := range []string{
+					`{"custom:wid": "W-DEMO", "custom:entry": "kite", "custom:channel_id": "kite-7f3a"}`,
+					`{"custom:entry": "public_link", "custom:channel_id": "public-lobby"}`,
+					`{"custom:wid": "W-OFF"}`,
+					`{"scope": "messaging calling people", "role": "launchpad_user"}`,
+					`{"scope": "launchpads/lp-1", "role": "launchpad_user"}`,
+				} {
+					for _, tail := range []string{
+						`"token_error": null, "parsed_body": null`,
+						`"token_error": null, "parsed_body": {"toPersonId": "guest-xyz"}`,
+						`"token_error": null, "parsed_body": {"toPersonId": "person-1"}, "truncated_body": true`,
+					} {
+						segs := strings.Split(strings.TrimPrefix(path, "/"), "/")
+						inputs = append(inputs, ast.MustParseTerm(fmt.Sprintf(
+							`{"attributes": {"request": {"http": {"method": %q, "path": %q}}}, "parsed_path": %s, "parsed_query": {},
+							  "truncated_body": false, "request_id": "r", "token": {"kind": %q, "issuer": "iss", "subject": "guest-abc",
+							  "name": "n", "claims": %s}, %s}`,
+							method, path, ast.MustInterfaceToValue(segs), kind, claims, tail)).Value)
+					}
+				}
+			}
+		}
+	}
+	inputs = append(inputs,
+		ast.MustParseTerm(`{"token": null, "token_error": "missing", "parsed_path": ["v1"]}`).Value,
+		ast.MustParseTerm(`{"token": null, "token_error": "expired", "parsed_path": ["v1"]}`).Value,
+		ast.MustParseTerm(`{}`).Value,
+		nil,
+	)
+	allowed := 0
+	for round := range 2 { // the second round is answered from the cache
+		for i, in := range inputs {
+			want, err1 := uncached.Eval(ctx, in)
+			got, err2 := cached.Eval(ctx, in)
+			if (err1 == nil) != (err2 == nil) || want.Defined != got.Defined || want.Revision != got.Revision ||
+				want.Defined && want.Value.Compare(got.Value) != 0 {
+				t.Fatalf("round %d input %d %v:\n cached   %v %v\n uncached %v %v", round, i, in, got, err2, want, err1)
+			}
+			if round == 0 && want.Defined && want.Value.(ast.Object).Get(ast.StringTerm("allowed")).Equal(ast.BooleanTerm(true)) {
+				allowed++
+			}
+		}
+	}
+	// The inputs must exercise both answers for the comparison to mean anything.
+	if allowed == 0 || allowed == len(inputs) {
+		t.Fatalf("%d of %d inputs allowed; want some of each", allowed, len(inputs))
+	}
+}
+
+func TestDecisionKeysOfDifferentValuesDiffer(t *testing.T) {
+	values := []string{`null`, `true`, `false`, `0`, `1`, `1.0`, `""`, `"1"`, `"a"`, `"ab"`, `["a", "b"]`, `["ab"]`, `[["a"], "b"]`,
+		`{"a": "b"}`, `{"ab": ""}`, `{"a": {"b": null}}`, `{"a"}`, `{"a", "b"}`, `[]`, `{}`, `set()`, `[null]`, `[{}]`}
+	seen := map[string]string{}
+	for _, s := range values {
+		b, ok := encodeValue(nil, ast.MustParseTerm(s).Value)
+		if !ok {
+			t.Fatalf("%s does not encode", s)
+		}
+		if other, dup := seen[string(b)]; dup {
+			t.Fatalf("%s and %s encode alike", s, other)
+		}
+		seen[string(b)] = s
+	}
+}
+
+func TestDecisionCacheStaysBounded(t *testing.T) {
+	c := newDecisionCache(10)
+	for i := range 100 {
+		c.put([]byte(fmt.Sprint(i)), Result{Defined: true})
+	}
+	if n := len(c.cur) + len(c.prev); n > 10 {
+		t.Fatalf("%d entries, bound 10", n)
+	}
+	if _, ok := c.get([]byte("99")); !ok {
+		t.Fatal("the newest entry is gone")
+	}
+	if _, ok := c.get([]byte("0")); ok {
+		t.Fatal("the oldest entry is still there")
+	}
+}
+
+func newCacheEngine(t *testing.T, opts Options) *Engine {
+	t.Helper()
+	opts.Logger = quietLogger()
+	e, err := New(opts)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	return e
+}
