@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
 	"slices"
@@ -58,31 +59,65 @@ var clockBuiltins = map[string]bool{
 
 // inputReads is what a compiled policy can read of its input.
 type inputReads struct {
+	// whole is why the policy may read any part of input ("" when it reads
+	// only paths): it uses input as a whole or under a computed key.
+	whole string
 	// paths are the minimal set of key paths under input the policy refers
-	// to: none is a prefix of another.
+	// to: none is a prefix of another. Meaningless when whole is set.
 	paths [][]*ast.Term
-	// off says why no decision may be cached ("" when they may).
-	off string
+	// nondet names a built-in the policy calls whose answer could differ
+	// for the same input ("" when none).
+	nondet string
+}
+
+// off says why decisions of this policy may not be cached ("" when they
+// may).
+func (r *inputReads) off() string {
+	switch {
+	case r.whole != "":
+		return r.whole
+	case r.nondet != "":
+		return "the policy calls " + r.nondet
+	}
+	return ""
+}
+
+// reads reports whether the policy may read input at path or under it.
+func (r *inputReads) reads(path []string) bool {
+	if r.whole != "" {
+		return true
+	}
+	for _, p := range r.paths {
+		n := min(len(p), len(path))
+		same := true
+		for i := range n {
+			if string(p[i].Value.(ast.String)) != path[i] {
+				same = false
+				break
+			}
+		}
+		if same {
+			return true
+		}
+	}
+	return false
 }
 
 // analyseInput walks every rule of the compiled modules.
 func analyseInput(c *ast.Compiler) inputReads {
+	var r inputReads
 	var paths [][]*ast.Term
-	var off string
 	var vis *ast.GenericVisitor
 	vis = ast.NewGenericVisitor(func(x any) bool {
 		switch x := x.(type) {
 		case ast.Ref:
-			if name := x.String(); off == "" {
+			if name := x.String(); r.nondet == "" {
 				if b, ok := ast.BuiltinMap[name]; ok && (b.Nondeterministic || clockBuiltins[name]) {
-					off = "the policy calls " + name
+					r.nondet = name
 				}
 			}
 			if !x[0].Equal(ast.InputRootDocument) {
 				return false
-			}
-			if len(x) == 1 && off == "" {
-				off = "the policy uses input as a whole"
 			}
 			var p []*ast.Term
 			for _, t := range x[1:] {
@@ -91,6 +126,13 @@ func analyseInput(c *ast.Compiler) inputReads {
 				}
 				p = append(p, t)
 			}
+			switch {
+			case len(x) == 1:
+				// The compiler turns a bare input into a one-term ref.
+				r.whole = cmp.Or(r.whole, "the policy uses input as a whole")
+			case len(p) == 0:
+				r.whole = cmp.Or(r.whole, "the policy reads input under a computed key")
+			}
 			paths = append(paths, p)
 			// The keys that are not strings may themselves read input.
 			for _, t := range x[1:] {
@@ -98,21 +140,20 @@ func analyseInput(c *ast.Compiler) inputReads {
 			}
 			return true
 		case ast.Var:
-			// The compiler turns a bare input into a one-term ref; this
-			// catches any other form.
-			if x.Equal(ast.InputRootDocument.Value) && off == "" {
-				off = "the policy uses input as a whole"
+			// Any other form of a bare input.
+			if x.Equal(ast.InputRootDocument.Value) {
+				r.whole = cmp.Or(r.whole, "the policy uses input as a whole")
 			}
 		}
 		return false
 	})
 	for _, name := range slices.Sorted(mapKeys(c.Modules)) {
-		for _, r := range c.Modules[name].Rules {
-			vis.Walk(r)
+		for _, rule := range c.Modules[name].Rules {
+			vis.Walk(rule)
 		}
 	}
-	if off != "" {
-		return inputReads{off: off}
+	if r.whole != "" {
+		return r
 	}
 	slices.SortFunc(paths, func(a, b []*ast.Term) int {
 		if len(a) != len(b) {
@@ -120,16 +161,12 @@ func analyseInput(c *ast.Compiler) inputReads {
 		}
 		return ast.Ref(a).Compare(ast.Ref(b))
 	})
-	var min [][]*ast.Term
 	for _, p := range paths {
-		if len(p) == 0 {
-			return inputReads{off: "the policy reads input under a computed key"}
-		}
-		if !slices.ContainsFunc(min, func(q []*ast.Term) bool { return ast.Ref(p).HasPrefix(ast.Ref(q)) }) {
-			min = append(min, p)
+		if !slices.ContainsFunc(r.paths, func(q []*ast.Term) bool { return ast.Ref(p).HasPrefix(ast.Ref(q)) }) {
+			r.paths = append(r.paths, p)
 		}
 	}
-	return inputReads{paths: min}
+	return r
 }
 
 func mapKeys[V any](m map[string]V) func(func(string) bool) {
@@ -142,15 +179,37 @@ func mapKeys[V any](m map[string]V) func(func(string) bool) {
 	}
 }
 
-// decisionKey appends to buf the encoding of every part of input the
-// policy can read. ok is false when the input cannot be keyed (a value
-// outside JSON's types, or too large): it is evaluated, not cached.
-func (r *inputReads) decisionKey(buf []byte, input ast.Value) ([]byte, bool) {
+// keyEncoder encodes the parts of an input the policy can read. Its
+// callbacks are bound once, so walking objects and arrays allocates
+// nothing per value.
+type keyEncoder struct {
+	buf  []byte
+	ok   bool
+	elem func(*ast.Term)
+	pair func(k, v *ast.Term)
+}
+
+func newKeyEncoder() *keyEncoder {
+	e := &keyEncoder{buf: make([]byte, 0, 2048)}
+	e.elem = func(t *ast.Term) { e.value(t.Value) }
+	e.pair = func(k, v *ast.Term) { e.value(k.Value); e.value(v.Value) }
+	return e
+}
+
+// keyEncoders recycles encoders and their buffers.
+var keyEncoders = sync.Pool{New: func() any { return newKeyEncoder() }}
+
+// decisionKey encodes every part of input the policy can read into e.buf.
+// It returns false when the input cannot be keyed (a value outside JSON's
+// types, or too large): it is evaluated, not cached.
+func (e *keyEncoder) decisionKey(r *inputReads, input ast.Value) bool {
+	e.buf, e.ok = e.buf[:0], true
 	if input == nil {
-		return append(buf, 'U'), true
+		e.buf = append(e.buf, 'U')
+		return true
 	}
 	for _, path := range r.paths {
-		buf = append(buf, 'P')
+		e.buf = append(e.buf, 'P')
 		v := input
 		for _, k := range path {
 			obj, ok := v.(ast.Object)
@@ -167,69 +226,58 @@ func (r *inputReads) decisionKey(buf []byte, input ast.Value) ([]byte, bool) {
 			v = t.Value
 		}
 		if v == nil {
-			buf = append(buf, 'u')
+			e.buf = append(e.buf, 'u')
 			continue
 		}
-		var ok bool
-		if buf, ok = encodeValue(buf, v); !ok || len(buf) > maxKeyBytes {
-			return buf, false
+		if e.value(v); !e.ok {
+			return false
 		}
 	}
-	return buf, true
+	return true
 }
 
-// encodeValue appends a tagged, length-prefixed encoding of v: different
-// values never encode alike.
-func encodeValue(buf []byte, v ast.Value) ([]byte, bool) {
-	ok := true
+// value appends a tagged, length-prefixed encoding of v: different values
+// never encode alike.
+func (e *keyEncoder) value(v ast.Value) {
+	if !e.ok {
+		return
+	}
+	if len(e.buf) > maxKeyBytes {
+		e.ok = false
+		return
+	}
 	switch x := v.(type) {
 	case ast.Null:
-		buf = append(buf, 'z')
+		e.buf = append(e.buf, 'z')
 	case ast.Boolean:
 		if x {
-			buf = append(buf, 't')
+			e.buf = append(e.buf, 't')
 		} else {
-			buf = append(buf, 'f')
+			e.buf = append(e.buf, 'f')
 		}
 	case ast.Number:
-		buf = append(buf, 'n')
-		buf = binary.AppendUvarint(buf, uint64(len(x)))
-		buf = append(buf, x...)
+		e.buf = append(e.buf, 'n')
+		e.buf = binary.AppendUvarint(e.buf, uint64(len(x)))
+		e.buf = append(e.buf, x...)
 	case ast.String:
-		buf = append(buf, 's')
-		buf = binary.AppendUvarint(buf, uint64(len(x)))
-		buf = append(buf, x...)
+		e.buf = append(e.buf, 's')
+		e.buf = binary.AppendUvarint(e.buf, uint64(len(x)))
+		e.buf = append(e.buf, x...)
 	case *ast.Array:
-		buf = append(buf, 'a')
-		buf = binary.AppendUvarint(buf, uint64(x.Len()))
-		x.Foreach(func(t *ast.Term) {
-			if ok {
-				buf, ok = encodeValue(buf, t.Value)
-			}
-		})
+		e.buf = append(e.buf, 'a')
+		e.buf = binary.AppendUvarint(e.buf, uint64(x.Len()))
+		x.Foreach(e.elem)
 	case ast.Object:
-		buf = append(buf, 'o')
-		buf = binary.AppendUvarint(buf, uint64(x.Len()))
-		x.Foreach(func(k, t *ast.Term) {
-			if ok {
-				buf, ok = encodeValue(buf, k.Value)
-			}
-			if ok {
-				buf, ok = encodeValue(buf, t.Value)
-			}
-		})
+		e.buf = append(e.buf, 'o')
+		e.buf = binary.AppendUvarint(e.buf, uint64(x.Len()))
+		x.Foreach(e.pair)
 	case ast.Set:
-		buf = append(buf, 'e')
-		buf = binary.AppendUvarint(buf, uint64(x.Len()))
-		x.Foreach(func(t *ast.Term) {
-			if ok {
-				buf, ok = encodeValue(buf, t.Value)
-			}
-		})
+		e.buf = append(e.buf, 'e')
+		e.buf = binary.AppendUvarint(e.buf, uint64(x.Len()))
+		x.Foreach(e.elem)
 	default:
-		return buf, false
+		e.ok = false
 	}
-	return buf, ok && len(buf) <= maxKeyBytes
 }
 
 // decisionCache holds results by key in two generations: when the current
@@ -270,17 +318,14 @@ func (c *decisionCache) put(key []byte, r Result) {
 	c.cur[string(key)] = r
 }
 
-// keyBufs recycles key buffers.
-var keyBufs = sync.Pool{New: func() any { b := make([]byte, 0, 2048); return &b }}
-
 // DecisionCacheState says whether the serving revision caches decisions,
 // and if not, why.
 func (p *policy) decisionCacheState() string {
 	switch {
 	case p.cache != nil:
 		return fmt.Sprintf("on: keyed on %d input paths", len(p.reads.paths))
-	case p.reads.off != "":
-		return "off: " + p.reads.off
+	case p.reads.off() != "":
+		return "off: " + p.reads.off()
 	}
 	return "off"
 }

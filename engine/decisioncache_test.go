@@ -67,8 +67,8 @@ decision := f(input)`, "input as a whole"},
 			dir := writePolicy(t, map[string]string{"p.rego": "package guestgate.authz\n\n" + tc.body + "\n"})
 			e := newCacheEngine(t, Options{Dir: dir, NonStrict: true})
 			p := e.current.Load()
-			if p.cache != nil || !strings.Contains(p.reads.off, tc.why) {
-				t.Fatalf("cache on = %v, off reason %q; want off because of %q", p.cache != nil, p.reads.off, tc.why)
+			if p.cache != nil || !strings.Contains(p.reads.off(), tc.why) {
+				t.Fatalf("cache on = %v, off reason %q; want off because of %q", p.cache != nil, p.reads.off(), tc.why)
 			}
 			if st := e.Status().DecisionCache; !strings.HasPrefix(st, "off: ") {
 				t.Fatalf("Status().DecisionCache = %q", st)
@@ -229,8 +229,11 @@ func TestDecisionKeysOfDifferentValuesDiffer(t *testing.T) {
 		`{"a": "b"}`, `{"ab": ""}`, `{"a": {"b": null}}`, `{"a"}`, `{"a", "b"}`, `[]`, `{}`, `set()`, `[null]`, `[{}]`}
 	seen := map[string]string{}
 	for _, s := range values {
-		b, ok := encodeValue(nil, ast.MustParseTerm(s).Value)
-		if !ok {
+		e := newKeyEncoder()
+		e.ok = true
+		e.value(ast.MustParseTerm(s).Value)
+		b := e.buf
+		if !e.ok {
 			t.Fatalf("%s does not encode", s)
 		}
 		if other, dup := seen[string(b)]; dup {
@@ -264,4 +267,38 @@ func newCacheEngine(t *testing.T, opts Options) *Engine {
 		t.Fatalf("New: %v", err)
 	}
 	return e
+}
+
+func TestRevisionReadsWhatThePolicyRefersTo(t *testing.T) {
+	e := newCacheEngine(t, Options{Dir: "../policies"})
+	rev := e.Current()
+	for _, tc := range []struct {
+		path []string
+		want bool
+	}{
+		{[]string{"attributes"}, true},
+		{[]string{"attributes", "request", "http"}, true},
+		{[]string{"attributes", "request", "http", "method"}, true},
+		{[]string{"attributes", "request", "http", "headers"}, false},
+		{[]string{"attributes", "source"}, false},
+		{[]string{"token"}, true},
+		{[]string{"token", "claims", "custom:wid"}, true},
+		{[]string{"request_id"}, false},
+		{[]string{"version"}, false},
+	} {
+		if got := rev.Reads(tc.path...); got != tc.want {
+			t.Errorf("Reads(%v) = %v, want %v", tc.path, got, tc.want)
+		}
+	}
+	whole := newCacheEngine(t, Options{Dir: writePolicy(t, map[string]string{"p.rego": "package guestgate.authz\n\ndecision := count(input) > 1\n"})})
+	if !whole.Current().Reads("request_id") {
+		t.Error("a policy using input as a whole: Reads(request_id) = false")
+	}
+	// A policy calling a non-deterministic built-in still reads only its
+	// paths: its input can be pruned even though its decisions are not
+	// cached.
+	nd := newCacheEngine(t, Options{Dir: writePolicy(t, map[string]string{"p.rego": "package guestgate.authz\n\ndecision := time.now_ns() > input.t\n"})})
+	if nd.Current().Reads("request_id") || !nd.Current().Reads("t") || nd.current.Load().cache != nil {
+		t.Error("non-deterministic policy: want reads t only and no cache")
+	}
 }

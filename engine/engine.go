@@ -239,7 +239,33 @@ func asValue(t *ast.Term, _ *rego.EvalContext) (any, error) { return t.Value, ni
 // An undefined decision is not an error: it returns Defined false. A nil
 // input leaves input undefined in the policy.
 func (e *Engine) Eval(ctx context.Context, input ast.Value) (Result, error) {
-	p := e.current.Load()
+	return e.Current().Eval(ctx, input)
+}
+
+// Revision is one compiled revision of the policy, pinned: what it reads of
+// its input and its evaluation stay together even if a reload swaps in
+// another meanwhile. The zero Revision has no policy.
+type Revision struct {
+	e *Engine
+	p *policy
+}
+
+// Current returns the serving revision.
+func (e *Engine) Current() Revision { return Revision{e: e, p: e.current.Load()} }
+
+// Reads reports whether the policy may read input at path or anywhere
+// under it (input.attributes.request.http.headers: path "attributes",
+// "request", "http", "headers"). A caller may leave out of the input what
+// the policy cannot read: the answer cannot change. It is true for every
+// path when the policy uses input as a whole.
+func (r Revision) Reads(path ...string) bool {
+	return r.p == nil || r.p.reads.reads(path)
+}
+
+// Eval evaluates the decision query for input against this revision, as
+// Engine.Eval does.
+func (r Revision) Eval(ctx context.Context, input ast.Value) (Result, error) {
+	e, p := r.e, r.p
 	if p == nil {
 		return Result{}, errors.New("engine: no policy loaded (use New)")
 	}
@@ -249,18 +275,17 @@ func (e *Engine) Eval(ctx context.Context, input ast.Value) (Result, error) {
 	if p.cache == nil {
 		return e.eval(ctx, p, input)
 	}
-	bp := keyBufs.Get().(*[]byte)
-	defer keyBufs.Put(bp)
-	key, keyed := p.reads.decisionKey((*bp)[:0], input)
-	*bp = key[:0]
+	enc := keyEncoders.Get().(*keyEncoder)
+	defer keyEncoders.Put(enc)
+	keyed := enc.decisionKey(&p.reads, input)
 	if keyed {
-		if res, ok := p.cache.get(key); ok {
+		if res, ok := p.cache.get(enc.buf); ok {
 			return res, nil
 		}
 	}
 	res, err := e.eval(ctx, p, input)
 	if err == nil && keyed {
-		p.cache.put(key, res)
+		p.cache.put(enc.buf, res)
 	}
 	return res, err
 }

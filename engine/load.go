@@ -243,7 +243,7 @@ func compile(snap *snapshot, query ast.Ref, strict bool, cacheSize int) (*policy
 		loadedAt: time.Now(),
 		reads:    analyseInput(compiler),
 	}
-	if cacheSize > 0 && p.reads.off == "" {
+	if cacheSize > 0 && p.reads.off() == "" {
 		p.cache = newDecisionCache(cacheSize)
 	}
 	return p, nil

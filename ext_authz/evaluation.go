@@ -12,6 +12,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/guestgate/guestgate/engine"
 	"github.com/guestgate/guestgate/tokens"
 )
 
@@ -85,8 +86,11 @@ func (c *Checker) Decide(ctx context.Context, cr *authv3.CheckRequest) (d *Decis
 		d.deny(http.StatusServiceUnavailable, ReasonNotReady)
 		return d
 	}
-	input := buildInput(r, tok, d.TokenError, d.RequestID, st.check.ShowCredentialToPolicy)
-	res, err := eng.Eval(ctx, input)
+	// The input is built for one revision and evaluated by it: what that
+	// revision cannot read is left out.
+	rev := eng.Current()
+	input := buildInput(r, tok, d.TokenError, d.RequestID, st.check.ShowCredentialToPolicy, c.plan(rev))
+	res, err := rev.Eval(ctx, input)
 	d.Revision = res.Revision
 	switch {
 	case err != nil:
@@ -115,44 +119,122 @@ func (d *Decision) deny(status int, reason string) {
 	d.UpstreamHeaders, d.RemoveHeaders, d.SetQuery, d.RemoveQuery, d.ResponseHeaders = nil, nil, nil, nil, nil
 }
 
-// buildInput assembles the policy's input document as an ast.Value.
-func buildInput(r *request, tok *tokens.Token, tokErr, id string, showCredential bool) ast.Value {
-	body := ast.NullTerm()
-	if r.body != nil {
-		body = ast.NewTerm(r.body)
+// inputPlan says which parts of the input document one policy revision
+// may read; the parts it cannot read are not built.
+type inputPlan struct {
+	rev  engine.Revision
+	need map[string]bool // dotted paths of inputPaths
+}
+
+// inputPaths are the parts of the input buildInput leaves out when the
+// policy cannot read them.
+var inputPaths = []string{
+	"attributes", "parsed_path", "parsed_query", "parsed_body", "truncated_body", "version", "request_id", "token", "token_error",
+	"attributes.source", "attributes.destination", "attributes.request", "attributes.request.time", "attributes.request.http",
+	"attributes.contextExtensions", "attributes.metadataContext", "attributes.routeMetadataContext", "attributes.tlsSession",
+	"attributes.request.http.id", "attributes.request.http.method", "attributes.request.http.headers",
+	"attributes.request.http.path", "attributes.request.http.host", "attributes.request.http.scheme",
+	"attributes.request.http.query", "attributes.request.http.fragment", "attributes.request.http.size",
+	"attributes.request.http.protocol", "attributes.request.http.body",
+}
+
+func newInputPlan(rev engine.Revision) *inputPlan {
+	p := &inputPlan{rev: rev, need: make(map[string]bool, len(inputPaths))}
+	for _, path := range inputPaths {
+		p.need[path] = rev.Reads(strings.Split(path, ".")...)
 	}
-	segs := make([]*ast.Term, len(r.segments))
-	for i, s := range r.segments {
-		segs[i] = ast.StringTerm(s)
+	return p
+}
+
+// has reports whether the policy may read the input at path; a path not
+// in inputPaths is always built.
+func (p *inputPlan) has(path string) bool {
+	need, known := p.need[path]
+	return need || !known
+}
+
+// plan returns the input plan of rev, made once per revision.
+func (c *Checker) plan(rev engine.Revision) *inputPlan {
+	if p := c.inputPlan.Load(); p != nil && p.rev == rev {
+		return p
 	}
-	tokTerm, errTerm := ast.NullTerm(), ast.NullTerm()
+	p := newInputPlan(rev)
+	c.inputPlan.Store(p)
+	return p
+}
+
+// Keys of the input document, shared by every request's input: terms are
+// never modified once built.
+var (
+	keyAttributes    = ast.StringTerm("attributes")
+	keyParsedPath    = ast.StringTerm("parsed_path")
+	keyParsedQuery   = ast.StringTerm("parsed_query")
+	keyParsedBody    = ast.StringTerm("parsed_body")
+	keyTruncatedBody = ast.StringTerm("truncated_body")
+	keyVersion       = ast.StringTerm("version")
+	keyRequestID     = ast.StringTerm("request_id")
+	keyToken         = ast.StringTerm("token")
+	keyTokenError    = ast.StringTerm("token_error")
+)
+
+// buildInput assembles the policy's input document as an ast.Value: the
+// whole document, less what the policy cannot read (need), which cannot
+// change its answer and is the most expensive part to build (headers).
+func buildInput(r *request, tok *tokens.Token, tokErr, id string, showCredential bool, need *inputPlan) ast.Value {
+	input := ast.NewObject()
+	if need.has("attributes") {
+		input.Insert(keyAttributes, ast.NewTerm(r.attributesValue(showCredential, need)))
+	}
+	if need.has("parsed_path") {
+		segs := make([]*ast.Term, len(r.segments))
+		for i, s := range r.segments {
+			segs[i] = ast.StringTerm(s)
+		}
+		input.Insert(keyParsedPath, ast.ArrayTerm(segs...))
+	}
+	if need.has("parsed_query") {
+		query := ast.NewObject()
+		for k, vs := range r.params {
+			if r.credential.query == k && !showCredential {
+				vs = []string{redacted}
+			}
+			terms := make([]*ast.Term, len(vs))
+			for i, v := range vs {
+				terms[i] = ast.StringTerm(v)
+			}
+			query.Insert(ast.StringTerm(k), ast.ArrayTerm(terms...))
+		}
+		input.Insert(keyParsedQuery, ast.NewTerm(query))
+	}
+	if need.has("parsed_body") {
+		body := ast.NullTerm()
+		if r.body != nil {
+			body = ast.NewTerm(r.body)
+		}
+		input.Insert(keyParsedBody, body)
+	}
+	if need.has("truncated_body") {
+		input.Insert(keyTruncatedBody, ast.InternedTerm(r.truncated))
+	}
+	if need.has("version") {
+		input.Insert(keyVersion, versionTerm)
+	}
+	if need.has("request_id") {
+		input.Insert(keyRequestID, ast.StringTerm(id))
+	}
+	tokTerm, errTerm := ast.InternedNullTerm, ast.InternedNullTerm
 	if tok != nil {
-		tokTerm = ast.NewTerm(tokenValue(tok))
+		tokTerm = tokenTerm(tok)
 	} else {
 		errTerm = ast.StringTerm(tokErr)
 	}
-	query := ast.NewObject()
-	for k, vs := range r.params {
-		if r.credential.query == k && !showCredential {
-			vs = []string{redacted}
-		}
-		terms := make([]*ast.Term, len(vs))
-		for i, v := range vs {
-			terms[i] = ast.StringTerm(v)
-		}
-		query.Insert(ast.StringTerm(k), ast.ArrayTerm(terms...))
+	if need.has("token") {
+		input.Insert(keyToken, tokTerm)
 	}
-	return ast.NewObject(
-		ast.Item(ast.StringTerm("attributes"), ast.NewTerm(r.attributesValue(showCredential))),
-		ast.Item(ast.StringTerm("parsed_path"), ast.ArrayTerm(segs...)),
-		ast.Item(ast.StringTerm("parsed_query"), ast.NewTerm(query)),
-		ast.Item(ast.StringTerm("parsed_body"), body),
-		ast.Item(ast.StringTerm("truncated_body"), ast.BooleanTerm(r.truncated)),
-		ast.Item(ast.StringTerm("version"), versionTerm),
-		ast.Item(ast.StringTerm("request_id"), ast.StringTerm(id)),
-		ast.Item(ast.StringTerm("token"), tokTerm),
-		ast.Item(ast.StringTerm("token_error"), errTerm),
-	)
+	if need.has("token_error") {
+		input.Insert(keyTokenError, errTerm)
+	}
+	return input
 }
 
 var versionTerm = ast.ObjectTerm(
@@ -160,10 +242,10 @@ var versionTerm = ast.ObjectTerm(
 	ast.Item(ast.StringTerm("encoding"), ast.StringTerm("protojson")),
 )
 
-// tokenValue is input.token for a verified token, built once per cached
+// tokenTerm is input.token for a verified token, built once per cached
 // token and kept with it.
-func tokenValue(t *tokens.Token) ast.Value {
-	if v, ok := t.Memo().(ast.Value); ok {
+func tokenTerm(t *tokens.Token) *ast.Term {
+	if v, ok := t.Memo().(*ast.Term); ok {
 		return v
 	}
 	claims, err := ast.InterfaceToValue(t.Claims)
@@ -179,8 +261,9 @@ func tokenValue(t *tokens.Token) ast.Value {
 		ast.Item(ast.StringTerm("expires_at"), ast.IntNumberTerm(int(t.ExpiresAt.Unix()))),
 		ast.Item(ast.StringTerm("claims"), ast.NewTerm(claims)),
 	)
-	t.SetMemo(v)
-	return v
+	term := ast.NewTerm(v)
+	t.SetMemo(term)
+	return term
 }
 
 // apply reads the policy's decision: a boolean, or an object as

@@ -291,39 +291,59 @@ func valuesToAST(vs url.Values) ast.Value {
 
 // attributesValue builds input.attributes directly as an ast.Value with
 // protojson's field names, as opa-envoy-plugin's policies expect, with the
-// credential's value redacted unless showCredential.
-func (r *request) attributesValue(showCredential bool) ast.Value {
+// credential's value redacted unless showCredential. Parts the policy
+// cannot read (need) are left out.
+func (r *request) attributesValue(showCredential bool, need *inputPlan) ast.Value {
 	a := r.attrs
 	obj := ast.NewObject()
-	if p := peerValue(a.GetSource()); p != nil {
-		obj.Insert(ast.StringTerm("source"), ast.NewTerm(p))
+	if need.has("attributes.source") {
+		if p := peerValue(a.GetSource()); p != nil {
+			obj.Insert(ast.StringTerm("source"), ast.NewTerm(p))
+		}
 	}
-	if p := peerValue(a.GetDestination()); p != nil {
-		obj.Insert(ast.StringTerm("destination"), ast.NewTerm(p))
+	if need.has("attributes.destination") {
+		if p := peerValue(a.GetDestination()); p != nil {
+			obj.Insert(ast.StringTerm("destination"), ast.NewTerm(p))
+		}
 	}
-	req := ast.NewObject()
-	if t := a.GetRequest().GetTime(); t != nil {
-		req.Insert(ast.StringTerm("time"), ast.StringTerm(t.AsTime().UTC().Format("2006-01-02T15:04:05.999999999Z")))
+	if need.has("attributes.request") {
+		req := ast.NewObject()
+		if t := a.GetRequest().GetTime(); t != nil && need.has("attributes.request.time") {
+			req.Insert(ast.StringTerm("time"), ast.StringTerm(t.AsTime().UTC().Format("2006-01-02T15:04:05.999999999Z")))
+		}
+		if need.has("attributes.request.http") {
+			req.Insert(ast.StringTerm("http"), ast.NewTerm(r.httpValue(showCredential, need)))
+		}
+		obj.Insert(ast.StringTerm("request"), ast.NewTerm(req))
 	}
-	req.Insert(ast.StringTerm("http"), ast.NewTerm(r.httpValue(showCredential)))
-	obj.Insert(ast.StringTerm("request"), ast.NewTerm(req))
-	if ce := a.GetContextExtensions(); len(ce) > 0 {
+	if ce := a.GetContextExtensions(); len(ce) > 0 && need.has("attributes.contextExtensions") {
 		obj.Insert(ast.StringTerm("contextExtensions"), ast.NewTerm(stringMap(ce)))
 	}
 	// Rare, open-ended parts go through protojson; they are small or absent.
-	for name, m := range map[string]proto.Message{"metadataContext": a.GetMetadataContext(), "routeMetadataContext": a.GetRouteMetadataContext(), "tlsSession": a.GetTlsSession()} {
-		if v := protoValue(m); v != nil {
-			obj.Insert(ast.StringTerm(name), ast.NewTerm(v))
+	for _, x := range [...]struct {
+		name, path string
+		m          proto.Message
+	}{
+		{"metadataContext", "attributes.metadataContext", a.GetMetadataContext()},
+		{"routeMetadataContext", "attributes.routeMetadataContext", a.GetRouteMetadataContext()},
+		{"tlsSession", "attributes.tlsSession", a.GetTlsSession()},
+	} {
+		if !need.has(x.path) {
+			continue
+		}
+		if v := protoValue(x.m); v != nil {
+			obj.Insert(ast.StringTerm(x.name), ast.NewTerm(v))
 		}
 	}
 	return obj
 }
 
-func (r *request) httpValue(showCredential bool) ast.Value {
+func (r *request) httpValue(showCredential bool, need *inputPlan) ast.Value {
 	h := r.http
 	obj := ast.NewObject()
+	const prefix = "attributes.request.http."
 	put := func(k, v string) {
-		if v != "" {
+		if v != "" && need.has(prefix+k) {
 			obj.Insert(ast.StringTerm(k), ast.StringTerm(v))
 		}
 	}
@@ -332,9 +352,13 @@ func (r *request) httpValue(showCredential bool) ast.Value {
 	if !showCredential && r.rawToken != "" {
 		switch {
 		case r.credential.header != "":
-			headers = copyWith(headers, r.credential.header, redactedHeader(r.credential.scheme))
+			if need.has("attributes.request.http.headers") {
+				headers = copyWith(headers, r.credential.header, redactedHeader(r.credential.scheme))
+			}
 		case r.credential.cookie != "":
-			headers = copyWith(headers, "cookie", strings.Replace(headers["cookie"], r.credential.cookie+"="+r.rawToken, r.credential.cookie+"="+redacted, 1))
+			if need.has("attributes.request.http.headers") {
+				headers = copyWith(headers, "cookie", strings.Replace(headers["cookie"], r.credential.cookie+"="+r.rawToken, r.credential.cookie+"="+redacted, 1))
+			}
 		case r.credential.query != "":
 			path = strings.Replace(path, url.QueryEscape(r.rawToken), redacted, 1)
 			path = strings.Replace(path, r.rawToken, redacted, 1)
@@ -343,13 +367,15 @@ func (r *request) httpValue(showCredential bool) ast.Value {
 	}
 	put("id", h.GetId())
 	put("method", h.GetMethod())
-	obj.Insert(ast.StringTerm("headers"), ast.NewTerm(stringMap(headers)))
+	if need.has("attributes.request.http.headers") {
+		obj.Insert(ast.StringTerm("headers"), ast.NewTerm(stringMap(headers)))
+	}
 	put("path", path)
 	put("host", h.GetHost())
 	put("scheme", h.GetScheme())
 	put("query", query)
 	put("fragment", h.GetFragment())
-	if h.GetSize() != 0 {
+	if h.GetSize() != 0 && need.has("attributes.request.http.size") {
 		obj.Insert(ast.StringTerm("size"), ast.StringTerm(strconv.FormatInt(h.GetSize(), 10)))
 	}
 	put("protocol", h.GetProtocol())

@@ -33,12 +33,14 @@ import (
 type Checker struct {
 	authv3.UnimplementedAuthorizationServer
 
-	engine   atomic.Pointer[engine.Engine]
-	settings atomic.Pointer[settings]
-	health   *health.Server
-	logger   *slog.Logger // operational log
-	decision *slog.Logger // the decision log
-	observer Observer
+	engine atomic.Pointer[engine.Engine]
+	// inputPlan is what the serving revision reads of the input.
+	inputPlan atomic.Pointer[inputPlan]
+	settings  atomic.Pointer[settings]
+	health    *health.Server
+	logger    *slog.Logger // operational log
+	decision  *slog.Logger // the decision log
+	observer  Observer
 }
 
 // Observer is told of every decision (metrics hang here).
