@@ -290,6 +290,15 @@ var decisionKeys = map[string]bool{
 	"body": true, "dynamic_metadata": true, "token_error": true,
 }
 
+// decisionKeyTerms are the terms of decisionKeys, made once.
+var decisionKeyTerms = func() map[string]*ast.Term {
+	m := make(map[string]*ast.Term, len(decisionKeys))
+	for k := range decisionKeys {
+		m[k] = ast.StringTerm(k)
+	}
+	return m
+}()
+
 func (d *Decision) applyObject(o ast.Object) error {
 	var err error
 	ok := false
@@ -302,7 +311,7 @@ func (d *Decision) applyObject(o ast.Object) error {
 		return err
 	}
 	var allowed ast.Boolean
-	if t := o.Get(ast.StringTerm("allowed")); t != nil {
+	if t := o.Get(decisionKeyTerms["allowed"]); t != nil {
 		allowed, ok = t.Value.(ast.Boolean)
 	}
 	if !ok {
@@ -313,7 +322,7 @@ func (d *Decision) applyObject(o ast.Object) error {
 	if !d.Allowed {
 		d.Status, d.Reason = http.StatusForbidden, ReasonDeniedPolicy
 	}
-	if t := o.Get(ast.StringTerm("http_status")); t != nil {
+	if t := o.Get(decisionKeyTerms["http_status"]); t != nil {
 		n, _ := t.Value.(ast.Number)
 		s, isInt := n.Int()
 		if !isInt || s < 200 || s > 599 {
@@ -324,14 +333,14 @@ func (d *Decision) applyObject(o ast.Object) error {
 		}
 		d.Status = s
 	}
-	if t := o.Get(ast.StringTerm("reason")); t != nil {
+	if t := o.Get(decisionKeyTerms["reason"]); t != nil {
 		s, ok := t.Value.(ast.String)
 		if !ok || !validReason(string(s)) {
 			return errors.New("decision.reason must be a short code of letters, digits, _ . -")
 		}
 		d.Reason = string(s)
 	}
-	if t := o.Get(ast.StringTerm("body")); t != nil {
+	if t := o.Get(decisionKeyTerms["body"]); t != nil {
 		s, ok := t.Value.(ast.String)
 		if !ok {
 			return errors.New("decision.body must be a string")
@@ -359,7 +368,7 @@ func (d *Decision) applyObject(o ast.Object) error {
 	if d.RemoveQuery, err = stringList(o, "query_parameters_to_remove", false); err != nil {
 		return err
 	}
-	if t := o.Get(ast.StringTerm("dynamic_metadata")); t != nil {
+	if t := o.Get(decisionKeyTerms["dynamic_metadata"]); t != nil {
 		x, err := ast.JSON(t.Value)
 		m, ok := x.(map[string]any)
 		if err != nil || !ok {
@@ -393,7 +402,7 @@ func headerList(o ast.Object, key string) ([]Header, error) {
 // nameValues reads an object of name → string (or array of strings);
 // header names are folded to lower case, query parameter names are not.
 func nameValues(o ast.Object, key string, isHeader bool) ([]Header, error) {
-	t := o.Get(ast.StringTerm(key))
+	t := o.Get(decisionKeyTerms[key])
 	if t == nil {
 		return nil, nil
 	}
@@ -433,7 +442,7 @@ func nameValues(o ast.Object, key string, isHeader bool) ([]Header, error) {
 }
 
 func stringList(o ast.Object, key string, isHeader bool) ([]string, error) {
-	t := o.Get(ast.StringTerm(key))
+	t := o.Get(decisionKeyTerms[key])
 	if t == nil {
 		return nil, nil
 	}

@@ -289,6 +289,25 @@ func valuesToAST(vs url.Values) ast.Value {
 	return obj
 }
 
+// keyTerms are the object keys of input.attributes, made once and shared
+// by every request's input (terms are never modified once built).
+var keyTerms = func() map[string]*ast.Term {
+	m := map[string]*ast.Term{}
+	for _, k := range []string{"source", "destination", "request", "time", "http", "contextExtensions", "metadataContext",
+		"routeMetadataContext", "tlsSession", "id", "method", "headers", "path", "host", "scheme", "query", "fragment",
+		"size", "protocol", "body", "address", "socketAddress", "portValue", "service", "principal", "certificate", "labels"} {
+		m[k] = ast.StringTerm(k)
+	}
+	return m
+}()
+
+func keyTerm(k string) *ast.Term {
+	if t, ok := keyTerms[k]; ok {
+		return t
+	}
+	return ast.StringTerm(k)
+}
+
 // attributesValue builds input.attributes directly as an ast.Value with
 // protojson's field names, as opa-envoy-plugin's policies expect, with the
 // credential's value redacted unless showCredential. Parts the policy
@@ -298,26 +317,26 @@ func (r *request) attributesValue(showCredential bool, need *inputPlan) ast.Valu
 	obj := ast.NewObject()
 	if need.has("attributes.source") {
 		if p := peerValue(a.GetSource()); p != nil {
-			obj.Insert(ast.StringTerm("source"), ast.NewTerm(p))
+			obj.Insert(keyTerm("source"), ast.NewTerm(p))
 		}
 	}
 	if need.has("attributes.destination") {
 		if p := peerValue(a.GetDestination()); p != nil {
-			obj.Insert(ast.StringTerm("destination"), ast.NewTerm(p))
+			obj.Insert(keyTerm("destination"), ast.NewTerm(p))
 		}
 	}
 	if need.has("attributes.request") {
 		req := ast.NewObject()
 		if t := a.GetRequest().GetTime(); t != nil && need.has("attributes.request.time") {
-			req.Insert(ast.StringTerm("time"), ast.StringTerm(t.AsTime().UTC().Format("2006-01-02T15:04:05.999999999Z")))
+			req.Insert(keyTerm("time"), ast.StringTerm(t.AsTime().UTC().Format("2006-01-02T15:04:05.999999999Z")))
 		}
 		if need.has("attributes.request.http") {
-			req.Insert(ast.StringTerm("http"), ast.NewTerm(r.httpValue(showCredential, need)))
+			req.Insert(keyTerm("http"), ast.NewTerm(r.httpValue(showCredential, need)))
 		}
-		obj.Insert(ast.StringTerm("request"), ast.NewTerm(req))
+		obj.Insert(keyTerm("request"), ast.NewTerm(req))
 	}
 	if ce := a.GetContextExtensions(); len(ce) > 0 && need.has("attributes.contextExtensions") {
-		obj.Insert(ast.StringTerm("contextExtensions"), ast.NewTerm(stringMap(ce)))
+		obj.Insert(keyTerm("contextExtensions"), ast.NewTerm(stringMap(ce)))
 	}
 	// Rare, open-ended parts go through protojson; they are small or absent.
 	for _, x := range [...]struct {
@@ -332,7 +351,7 @@ func (r *request) attributesValue(showCredential bool, need *inputPlan) ast.Valu
 			continue
 		}
 		if v := protoValue(x.m); v != nil {
-			obj.Insert(ast.StringTerm(x.name), ast.NewTerm(v))
+			obj.Insert(keyTerm(x.name), ast.NewTerm(v))
 		}
 	}
 	return obj
@@ -344,7 +363,7 @@ func (r *request) httpValue(showCredential bool, need *inputPlan) ast.Value {
 	const prefix = "attributes.request.http."
 	put := func(k, v string) {
 		if v != "" && need.has(prefix+k) {
-			obj.Insert(ast.StringTerm(k), ast.StringTerm(v))
+			obj.Insert(keyTerm(k), ast.StringTerm(v))
 		}
 	}
 	path, query := h.GetPath(), h.GetQuery()
@@ -368,7 +387,7 @@ func (r *request) httpValue(showCredential bool, need *inputPlan) ast.Value {
 	put("id", h.GetId())
 	put("method", h.GetMethod())
 	if need.has("attributes.request.http.headers") {
-		obj.Insert(ast.StringTerm("headers"), ast.NewTerm(stringMap(headers)))
+		obj.Insert(keyTerm("headers"), ast.NewTerm(stringMap(headers)))
 	}
 	put("path", path)
 	put("host", h.GetHost())
@@ -376,7 +395,7 @@ func (r *request) httpValue(showCredential bool, need *inputPlan) ast.Value {
 	put("query", query)
 	put("fragment", h.GetFragment())
 	if h.GetSize() != 0 && need.has("attributes.request.http.size") {
-		obj.Insert(ast.StringTerm("size"), ast.StringTerm(strconv.FormatInt(h.GetSize(), 10)))
+		obj.Insert(keyTerm("size"), ast.StringTerm(strconv.FormatInt(h.GetSize(), 10)))
 	}
 	put("protocol", h.GetProtocol())
 	put("body", h.GetBody())
@@ -414,22 +433,22 @@ func peerValue(p *authv3.AttributeContext_Peer) ast.Value {
 	obj := ast.NewObject()
 	if sa := p.GetAddress().GetSocketAddress(); sa != nil {
 		s := ast.NewObject(
-			ast.Item(ast.StringTerm("address"), ast.StringTerm(sa.GetAddress())),
-			ast.Item(ast.StringTerm("portValue"), ast.IntNumberTerm(int(sa.GetPortValue()))),
+			ast.Item(keyTerm("address"), ast.StringTerm(sa.GetAddress())),
+			ast.Item(keyTerm("portValue"), ast.IntNumberTerm(int(sa.GetPortValue()))),
 		)
-		obj.Insert(ast.StringTerm("address"), ast.ObjectTerm(ast.Item(ast.StringTerm("socketAddress"), ast.NewTerm(s))))
+		obj.Insert(keyTerm("address"), ast.ObjectTerm(ast.Item(keyTerm("socketAddress"), ast.NewTerm(s))))
 	}
 	if v := p.GetService(); v != "" {
-		obj.Insert(ast.StringTerm("service"), ast.StringTerm(v))
+		obj.Insert(keyTerm("service"), ast.StringTerm(v))
 	}
 	if v := p.GetPrincipal(); v != "" {
-		obj.Insert(ast.StringTerm("principal"), ast.StringTerm(v))
+		obj.Insert(keyTerm("principal"), ast.StringTerm(v))
 	}
 	if v := p.GetCertificate(); v != "" {
-		obj.Insert(ast.StringTerm("certificate"), ast.StringTerm(v))
+		obj.Insert(keyTerm("certificate"), ast.StringTerm(v))
 	}
 	if l := p.GetLabels(); len(l) > 0 {
-		obj.Insert(ast.StringTerm("labels"), ast.NewTerm(stringMap(l)))
+		obj.Insert(keyTerm("labels"), ast.NewTerm(stringMap(l)))
 	}
 	return obj
 }

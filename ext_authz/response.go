@@ -148,12 +148,15 @@ func headerOptions(hs []Header) []*corev3.HeaderValueOption {
 	if len(hs) == 0 {
 		return nil
 	}
+	// Three allocations for the whole list rather than two per header.
 	out := make([]*corev3.HeaderValueOption, len(hs))
+	opts := make([]corev3.HeaderValueOption, len(hs))
+	vals := make([]corev3.HeaderValue, len(hs))
 	for i, h := range hs {
-		out[i] = &corev3.HeaderValueOption{
-			Header:       &corev3.HeaderValue{Key: h.Name, Value: h.Value},
-			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-		}
+		vals[i].Key, vals[i].Value = h.Name, h.Value
+		opts[i].Header = &vals[i]
+		opts[i].AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
+		out[i] = &opts[i]
 	}
 	return out
 }
