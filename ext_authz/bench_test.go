@@ -4,8 +4,14 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"reflect"
+	"sync/atomic"
 	"testing"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/guestgate/guestgate/bench/workload"
 	"github.com/guestgate/guestgate/config"
@@ -145,4 +151,51 @@ func BenchmarkCheckShippedPolicy(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkCheckLoopbackMix sends the load test's kinds of traffic to an
+// in-process gRPC server on loopback from parallel callers: a profile of
+// the whole served path (run with -cpuprofile), client included.
+func BenchmarkCheckLoopbackMix(b *testing.B) {
+	c, ws := shippedChecker(b, 0, 0)
+	var cases []workload.Case
+	for n := range 8 {
+		toks, err := ws.Mint(n)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cases = append(cases, workload.Cases(toks, n)...)
+	}
+	srv := grpc.NewServer(ServerOptions(1 << 20)...)
+	c.Register(srv)
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go func() { _ = srv.Serve(lis) }()
+	b.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { conn.Close() })
+	client := authv3.NewAuthorizationClient(conn)
+	ctx := context.Background()
+	var next atomic.Uint64
+	b.SetParallelism(8)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			tc := cases[next.Add(1)%uint64(len(cases))]
+			resp, err := client.Check(ctx, tc.Request)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			if err := tc.Check(resp); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
 }

@@ -38,15 +38,25 @@ type Process struct {
 	logBytes  atomic.Int64
 	done      chan struct{}
 	mu        sync.Mutex
-	tail      []string // the last lines of stderr, for errors
+	tail      []string        // the last lines of stderr, for errors
+	loads     []time.Duration // policy load times the engine logged
 }
 
-// Start runs bin with args, waits for its log line naming its gRPC address
+// PolicyLoads are the policy load (read and compile) times the child
+// logged so far, the first at start included.
+func (p *Process) PolicyLoads() []time.Duration {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]time.Duration(nil), p.loads...)
+}
+
+// Start runs bin with args (and env added to this process's), waits for its log line naming its gRPC address
 // ("grpc"), connects, and waits until gRPC health reports SERVING, for at
 // most timeout. Its stderr is read to the end: the decision log is counted
 // and dropped.
-func Start(ctx context.Context, name, bin string, args []string, timeout time.Duration) (*Process, error) {
+func Start(ctx context.Context, name, bin string, args, env []string, timeout time.Duration) (*Process, error) {
 	p := &Process{Name: name, cmd: exec.Command(bin, args...), done: make(chan struct{})}
+	p.cmd.Env = append(os.Environ(), env...)
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		return nil, err
@@ -115,14 +125,22 @@ func (p *Process) readLog(r io.Reader, addrc chan<- string) {
 			p.tail = p.tail[1:]
 		}
 		p.mu.Unlock()
-		if !sent {
-			var m struct {
-				GRPC string `json:"grpc"`
-			}
-			if json.Unmarshal(line, &m) == nil && m.GRPC != "" {
-				addrc <- m.GRPC
-				sent = true
-			}
+		var m struct {
+			Msg      string `json:"msg"`
+			GRPC     string `json:"grpc"`
+			Duration int64  `json:"duration"` // the engine's, in nanoseconds
+		}
+		if json.Unmarshal(line, &m) != nil {
+			continue
+		}
+		if !sent && m.GRPC != "" {
+			addrc <- m.GRPC
+			sent = true
+		}
+		if m.Msg == "policy loaded" && m.Duration > 0 {
+			p.mu.Lock()
+			p.loads = append(p.loads, time.Duration(m.Duration))
+			p.mu.Unlock()
 		}
 	}
 }

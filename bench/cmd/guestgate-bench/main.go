@@ -41,13 +41,14 @@ type options struct {
 	benchtime  string
 	benchRegex string
 	skipGo     bool
+	env        string
 }
 
 func main() {
 	var o options
 	flag.StringVar(&o.repo, "repo", ".", "repository root")
-	flag.DurationVar(&o.duration, "duration", 5*time.Second, "length of each load run")
-	flag.IntVar(&o.pairs, "pairs", 3, "guestgate/floor run pairs (A B A B ...)")
+	flag.DurationVar(&o.duration, "duration", 3*time.Second, "length of each load run")
+	flag.IntVar(&o.pairs, "pairs", 5, "guestgate/floor run pairs (A B A B ...)")
 	flag.IntVar(&o.streams, "streams", 16, "concurrent Checks on the one connection")
 	flag.IntVar(&o.visitors, "visitors", 64, "visitors, each with its own tokens")
 	flag.IntVar(&o.toggles, "reloads", 6, "policy rewrites in the reload test")
@@ -55,6 +56,7 @@ func main() {
 	flag.StringVar(&o.benchtime, "benchtime", "1s", "go test -benchtime")
 	flag.StringVar(&o.benchRegex, "bench", "^Benchmark(Check|CheckShippedPolicy|Eval|EvalShippedPolicy|Verify)$", "go test -bench")
 	flag.BoolVar(&o.skipGo, "skip-go", false, "skip the Go benchmarks")
+	flag.StringVar(&o.env, "sidecar-env", "", "space-separated NAME=VALUE added to guestgate's environment (GOGC=200 ...)")
 	flag.Parse()
 	if err := run(context.Background(), o, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "guestgate-bench:", err)
@@ -127,12 +129,12 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	}
 
 	progress("starting guestgate and the floor")
-	gg, err := load.Start(ctx, "guestgate", filepath.Join(tmp, "guestgate"), []string{"serve", "--config", cfgPath}, 30*time.Second)
+	gg, err := load.Start(ctx, "guestgate", filepath.Join(tmp, "guestgate"), []string{"serve", "--config", cfgPath}, strings.Fields(o.env), 30*time.Second)
 	if err != nil {
 		return err
 	}
 	defer gg.Stop()
-	floor, err := load.Start(ctx, "floor", filepath.Join(tmp, "guestgate-floor"), nil, 30*time.Second)
+	floor, err := load.Start(ctx, "floor", filepath.Join(tmp, "guestgate-floor"), nil, nil, 30*time.Second)
 	if err != nil {
 		return err
 	}
@@ -170,10 +172,12 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	decisions := gg.Decisions() - decisions0
 
 	progress("reload under load: %d policy rewrites", o.reloads())
+	loads0 := len(gg.PolicyLoads())
 	rl, err := reloadUnderLoad(ctx, o, gg, ws, widgetsPath, next(true))
 	if err != nil {
 		return err
 	}
+	rl.compiles = gg.PolicyLoads()[loads0:]
 
 	ggRSS, err := gg.PeakRSS()
 	if err != nil {
@@ -383,6 +387,7 @@ type reloadResult struct {
 	proberWrong  int
 	timeouts     int
 	firstProblem string
+	compiles     []time.Duration // the engine's read-and-compile time per reload
 }
 
 // reloadUnderLoad runs the mix on all streams but one; that one, the
@@ -486,14 +491,22 @@ func loopbackRows(t *load.Table, o options, gg, floor *load.Process, ggRuns, flo
 	}
 	ga, fa := all(ggRuns), all(floorRuns)
 	var perRun []string
+	var ratios []float64
 	for i := range ggRuns {
 		perRun = append(perRun, fmt.Sprintf("%.0f/%.0f", ggRuns[i].RPS(), floorRuns[i].RPS()))
+		ratios = append(ratios, ggRuns[i].RPS()/floorRuns[i].RPS())
 	}
-	ratio := ga.RPS() / fa.RPS()
+	// The median of the pairs' ratios: a burst of other work on the
+	// machine spoils one pair, not the figure.
+	slices.Sort(ratios)
+	ratio := ratios[len(ratios)/2]
+	if len(ratios)%2 == 0 {
+		ratio = (ratios[len(ratios)/2-1] + ratios[len(ratios)/2]) / 2
+	}
 	t.Add(load.Row{Group: g, Name: "guestgate requests/s", Value: fmt.Sprintf("%.0f", ga.RPS())})
 	t.Add(load.Row{Group: g, Name: "floor requests/s", Value: fmt.Sprintf("%.0f", fa.RPS())})
 	t.Add(load.Row{Group: g, Name: "runs guestgate/floor (A B A B)", Value: strings.Join(perRun, " ")})
-	t.Add(load.Row{Group: g, Name: "throughput ratio guestgate/floor", Value: fmt.Sprintf("%.2f", ratio),
+	t.Add(load.Row{Group: g, Name: "throughput ratio guestgate/floor (median pair)", Value: fmt.Sprintf("%.2f (all runs: %.2f)", ratio, ga.RPS()/fa.RPS()),
 		Target: "≥ 0.80", Verdict: load.Verdict(ratio >= 0.8)})
 	for _, x := range []struct {
 		name string
@@ -550,6 +563,13 @@ func reloadRows(t *load.Table, rr *reloadResult) {
 		t.Add(load.Row{Group: g, Name: "file landed -> new policy deciding (max)", Value: load.Micros(worst),
 			Target: "≤ 100 ms", Verdict: load.Verdict(worst <= 100*time.Millisecond)})
 		t.Add(load.Row{Group: g, Name: "  each rewrite (ms)", Value: strings.Join(parts, " ")})
+	}
+	if len(rr.compiles) > 0 {
+		var parts []string
+		for _, c := range rr.compiles {
+			parts = append(parts, fmt.Sprintf("%.0f", float64(c)/float64(time.Millisecond)))
+		}
+		t.Add(load.Row{Group: g, Name: "  of which read + compile (ms)", Value: strings.Join(parts, " ") + " (after a 50 ms debounce)"})
 	}
 	t.Add(load.Row{Group: g, Name: "requests/s during reloads", Value: fmt.Sprintf("%.0f", rr.RPS())})
 	t.Add(load.Row{Group: g, Name: "latency p99 during reloads", Value: load.Micros(rr.Percentile(.99))})
