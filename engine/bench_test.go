@@ -60,8 +60,10 @@ func benchInput(b *testing.B, command string) ast.Value {
 	return v
 }
 
+// BenchmarkEval measures policy evaluation alone (the decision cache off)
+// of the small test policy.
 func BenchmarkEval(b *testing.B) {
-	e, err := New(Options{Dir: "testdata/chat", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	e, err := New(Options{Dir: "testdata/chat", DecisionCacheSize: -1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -108,19 +110,28 @@ func BenchmarkEval(b *testing.B) {
 
 // BenchmarkEvalShippedPolicy is policy evaluation alone with the shipped
 // policies/ and its data: an anonymous widget visitor's command in its own
-// Kite channel (allowed) and a command off the list (denied).
+// Kite channel (allowed) and a command off the list (denied); "cached" is
+// the same decision repeated with the decision cache on (key and look-up).
 func BenchmarkEvalShippedPolicy(b *testing.B) {
-	e, err := New(Options{Dir: "../policies", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
+	uncached, err := New(Options{Dir: "../policies", DecisionCacheSize: -1, Logger: discard})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cached, err := New(Options{Dir: "../policies", Logger: discard})
 	if err != nil {
 		b.Fatal(err)
 	}
 	for _, tc := range []struct {
 		name, path string
 		allowed    bool
+		e          *Engine
 	}{
-		{"xbs_allow", "/conversations/channels/kite-7f3a/MarkReadCommand", true},
-		{"xbs_deny", "/conversations/ListChannelsCommand", false},
+		{"xbs_allow", "/conversations/channels/kite-7f3a/MarkReadCommand", true, uncached},
+		{"xbs_deny", "/conversations/ListChannelsCommand", false, uncached},
+		{"xbs_allow/cached", "/conversations/channels/kite-7f3a/MarkReadCommand", true, cached},
 	} {
+		e := tc.e
 		b.Run(tc.name, func(b *testing.B) {
 			input := shippedInput(b, tc.path)
 			ctx := context.Background()
