@@ -106,6 +106,37 @@ type Result struct {
 	Defined bool
 	// Revision is the policy revision that decided.
 	Revision string
+
+	// memo is shared by every answer of one cached decision; nil when the
+	// decision is not cached.
+	memo *resultMemo
+}
+
+type resultMemo struct{ v atomic.Pointer[any] }
+
+// Memo returns what SetMemo stored with this decision, or nil. A caller
+// keeps a form derived from a cached decision here (the parsed answer) so
+// that a repeated decision is converted once, not on every request.
+func (r Result) Memo() any {
+	if r.memo != nil {
+		if p := r.memo.v.Load(); p != nil {
+			return *p
+		}
+	}
+	return nil
+}
+
+// Cached reports whether this decision is in the decision cache (and so
+// takes a memo).
+func (r Result) Cached() bool { return r.memo != nil }
+
+// SetMemo stores v with this decision when it is cached (and does nothing
+// otherwise). v must be a pure function of the decision: every later
+// answer of the same cached decision sees it. Safe for concurrent use.
+func (r Result) SetMemo(v any) {
+	if r.memo != nil {
+		r.memo.v.Store(&v)
+	}
 }
 
 // Status is the engine's state for readiness endpoints.
@@ -285,6 +316,7 @@ func (r Revision) Eval(ctx context.Context, input ast.Value) (Result, error) {
 	}
 	res, err := e.eval(ctx, p, input)
 	if err == nil && keyed {
+		res.memo = &resultMemo{}
 		p.cache.put(enc.buf, res)
 	}
 	return res, err

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -101,7 +102,16 @@ func (c *Checker) Decide(ctx context.Context, cr *authv3.CheckRequest) (d *Decis
 		d.deny(http.StatusForbidden, ReasonUndefined)
 		return d
 	}
-	if err := d.apply(res.Value); err != nil {
+	if tpl, ok := res.Memo().(*Decision); ok {
+		// A cached decision, parsed already.
+		d.answer(tpl)
+	} else if err := d.apply(res.Value); err == nil {
+		if res.Cached() {
+			tpl := &Decision{}
+			tpl.answer(d)
+			res.SetMemo(tpl)
+		}
+	} else {
 		c.logger.Warn("policy decision has the wrong shape; denied", "request_id", d.RequestID, "revision", res.Revision, "error", err)
 		*d = Decision{RequestID: d.RequestID, Revision: d.Revision, Kind: d.Kind, Issuer: d.Issuer, Subject: d.Subject,
 			TokenError: d.TokenError, Method: d.Method, Path: d.Path}
@@ -112,6 +122,19 @@ func (c *Checker) Decide(ctx context.Context, cr *authv3.CheckRequest) (d *Decis
 		d.upstream(r, st)
 	}
 	return d
+}
+
+// answer copies the policy's answer from src: what apply sets, with the
+// lists copied, since the request's own entries are appended to them.
+func (d *Decision) answer(src *Decision) {
+	d.Allowed, d.Status, d.Reason, d.DenyBody = src.Allowed, src.Status, src.Reason, src.DenyBody
+	d.UpstreamHeaders = slices.Clone(src.UpstreamHeaders)
+	d.DenyHeaders = slices.Clone(src.DenyHeaders)
+	d.ResponseHeaders = slices.Clone(src.ResponseHeaders)
+	d.RemoveHeaders = slices.Clone(src.RemoveHeaders)
+	d.SetQuery = slices.Clone(src.SetQuery)
+	d.RemoveQuery = slices.Clone(src.RemoveQuery)
+	d.DynamicMetadata = src.DynamicMetadata // read only: marshalled, never changed
 }
 
 func (d *Decision) deny(status int, reason string) {

@@ -80,12 +80,14 @@ func readRequest(cr *authv3.CheckRequest, chk *config.Check) *request {
 		return r
 	}
 	r.segments = splitPath(r.path)
-	params, err := url.ParseQuery(r.query)
-	if err != nil {
-		r.problem, r.detail = ReasonBadQuery, "query string does not parse"
-		return r
+	if r.query != "" {
+		params, err := url.ParseQuery(r.query)
+		if err != nil {
+			r.problem, r.detail = ReasonBadQuery, "query string does not parse"
+			return r
+		}
+		r.params = params
 	}
-	r.params = params
 	r.findCredential(chk)
 	r.readBody(chk.MaxBodyBytes)
 	return r

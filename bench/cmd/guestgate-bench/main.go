@@ -42,6 +42,7 @@ type options struct {
 	benchRegex string
 	skipGo     bool
 	env        string
+	bin        string
 }
 
 func main() {
@@ -56,6 +57,7 @@ func main() {
 	flag.StringVar(&o.benchtime, "benchtime", "1s", "go test -benchtime")
 	flag.StringVar(&o.benchRegex, "bench", "^Benchmark(Check|CheckShippedPolicy|Eval|EvalShippedPolicy|Verify)$", "go test -bench")
 	flag.BoolVar(&o.skipGo, "skip-go", false, "skip the Go benchmarks")
+	flag.StringVar(&o.bin, "guestgate-bin", "", "test this guestgate binary instead of building ./cmd/guestgate")
 	flag.StringVar(&o.env, "sidecar-env", "", "space-separated NAME=VALUE added to guestgate's environment (GOGC=200 ...)")
 	flag.Parse()
 	if err := run(context.Background(), o, os.Stdout); err != nil {
@@ -129,7 +131,11 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	}
 
 	progress("starting guestgate and the floor")
-	gg, err := load.Start(ctx, "guestgate", filepath.Join(tmp, "guestgate"), []string{"serve", "--config", cfgPath}, strings.Fields(o.env), 30*time.Second)
+	ggBin := filepath.Join(tmp, "guestgate")
+	if o.bin != "" {
+		ggBin = o.bin
+	}
+	gg, err := load.Start(ctx, "guestgate", ggBin, []string{"serve", "--config", cfgPath}, strings.Fields(o.env), 30*time.Second)
 	if err != nil {
 		return err
 	}
