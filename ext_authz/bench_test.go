@@ -12,6 +12,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/guestgate/guestgate/bench/workload"
 	"github.com/guestgate/guestgate/config"
@@ -100,7 +101,12 @@ func TestDecisionCacheChangesNoDecision(t *testing.T) {
 	for round := range 2 {
 		for _, tc := range cases {
 			got, want := with.Decide(ctx, tc.Request), without.Decide(ctx, tc.Request)
+			// The answer on the wire, then every field of the decision.
+			if g, w := got.CheckResponse(), want.CheckResponse(); !proto.Equal(g, w) {
+				t.Fatalf("round %d %s: CheckResponse\n with the cache    %v\n without the cache %v", round, tc.Name, g, w)
+			}
 			got.Latency, want.Latency = 0, 0
+			got.upstreamOpts, got.denyOpts = nil, nil // the shared wire form, compared above
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("round %d %s:\n with the cache    %+v\n without the cache %+v", round, tc.Name, got, want)
 			}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/open-policy-agent/opa/v1/ast"
 	"google.golang.org/protobuf/types/known/structpb"
@@ -49,6 +50,11 @@ type Decision struct {
 	DenyBody    string
 
 	DynamicMetadata *structpb.Struct
+
+	// The wire form of the policy's own headers of a cached decision,
+	// built once and shared by every answer of it (read only): the leading
+	// entries of UpstreamHeaders and DenyHeaders, when they still match.
+	upstreamOpts, denyOpts []*corev3.HeaderValueOption
 }
 
 // Decide runs one check: read the request, verify its token, evaluate the
@@ -109,6 +115,8 @@ func (c *Checker) Decide(ctx context.Context, cr *authv3.CheckRequest) (d *Decis
 		if res.Cached() {
 			tpl := &Decision{}
 			tpl.answer(d)
+			tpl.upstreamOpts = headerOptions(tpl.UpstreamHeaders)
+			tpl.denyOpts = headerOptions(tpl.DenyHeaders)
 			res.SetMemo(tpl)
 		}
 	} else {
@@ -135,11 +143,13 @@ func (d *Decision) answer(src *Decision) {
 	d.SetQuery = slices.Clone(src.SetQuery)
 	d.RemoveQuery = slices.Clone(src.RemoveQuery)
 	d.DynamicMetadata = src.DynamicMetadata // read only: marshalled, never changed
+	d.upstreamOpts, d.denyOpts = src.upstreamOpts, src.denyOpts
 }
 
 func (d *Decision) deny(status int, reason string) {
 	d.Allowed, d.Status, d.Reason = false, status, reason
 	d.UpstreamHeaders, d.RemoveHeaders, d.SetQuery, d.RemoveQuery, d.ResponseHeaders = nil, nil, nil, nil, nil
+	d.upstreamOpts = nil
 }
 
 // inputPlan says which parts of the input document one policy revision

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	"github.com/open-policy-agent/opa/v1/ast"
 
 	"github.com/guestgate/guestgate/config"
@@ -91,4 +92,36 @@ func find(v ast.Value, dotted string) ast.Value {
 		v = t.Value
 	}
 	return v
+}
+
+func TestSharedHeaderOptionsReuseOnlyMatchingLeadingHeaders(t *testing.T) {
+	shared := headerOptions([]Header{{"a", "1"}, {"b", "2"}})
+	for _, tc := range []struct {
+		name   string
+		hs     []Header
+		reused int
+	}{
+		{"same", []Header{{"a", "1"}, {"b", "2"}}, 2},
+		{"one appended", []Header{{"a", "1"}, {"b", "2"}, {"x-guestgate-request-id", "r"}}, 2},
+		{"second differs", []Header{{"a", "1"}, {"b", "3"}}, 1},
+		{"first differs", []Header{{"a", "9"}, {"b", "2"}}, 0},
+		{"fewer", []Header{{"a", "1"}}, 1},
+		{"none", nil, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := sharedHeaderOptions(shared, tc.hs)
+			if len(got) != len(tc.hs) {
+				t.Fatalf("%d options for %d headers", len(got), len(tc.hs))
+			}
+			for i, h := range tc.hs {
+				if got[i].GetHeader().GetKey() != h.Name || got[i].GetHeader().GetValue() != h.Value ||
+					got[i].GetAppendAction() != corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD {
+					t.Fatalf("option %d = %v, want %v", i, got[i], h)
+				}
+				if reused := i < len(shared) && got[i] == shared[i]; reused != (i < tc.reused) {
+					t.Fatalf("option %d reused = %v, want %v", i, reused, i < tc.reused)
+				}
+			}
+		})
+	}
 }

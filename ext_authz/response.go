@@ -120,7 +120,7 @@ func (d *Decision) CheckResponse() *authv3.CheckResponse {
 		return &authv3.CheckResponse{
 			Status: &rpcstatus.Status{Code: int32(code.Code_OK)},
 			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
-				Headers:                 headerOptions(d.UpstreamHeaders),
+				Headers:                 sharedHeaderOptions(d.upstreamOpts, d.UpstreamHeaders),
 				HeadersToRemove:         d.RemoveHeaders,
 				ResponseHeadersToAdd:    headerOptions(d.ResponseHeaders),
 				QueryParametersToSet:    queryParams(d.SetQuery),
@@ -137,11 +137,26 @@ func (d *Decision) CheckResponse() *authv3.CheckResponse {
 		Status: &rpcstatus.Status{Code: int32(c)},
 		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
 			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(d.Status)},
-			Headers: headerOptions(d.DenyHeaders),
+			Headers: sharedHeaderOptions(d.denyOpts, d.DenyHeaders),
 			Body:    d.DenyBody,
 		}},
 		DynamicMetadata: d.DynamicMetadata,
 	}
+}
+
+// sharedHeaderOptions is headerOptions(hs) reusing the built options of
+// shared for the leading headers they match exactly.
+func sharedHeaderOptions(shared []*corev3.HeaderValueOption, hs []Header) []*corev3.HeaderValueOption {
+	n := 0
+	for n < len(shared) && n < len(hs) && shared[n].GetHeader().GetKey() == hs[n].Name && shared[n].GetHeader().GetValue() == hs[n].Value {
+		n++
+	}
+	if n == 0 {
+		return headerOptions(hs)
+	}
+	out := make([]*corev3.HeaderValueOption, 0, len(hs))
+	out = append(out, shared[:n]...)
+	return append(out, headerOptions(hs[n:])...)
 }
 
 func headerOptions(hs []Header) []*corev3.HeaderValueOption {
