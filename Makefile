@@ -38,6 +38,7 @@ fuzz:
 	$(GO) test ./tokens/ -run '^$$' -fuzz '^FuzzStrictParse$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./tokens/ -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./ext_authz/ -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./ext_authz/ -run '^$$' -fuzz '^FuzzJSONValue$$' -fuzztime $(FUZZTIME)
 
 # One table, every figure from one run: the Go benchmarks (in-process Check
 # per token kind, policy evaluation, token verification), a loopback load
