@@ -202,15 +202,17 @@ var keyEncoders = sync.Pool{New: func() any { return newKeyEncoder() }}
 // decisionKey encodes every part of input the policy can read into e.buf.
 // It returns false when the input cannot be keyed (a value outside JSON's
 // types, or too large): it is evaluated, not cached.
-func (e *keyEncoder) decisionKey(r *inputReads, input ast.Value) bool {
+func (e *keyEncoder) decisionKey(r *inputReads, input ast.Value, shared []*Shared) bool {
 	e.buf, e.ok = e.buf[:0], true
 	if input == nil {
 		e.buf = append(e.buf, 'U')
 		return true
 	}
+paths:
 	for _, path := range r.paths {
 		e.buf = append(e.buf, 'P')
 		v := input
+		var term *ast.Term // v's term, nil for input itself
 		for _, k := range path {
 			obj, ok := v.(ast.Object)
 			if !ok {
@@ -220,14 +222,20 @@ func (e *keyEncoder) decisionKey(r *inputReads, input ast.Value) bool {
 			}
 			t := obj.Get(k)
 			if t == nil {
-				v = nil
+				v, term = nil, nil
 				break
 			}
-			v = t.Value
+			v, term = t.Value, t
 		}
 		if v == nil {
 			e.buf = append(e.buf, 'u')
 			continue
+		}
+		for _, s := range shared {
+			if s != nil && s.term == term && s.enc != nil {
+				e.buf = append(e.buf, s.enc...)
+				continue paths
+			}
 		}
 		if e.value(v); !e.ok {
 			return false
@@ -235,6 +243,30 @@ func (e *keyEncoder) decisionKey(r *inputReads, input ast.Value) bool {
 	}
 	return true
 }
+
+// Shared is a part of many requests' input that is built once, such as
+// input.token for a verified token the caller keeps: its decision-cache
+// encoding is made once too. Pass it to Eval with an input that holds
+// Term() itself (the same pointer); terms are never modified once built.
+type Shared struct {
+	term *ast.Term
+	enc  []byte // nil when the value cannot be keyed
+}
+
+// NewShared wraps v as a shared input part.
+func NewShared(v ast.Value) *Shared {
+	e := newKeyEncoder()
+	e.ok = true
+	e.value(v)
+	s := &Shared{term: ast.NewTerm(v)}
+	if e.ok {
+		s.enc = slices.Clip(e.buf)
+	}
+	return s
+}
+
+// Term is the term to put in the input.
+func (s *Shared) Term() *ast.Term { return s.term }
 
 // value appends a tagged, length-prefixed encoding of v: different values
 // never encode alike.

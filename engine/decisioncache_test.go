@@ -302,3 +302,40 @@ func TestRevisionReadsWhatThePolicyRefersTo(t *testing.T) {
 		t.Error("non-deterministic policy: want reads t only and no cache")
 	}
 }
+
+func TestSharedInputPartsKeyAsTheirValue(t *testing.T) {
+	e := newCacheEngine(t, Options{Dir: "../policies"})
+	p := e.current.Load()
+	tok := NewShared(ast.MustParseTerm(`{"kind": "xbs_anonymous", "issuer": "iss", "subject": "s", "claims": {"custom:wid": "W-DEMO"}}`).Value)
+	other := NewShared(ast.MustParseTerm(`{"kind": "guest"}`).Value)
+	input := ast.NewObject(
+		ast.Item(ast.StringTerm("parsed_path"), ast.MustParseTerm(`["conversations", "GetTokenCommand"]`)),
+		ast.Item(ast.StringTerm("token"), tok.Term()),
+	)
+	// The same value in a term of its own: encoded the long way.
+	copied := ast.NewObject(
+		ast.Item(ast.StringTerm("parsed_path"), ast.MustParseTerm(`["conversations", "GetTokenCommand"]`)),
+		ast.Item(ast.StringTerm("token"), ast.NewTerm(tok.Term().Value)),
+	)
+	key := func(in ast.Value, shared ...*Shared) string {
+		enc := newKeyEncoder()
+		if !enc.decisionKey(&p.reads, in, shared) {
+			t.Fatal("not keyed")
+		}
+		return string(enc.buf)
+	}
+	plain := key(copied)
+	for name, got := range map[string]string{
+		"shared":                key(input, tok),
+		"shared part not given": key(input),
+		"another shared part":   key(input, other),
+		"nil shared part":       key(input, nil),
+	} {
+		if got != plain {
+			t.Errorf("%s: key differs from the value's own encoding", name)
+		}
+	}
+	if key(ast.NewObject(ast.Item(ast.StringTerm("token"), other.Term())), other) == plain {
+		t.Error("another token keys alike")
+	}
+}

@@ -268,9 +268,10 @@ func asValue(t *ast.Term, _ *rego.EvalContext) (any, error) { return t.Value, ni
 
 // Eval evaluates the decision query for input against the current revision.
 // An undefined decision is not an error: it returns Defined false. A nil
-// input leaves input undefined in the policy.
-func (e *Engine) Eval(ctx context.Context, input ast.Value) (Result, error) {
-	return e.Current().Eval(ctx, input)
+// input leaves input undefined in the policy. shared are parts of input
+// built once (see Shared).
+func (e *Engine) Eval(ctx context.Context, input ast.Value, shared ...*Shared) (Result, error) {
+	return e.Current().Eval(ctx, input, shared...)
 }
 
 // Revision is one compiled revision of the policy, pinned: what it reads of
@@ -294,8 +295,8 @@ func (r Revision) Reads(path ...string) bool {
 }
 
 // Eval evaluates the decision query for input against this revision, as
-// Engine.Eval does.
-func (r Revision) Eval(ctx context.Context, input ast.Value) (Result, error) {
+// Engine.Eval does. shared are parts of input built once (see Shared).
+func (r Revision) Eval(ctx context.Context, input ast.Value, shared ...*Shared) (Result, error) {
 	e, p := r.e, r.p
 	if p == nil {
 		return Result{}, errors.New("engine: no policy loaded (use New)")
@@ -308,7 +309,7 @@ func (r Revision) Eval(ctx context.Context, input ast.Value) (Result, error) {
 	}
 	enc := keyEncoders.Get().(*keyEncoder)
 	defer keyEncoders.Put(enc)
-	keyed := enc.decisionKey(&p.reads, input)
+	keyed := enc.decisionKey(&p.reads, input, shared)
 	if keyed {
 		if res, ok := p.cache.get(enc.buf); ok {
 			return res, nil

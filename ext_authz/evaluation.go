@@ -96,8 +96,12 @@ func (c *Checker) Decide(ctx context.Context, cr *authv3.CheckRequest) (d *Decis
 	// The input is built for one revision and evaluated by it: what that
 	// revision cannot read is left out.
 	rev := eng.Current()
-	input := buildInput(r, tok, d.TokenError, d.RequestID, st.check.ShowCredentialToPolicy, c.plan(rev))
-	res, err := rev.Eval(ctx, input)
+	var tokShared *engine.Shared
+	if tok != nil {
+		tokShared = tokenInput(tok)
+	}
+	input := buildInput(r, tokShared, d.TokenError, d.RequestID, st.check.ShowCredentialToPolicy, c.plan(rev))
+	res, err := rev.Eval(ctx, input, tokShared)
 	d.Revision = res.Revision
 	switch {
 	case err != nil:
@@ -213,7 +217,7 @@ var (
 // buildInput assembles the policy's input document as an ast.Value: the
 // whole document, less what the policy cannot read (need), which cannot
 // change its answer and is the most expensive part to build (headers).
-func buildInput(r *request, tok *tokens.Token, tokErr, id string, showCredential bool, need *inputPlan) ast.Value {
+func buildInput(r *request, tok *engine.Shared, tokErr, id string, showCredential bool, need *inputPlan) ast.Value {
 	input := ast.NewObject()
 	if need.has("attributes") {
 		input.Insert(keyAttributes, ast.NewTerm(r.attributesValue(showCredential, need)))
@@ -257,7 +261,7 @@ func buildInput(r *request, tok *tokens.Token, tokErr, id string, showCredential
 	}
 	tokTerm, errTerm := ast.InternedNullTerm, ast.InternedNullTerm
 	if tok != nil {
-		tokTerm = tokenTerm(tok)
+		tokTerm = tok.Term()
 	} else {
 		errTerm = ast.StringTerm(tokErr)
 	}
@@ -275,11 +279,11 @@ var versionTerm = ast.ObjectTerm(
 	ast.Item(ast.StringTerm("encoding"), ast.StringTerm("protojson")),
 )
 
-// tokenTerm is input.token for a verified token, built once per cached
-// token and kept with it.
-func tokenTerm(t *tokens.Token) *ast.Term {
-	if v, ok := t.Memo().(*ast.Term); ok {
-		return v
+// tokenInput is input.token for a verified token, built once per cached
+// token and kept with it (with its decision-cache encoding).
+func tokenInput(t *tokens.Token) *engine.Shared {
+	if s, ok := t.Memo().(*engine.Shared); ok {
+		return s
 	}
 	claims, err := ast.InterfaceToValue(t.Claims)
 	if err != nil {
@@ -294,9 +298,9 @@ func tokenTerm(t *tokens.Token) *ast.Term {
 		ast.Item(ast.StringTerm("expires_at"), ast.IntNumberTerm(int(t.ExpiresAt.Unix()))),
 		ast.Item(ast.StringTerm("claims"), ast.NewTerm(claims)),
 	)
-	term := ast.NewTerm(v)
-	t.SetMemo(term)
-	return term
+	s := engine.NewShared(v)
+	t.SetMemo(s)
+	return s
 }
 
 // apply reads the policy's decision: a boolean, or an object as
