@@ -460,7 +460,7 @@ func (e *Engine) reload(quiet bool) error {
 		e.current.Store(next)
 		ev.Changed = true
 		e.log.Info("policy loaded", "revision", next.revision, "files", next.files,
-			"duration", ev.Duration)
+			"duration", ev.Duration, "decision_cache", next.decisionCacheState())
 	} else {
 		e.log.Debug("policy unchanged", "revision", next.revision)
 	}

@@ -260,11 +260,13 @@ type readiness struct {
 }
 
 type policyReadiness struct {
-	Revision    string    `json:"revision"`
-	LoadedAt    time.Time `json:"loaded_at"`
-	Files       int       `json:"files"`
-	LastError   string    `json:"last_error,omitempty"`
-	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	Revision string `json:"revision"`
+	// DecisionCache is "on: ..." or "off: <why>" (engine.Status).
+	DecisionCache string    `json:"decision_cache"`
+	LoadedAt      time.Time `json:"loaded_at"`
+	Files         int       `json:"files"`
+	LastError     string    `json:"last_error,omitempty"`
+	LastErrorAt   time.Time `json:"last_error_at,omitzero"`
 }
 
 type configReadiness struct {
@@ -291,7 +293,7 @@ func (s *sidecar) readyz(w http.ResponseWriter, r *http.Request) {
 	cfg := s.cfg.Load()
 	rd := readiness{
 		Ready:  s.checker.Ready() && st.Ready,
-		Policy: policyReadiness{Revision: st.Revision, LoadedAt: st.LoadedAt, Files: st.Files, LastError: st.LastError, LastErrorAt: st.LastErrorAt},
+		Policy: policyReadiness{Revision: st.Revision, DecisionCache: st.DecisionCache, LoadedAt: st.LoadedAt, Files: st.Files, LastError: st.LastError, LastErrorAt: st.LastErrorAt},
 	}
 	s.mu.Lock()
 	rd.Config = configReadiness{Path: cfg.Path, Development: cfg.Development, LoadedAt: s.configLoaded, LastError: s.configError, LastErrorAt: s.configErrAt}
