@@ -140,14 +140,23 @@ func (c *Checker) Decide(ctx context.Context, cr *authv3.CheckRequest) (d *Decis
 // lists copied, since the request's own entries are appended to them.
 func (d *Decision) answer(src *Decision) {
 	d.Allowed, d.Status, d.Reason, d.DenyBody = src.Allowed, src.Status, src.Reason, src.DenyBody
-	d.UpstreamHeaders = slices.Clone(src.UpstreamHeaders)
-	d.DenyHeaders = slices.Clone(src.DenyHeaders)
+	// Room for what upstream and finish append (request id, cookie,
+	// www-authenticate, content-type): one allocation, not two.
+	d.UpstreamHeaders = cloneWithRoom(src.UpstreamHeaders, 2)
+	d.DenyHeaders = cloneWithRoom(src.DenyHeaders, 3)
 	d.ResponseHeaders = slices.Clone(src.ResponseHeaders)
 	d.RemoveHeaders = slices.Clone(src.RemoveHeaders)
 	d.SetQuery = slices.Clone(src.SetQuery)
 	d.RemoveQuery = slices.Clone(src.RemoveQuery)
 	d.DynamicMetadata = src.DynamicMetadata // read only: marshalled, never changed
 	d.upstreamOpts, d.denyOpts = src.upstreamOpts, src.denyOpts
+}
+
+func cloneWithRoom(hs []Header, room int) []Header {
+	if hs == nil {
+		return nil
+	}
+	return append(make([]Header, 0, len(hs)+room), hs...)
 }
 
 func (d *Decision) deny(status int, reason string) {
@@ -159,8 +168,13 @@ func (d *Decision) deny(status int, reason string) {
 // inputPlan says which parts of the input document one policy revision
 // may read; the parts it cannot read are not built.
 type inputPlan struct {
-	rev  engine.Revision
-	need map[string]bool // dotted paths of inputPaths
+	rev    engine.Revision
+	need   map[string]bool // dotted paths of inputPaths
+	counts map[string]int  // needed paths directly under a prefix ("" for the top)
+	// methodOnly holds input.attributes, built once per common method,
+	// when the policy reads nothing of it but the method (as the shipped
+	// policy): then it depends on nothing else.
+	methodOnly map[string]*ast.Term
 }
 
 // inputPaths are the parts of the input buildInput leaves out when the
@@ -176,12 +190,32 @@ var inputPaths = []string{
 }
 
 func newInputPlan(rev engine.Revision) *inputPlan {
-	p := &inputPlan{rev: rev, need: make(map[string]bool, len(inputPaths))}
+	p := &inputPlan{rev: rev, need: make(map[string]bool, len(inputPaths)), counts: map[string]int{}}
 	for _, path := range inputPaths {
-		p.need[path] = rev.Reads(strings.Split(path, ".")...)
+		need := rev.Reads(strings.Split(path, ".")...)
+		p.need[path] = need
+		if need {
+			prefix := ""
+			if i := strings.LastIndexByte(path, '.'); i >= 0 {
+				prefix = path[:i+1]
+			}
+			p.counts[prefix]++
+		}
+	}
+	if p.counts["attributes."] == 1 && p.need["attributes.request"] && p.counts["attributes.request."] == 1 &&
+		p.need["attributes.request.http"] && p.counts["attributes.request.http."] == 1 && p.need["attributes.request.http.method"] {
+		p.methodOnly = map[string]*ast.Term{}
+		for _, m := range []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"} {
+			r := &request{attrs: &authv3.AttributeContext{}, http: &authv3.AttributeContext_HttpRequest{Method: m}}
+			p.methodOnly[m] = ast.NewTerm(r.attributesValue(false, p))
+		}
 	}
 	return p
 }
+
+// count is how many of the known paths directly under prefix ("" or
+// ending in ".") the policy may read: the size of the object built there.
+func (p *inputPlan) count(prefix string) int { return p.counts[prefix] }
 
 // has reports whether the policy may read the input at path; a path not
 // in inputPaths is always built.
@@ -218,9 +252,13 @@ var (
 // whole document, less what the policy cannot read (need), which cannot
 // change its answer and is the most expensive part to build (headers).
 func buildInput(r *request, tok *engine.Shared, tokErr, id string, showCredential bool, need *inputPlan) ast.Value {
-	input := ast.NewObject()
+	input := ast.NewObjectWithCapacity(need.count(""))
 	if need.has("attributes") {
-		input.Insert(keyAttributes, ast.NewTerm(r.attributesValue(showCredential, need)))
+		if t, ok := need.methodOnly[r.method]; ok {
+			input.Insert(keyAttributes, t)
+		} else {
+			input.Insert(keyAttributes, ast.NewTerm(r.attributesValue(showCredential, need)))
+		}
 	}
 	if need.has("parsed_path") {
 		segs := make([]*ast.Term, len(r.segments))
@@ -230,7 +268,7 @@ func buildInput(r *request, tok *engine.Shared, tokErr, id string, showCredentia
 		input.Insert(keyParsedPath, ast.ArrayTerm(segs...))
 	}
 	if need.has("parsed_query") {
-		query := ast.NewObject()
+		query := ast.NewObjectWithCapacity(len(r.params))
 		for k, vs := range r.params {
 			if r.credential.query == k && !showCredential {
 				vs = []string{redacted}
@@ -244,7 +282,7 @@ func buildInput(r *request, tok *engine.Shared, tokErr, id string, showCredentia
 		input.Insert(keyParsedQuery, ast.NewTerm(query))
 	}
 	if need.has("parsed_body") {
-		body := ast.NullTerm()
+		body := ast.InternedNullTerm
 		if r.body != nil {
 			body = ast.NewTerm(r.body)
 		}

@@ -125,3 +125,35 @@ func TestSharedHeaderOptionsReuseOnlyMatchingLeadingHeaders(t *testing.T) {
 		})
 	}
 }
+
+func TestAttributesOfAMethodOnlyPolicyAreTheFreshlyBuiltOnes(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "p.rego"), []byte("package guestgate.authz\n\ndecision := input.attributes.request.http.method == \"POST\"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	eng, err := engine.New(engine.Options{Dir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := newInputPlan(eng.Current())
+	if plan.methodOnly == nil {
+		t.Fatal("no memo for a policy reading only the method")
+	}
+	cfg, err := config.Parse(nil, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, method := range []string{"POST", "GET", "DELETE", "BREW", ""} {
+		r := readRequest(checkRequest(method, "/x", map[string]string{"authorization": "Bearer t", "x-a": "1"}, ""), &cfg.Check)
+		got := find(buildInput(r, nil, "missing", "id", false, plan), "attributes")
+		want := r.attributesValue(false, plan)
+		if got == nil || got.Compare(want) != 0 {
+			t.Fatalf("%q: input.attributes = %v, want %v", method, got, want)
+		}
+	}
+	// The shipped policy reads the method alone too.
+	c, _ := shippedChecker(t, 0, 0)
+	if newInputPlan(c.engine.Load().Current()).methodOnly == nil {
+		t.Fatal("no memo for the shipped policy")
+	}
+}

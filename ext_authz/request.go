@@ -316,7 +316,7 @@ func keyTerm(k string) *ast.Term {
 // cannot read (need) are left out.
 func (r *request) attributesValue(showCredential bool, need *inputPlan) ast.Value {
 	a := r.attrs
-	obj := ast.NewObject()
+	obj := ast.NewObjectWithCapacity(need.count("attributes."))
 	if need.has("attributes.source") {
 		if p := peerValue(a.GetSource()); p != nil {
 			obj.Insert(keyTerm("source"), ast.NewTerm(p))
@@ -328,7 +328,7 @@ func (r *request) attributesValue(showCredential bool, need *inputPlan) ast.Valu
 		}
 	}
 	if need.has("attributes.request") {
-		req := ast.NewObject()
+		req := ast.NewObjectWithCapacity(need.count("attributes.request."))
 		if t := a.GetRequest().GetTime(); t != nil && need.has("attributes.request.time") {
 			req.Insert(keyTerm("time"), ast.StringTerm(t.AsTime().UTC().Format("2006-01-02T15:04:05.999999999Z")))
 		}
@@ -361,8 +361,8 @@ func (r *request) attributesValue(showCredential bool, need *inputPlan) ast.Valu
 
 func (r *request) httpValue(showCredential bool, need *inputPlan) ast.Value {
 	h := r.http
-	obj := ast.NewObject()
 	const prefix = "attributes.request.http."
+	obj := ast.NewObjectWithCapacity(need.count(prefix))
 	put := func(k, v string) {
 		if v != "" && need.has(prefix+k) {
 			obj.Insert(keyTerm(k), ast.StringTerm(v))

@@ -20,27 +20,23 @@ const identityPrefix = "x-guestgate-"
 // client-sent x-guestgate-* header that the policy does not set is removed,
 // and the credential is removed unless configured to be forwarded.
 func (d *Decision) upstream(r *request, st *settings) {
-	set := make(map[string]bool, len(d.UpstreamHeaders)+1)
-	for _, h := range d.UpstreamHeaders {
-		set[h.Name] = true
-	}
-	if !set[identityPrefix+"request-id"] {
+	if !headerSet(d.UpstreamHeaders).has(identityPrefix + "request-id") {
 		d.UpstreamHeaders = append(d.UpstreamHeaders, Header{identityPrefix + "request-id", d.RequestID})
-		set[identityPrefix+"request-id"] = true
 	}
+	set := headerSet(d.UpstreamHeaders) // the headers set so far
 	// Setting a header overwrites the client's value; the rest are removed.
 	// A header is never both set and removed, whatever order a proxy
 	// applies the two lists in.
 	for name := range r.headers {
-		if strings.HasPrefix(name, identityPrefix) && !set[name] {
+		if strings.HasPrefix(name, identityPrefix) && !set.has(name) {
 			d.RemoveHeaders = append(d.RemoveHeaders, name)
 		}
 	}
 	if r.rawToken != "" && !st.check.ForwardCredential {
 		switch {
-		case r.credential.header != "" && !set[r.credential.header]:
+		case r.credential.header != "" && !set.has(r.credential.header):
 			d.RemoveHeaders = append(d.RemoveHeaders, r.credential.header)
-		case r.credential.cookie != "" && !set["cookie"]:
+		case r.credential.cookie != "" && !set.has("cookie"):
 			if rest := withoutCookie(r.headers["cookie"], r.credential.cookie); rest == "" {
 				d.RemoveHeaders = append(d.RemoveHeaders, "cookie")
 			} else {
@@ -52,11 +48,24 @@ func (d *Decision) upstream(r *request, st *settings) {
 	}
 	kept := d.RemoveHeaders[:0]
 	for _, name := range d.RemoveHeaders {
-		if !set[name] {
+		if !set.has(name) {
 			kept = append(kept, name)
 		}
 	}
 	d.RemoveHeaders = kept
+}
+
+// headerSet looks up header names in a list: policies set a handful, so a
+// scan costs less than building a map on every check.
+type headerSet []Header
+
+func (hs headerSet) has(name string) bool {
+	for _, h := range hs {
+		if h.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // finish completes a deny: the client gets a coarse reason and the request
