@@ -57,6 +57,7 @@ func (p *Process) PolicyLoads() []time.Duration {
 func Start(ctx context.Context, name, bin string, args, env []string, timeout time.Duration) (*Process, error) {
 	p := &Process{Name: name, cmd: exec.Command(bin, args...), done: make(chan struct{})}
 	p.cmd.Env = append(os.Environ(), env...)
+	dieWithParent(p.cmd)
 	stderr, err := p.cmd.StderrPipe()
 	if err != nil {
 		return nil, err
