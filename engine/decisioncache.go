@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"encoding/binary"
 	"fmt"
+	"hash/maphash"
 	"slices"
 	"sync"
 
@@ -31,7 +32,9 @@ import (
 //     input as a whole (passes it to a function, iterates its keys, reads
 //     it under a computed key), so no key short of the whole input covers
 //     what it reads.
-//   - Only successful evaluations are kept; errors are evaluated again.
+//   - Only successful evaluations are kept; errors are evaluated again. A
+//     decision is kept on its second sighting, so requests that never
+//     repeat cost no memory.
 
 // Defaults for the decision cache.
 const (
@@ -40,8 +43,14 @@ const (
 	// maxKeyBytes bounds one key: a request whose readable input encodes
 	// larger (a big parsed body) is evaluated every time.
 	maxKeyBytes = 16 << 10
-	// maxCacheBytes bounds the keys kept, over both generations.
+	// maxCacheBytes bounds the memory the cache keeps, over both
+	// generations: keys, and decisions with what callers derive from them
+	// (estimated as a multiple of their text).
 	maxCacheBytes = 8 << 20
+	// resultCostFactor estimates a decision's memory from the length of
+	// its text: the AST, the parsed answer a caller memoizes, and its wire
+	// form.
+	resultCostFactor = 6
 )
 
 // clockBuiltins read the evaluation's clock though OPA does not mark them
@@ -314,40 +323,105 @@ func (e *keyEncoder) value(v ast.Value) {
 
 // decisionCache holds results by key in two generations: when the current
 // one is full it becomes the previous one and the oldest is dropped, so
-// the cache stays bounded in entries and bytes without a lock per hit
-// write.
+// the cache stays bounded in entries and bytes; a hit in the previous
+// generation moves the entry to the current one, so a hit in the current
+// generation, the common case, takes only a read lock.
 type decisionCache struct {
-	mu        sync.RWMutex
-	cur, prev map[string]Result
-	curBytes  int
-	maxLen    int // entries per generation
+	mu                sync.RWMutex
+	cur, prev         map[string]Result
+	curCost, prevCost map[string]int // each entry's estimated memory
+	curBytes          int
+	maxLen            int // entries per generation
+
+	// seen admits a decision on its second sighting only: a request that
+	// never repeats (a chat command whose body names a new message each
+	// time) is not kept, so one-off keys cannot crowd out the repeated
+	// ones or fill memory. It holds hashes of keys; a collision only
+	// admits a decision early, it never answers one.
+	seenMu  sync.Mutex
+	seen    map[uint64]struct{}
+	maxSeen int
+	seed    maphash.Seed
 }
 
 func newDecisionCache(size int) *decisionCache {
 	per := max(size/2, 1)
-	return &decisionCache{cur: make(map[string]Result), maxLen: per}
+	return &decisionCache{cur: make(map[string]Result), curCost: make(map[string]int), maxLen: per,
+		seen: make(map[uint64]struct{}), maxSeen: 4 * max(size, 1), seed: maphash.MakeSeed()}
+}
+
+// admit reports whether the decision for key should be kept: true on the
+// second miss of the same key.
+func (c *decisionCache) admit(key []byte) bool {
+	h := maphash.Bytes(c.seed, key)
+	c.seenMu.Lock()
+	defer c.seenMu.Unlock()
+	if _, ok := c.seen[h]; ok {
+		delete(c.seen, h)
+		return true
+	}
+	if len(c.seen) >= c.maxSeen {
+		clear(c.seen)
+	}
+	c.seen[h] = struct{}{}
+	return false
 }
 
 func (c *decisionCache) get(key []byte) (Result, bool) {
 	c.mu.RLock()
-	defer c.mu.RUnlock()
-	if r, ok := c.cur[string(key)]; ok {
-		return r, true
+	r, ok := c.cur[string(key)]
+	if !ok {
+		if r, ok = c.prev[string(key)]; ok {
+			c.mu.RUnlock()
+			c.promote(key, r)
+			return r, true
+		}
 	}
-	r, ok := c.prev[string(key)]
+	c.mu.RUnlock()
 	return r, ok
 }
 
-func (c *decisionCache) put(key []byte, r Result) {
+// promote moves an entry the previous generation still answers into the
+// current one, so decisions in use survive the next rotation.
+func (c *decisionCache) promote(key []byte, r Result) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if len(c.cur) >= c.maxLen || c.curBytes+len(key) > maxCacheBytes/2 {
-		c.prev, c.cur, c.curBytes = c.cur, make(map[string]Result, len(c.cur)), 0
+	if e, ok := c.prevCost[string(key)]; ok {
+		delete(c.prev, string(key))
+		delete(c.prevCost, string(key))
+		c.insertLocked(key, r, e)
+	}
+}
+
+// put keeps r under key; cost is the memory it is estimated to hold.
+func (c *decisionCache) put(key []byte, r Result, cost int) {
+	cost += len(key)
+	if cost > maxCacheBytes/8 {
+		return // too large to be worth keeping
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.insertLocked(key, r, cost)
+}
+
+func (c *decisionCache) insertLocked(key []byte, r Result, cost int) {
+	if len(c.cur) >= c.maxLen || c.curBytes+cost > maxCacheBytes/2 {
+		c.prev, c.prevCost = c.cur, c.curCost
+		c.cur, c.curCost, c.curBytes = make(map[string]Result, len(c.cur)), make(map[string]int, len(c.cur)), 0
 	}
 	if _, ok := c.cur[string(key)]; !ok {
-		c.curBytes += len(key)
+		c.curBytes += cost
 	}
 	c.cur[string(key)] = r
+	c.curCost[string(key)] = cost
+}
+
+// resultCost estimates the memory a kept decision holds.
+func resultCost(r Result) int {
+	if r.Value == nil {
+		return 64
+	}
+	return resultCostFactor * len(r.Value.String())
 }
 
 // DecisionCacheState says whether the serving revision caches decisions,

@@ -107,8 +107,12 @@ decision := {"allowed": input.user.role == "admin", "who": input.user.name} if i
 	entries := func() int { return len(p.cache.cur) + len(p.cache.prev) }
 
 	first := eval(`{"path": "/x", "user": {"role": "admin", "name": "a"}, "request_id": "1"}`)
+	if entries() != 0 {
+		t.Fatalf("%d entries after one decision: a decision is kept on its second sighting", entries())
+	}
+	eval(`{"path": "/x", "user": {"role": "admin", "name": "a"}, "request_id": "1"}`)
 	if entries() != 1 {
-		t.Fatalf("%d entries after one decision", entries())
+		t.Fatalf("%d entries after the same decision twice", entries())
 	}
 	// Only the request id differs: the same entry answers.
 	if got := eval(`{"path": "/x", "user": {"role": "admin", "name": "a"}, "request_id": "2"}`); got != first || entries() != 1 {
@@ -129,7 +133,7 @@ decision := {"allowed": input.user.role == "admin", "who": input.user.name} if i
 		{`{"path": "/x", "user": {"role": "admin", "name": null}}`, `{"allowed": true, "who": null}`},
 		{`{"path": "/x", "user": "admin"}`, `undefined`},
 	} {
-		for range 2 { // the second answer may come from the cache
+		for range 3 { // the third answer may come from the cache
 			if got := eval(tc.input); got != tc.want {
 				t.Fatalf("Eval(%s) = %s, want %s", tc.input, got, tc.want)
 			}
@@ -151,7 +155,7 @@ func TestDecisionCacheStartsEmptyWithEachRevision(t *testing.T) {
 		if err := e.Reload(); err != nil {
 			t.Fatal(err)
 		}
-		for range 2 {
+		for range 3 {
 			res, err := e.Eval(context.Background(), input)
 			if err != nil || res.Value.String() != want {
 				t.Fatalf("after the data says %s: Eval = %v, %v", want, res.Value, err)
@@ -205,7 +209,7 @@ func TestDecisionCacheGivesEveryAnswerEvaluationGives(t *testing.T) {
 		nil,
 	)
 	allowed := 0
-	for round := range 2 { // the second round is answered from the cache
+	for round := range 3 { // the third round is answered from the cache
 		for i, in := range inputs {
 			want, err1 := uncached.Eval(ctx, in)
 			got, err2 := cached.Eval(ctx, in)
@@ -243,10 +247,29 @@ func TestDecisionKeysOfDifferentValuesDiffer(t *testing.T) {
 	}
 }
 
+func TestDecisionCacheKeepsOnlyDecisionsSeenTwice(t *testing.T) {
+	e := newCacheEngine(t, Options{Dir: "../policies"})
+	p := e.current.Load()
+	ctx := context.Background()
+	for i := range 100 { // a hundred requests that never repeat
+		if _, err := e.Eval(ctx, ast.MustParseTerm(fmt.Sprintf(`{"parsed_body": {"messageId": "m-%d"}}`, i)).Value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(p.cache.cur) + len(p.cache.prev); n != 0 {
+		t.Fatalf("%d one-off decisions kept", n)
+	}
+	repeated := ast.MustParseTerm(`{"parsed_body": {"messageId": "m-1"}}`).Value
+	res, err := e.Eval(ctx, repeated)
+	if err != nil || !res.Cached() {
+		t.Fatalf("the second sighting: cached = %v, %v", res.Cached(), err)
+	}
+}
+
 func TestDecisionCacheStaysBounded(t *testing.T) {
 	c := newDecisionCache(10)
 	for i := range 100 {
-		c.put([]byte(fmt.Sprint(i)), Result{Defined: true})
+		c.put([]byte(fmt.Sprint(i)), Result{Defined: true}, 10)
 	}
 	if n := len(c.cur) + len(c.prev); n > 10 {
 		t.Fatalf("%d entries, bound 10", n)
@@ -256,6 +279,19 @@ func TestDecisionCacheStaysBounded(t *testing.T) {
 	}
 	if _, ok := c.get([]byte("0")); ok {
 		t.Fatal("the oldest entry is still there")
+	}
+	// Bounded in bytes too: large decisions push the old ones out sooner.
+	c = newDecisionCache(1000)
+	for i := range 1000 {
+		c.put([]byte(fmt.Sprint(i)), Result{Defined: true}, 100<<10)
+	}
+	if n := len(c.cur) + len(c.prev); n*(100<<10) > maxCacheBytes+200<<10 {
+		t.Fatalf("%d entries of 100 KiB, bound %d bytes", n, maxCacheBytes)
+	}
+	// A decision too large to keep is not kept.
+	c.put([]byte("huge"), Result{Defined: true}, maxCacheBytes)
+	if _, ok := c.get([]byte("huge")); ok {
+		t.Fatal("a decision of the cache's whole size was kept")
 	}
 }
 
@@ -337,5 +373,16 @@ func TestSharedInputPartsKeyAsTheirValue(t *testing.T) {
 	}
 	if key(ast.NewObject(ast.Item(ast.StringTerm("token"), other.Term())), other) == plain {
 		t.Error("another token keys alike")
+	}
+}
+
+func TestDecisionCacheKeepsEntriesInUseAcrossRotations(t *testing.T) {
+	c := newDecisionCache(10) // five entries per generation
+	c.put([]byte("hot"), Result{Defined: true}, 10)
+	for i := range 50 {
+		c.put([]byte(fmt.Sprint(i)), Result{Defined: true}, 10)
+		if _, ok := c.get([]byte("hot")); !ok {
+			t.Fatalf("the entry in use was dropped after %d others", i+1)
+		}
 	}
 }

@@ -321,9 +321,9 @@ func (r Revision) Eval(ctx context.Context, input ast.Value, shared ...*Shared) 
 		}
 	}
 	res, err := e.eval(ctx, p, input)
-	if err == nil && keyed {
+	if err == nil && keyed && p.cache.admit(enc.buf) {
 		res.memo = &resultMemo{}
-		p.cache.put(enc.buf, res)
+		p.cache.put(enc.buf, res, resultCost(res))
 	}
 	return res, err
 }

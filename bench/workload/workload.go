@@ -14,6 +14,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/guestgate/guestgate/config"
 	"github.com/guestgate/guestgate/tokens"
@@ -186,6 +187,19 @@ func Cases(t Tokens, n int) []Case {
 		{Name: "deny_missing_token", Request: Request("POST", "/conversations/GetTokenCommand", "", ""), Status: http.StatusUnauthorized},
 		{Name: "deny_bad_signature", Request: Request("POST", "/conversations/GetTokenCommand", tamper(t.Kite), ""), Status: http.StatusUnauthorized},
 	}
+}
+
+// WithBody returns c with its JSON body replaced (and the headers that
+// describe it): the same request with other content, such as another
+// message id.
+func (c Case) WithBody(body string) Case {
+	req := proto.Clone(c.Request).(*authv3.CheckRequest)
+	h := req.GetAttributes().GetRequest().GetHttp()
+	h.Body, h.Size = body, int64(len(body))
+	h.Headers["content-type"] = "application/json"
+	h.Headers["content-length"] = fmt.Sprint(len(body))
+	c.Request = req
+	return c
 }
 
 // tamper changes the last character of the signature: a token that parses

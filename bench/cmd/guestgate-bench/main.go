@@ -21,6 +21,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -31,18 +32,19 @@ import (
 )
 
 type options struct {
-	repo       string
-	duration   time.Duration
-	pairs      int
-	streams    int
-	visitors   int
-	toggles    int
-	hold       time.Duration
-	benchtime  string
-	benchRegex string
-	skipGo     bool
-	env        string
-	bin        string
+	repo         string
+	duration     time.Duration
+	pairs        int
+	streams      int
+	visitors     int
+	toggles      int
+	hold         time.Duration
+	benchtime    string
+	benchRegex   string
+	skipGo       bool
+	env          string
+	bin          string
+	varyingPairs int
 }
 
 func main() {
@@ -50,6 +52,7 @@ func main() {
 	flag.StringVar(&o.repo, "repo", ".", "repository root")
 	flag.DurationVar(&o.duration, "duration", 3*time.Second, "length of each load run")
 	flag.IntVar(&o.pairs, "pairs", 5, "guestgate/floor run pairs (A B A B ...)")
+	flag.IntVar(&o.varyingPairs, "varying-pairs", 2, "guestgate/floor run pairs of the mix with varying bodies")
 	flag.IntVar(&o.streams, "streams", 16, "concurrent Checks on the one connection")
 	flag.IntVar(&o.visitors, "visitors", 64, "visitors, each with its own tokens")
 	flag.IntVar(&o.toggles, "reloads", 6, "policy rewrites in the reload test")
@@ -130,6 +133,27 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		}
 	}
 
+	// The same mix with a body that differs on every request for the chat
+	// command and the message post (four checks in ten): what the policy
+	// reads differs, so the decision cache cannot answer them.
+	var unique atomic.Uint64 // bodies never repeat, across runs too
+	varying := func(verify bool) func(w, i int) load.Request {
+		return func(w, i int) load.Request {
+			c := visitors[(w*31+i)%len(visitors)][sched[(i*7+w)%len(sched)]]
+			switch c.Name {
+			case "xbs_kite_command":
+				c = c.WithBody(fmt.Sprintf(`{"messageId":"m-%d"}`, unique.Add(1)))
+			case "access_post_message":
+				c = c.WithBody(fmt.Sprintf(`{"toPersonId":"regular-person-2","text":"hello %d"}`, unique.Add(1)))
+			}
+			r := load.Request{Check: c.Request}
+			if verify {
+				r.Verify = c.Check
+			}
+			return r
+		}
+	}
+
 	progress("starting guestgate and the floor")
 	ggBin := filepath.Join(tmp, "guestgate")
 	if o.bin != "" {
@@ -176,15 +200,6 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		}
 	}
 	decisions := gg.Decisions() - decisions0
-
-	progress("reload under load: %d policy rewrites", o.reloads())
-	loads0 := len(gg.PolicyLoads())
-	rl, err := reloadUnderLoad(ctx, o, gg, ws, widgetsPath, next(true))
-	if err != nil {
-		return err
-	}
-	rl.compiles = gg.PolicyLoads()[loads0:]
-
 	ggRSS, err := gg.PeakRSS()
 	if err != nil {
 		return err
@@ -194,8 +209,37 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		return err
 	}
 
+	var vgg, vfloor []load.Result
+	for i := range o.varyingPairs {
+		for _, p := range []*load.Process{gg, floor} {
+			progress("load run %d/%d with varying bodies: %s", i+1, o.varyingPairs, p.Name)
+			res := load.Run(ctx, p.Conn, load.Options{Streams: o.streams, Duration: o.duration, Next: varying(p == gg)})
+			if p == gg {
+				vgg = append(vgg, res)
+			} else {
+				vfloor = append(vfloor, res)
+			}
+		}
+	}
+
+	progress("reload under load: %d policy rewrites", o.reloads())
+	loads0 := len(gg.PolicyLoads())
+	rl, err := reloadUnderLoad(ctx, o, gg, ws, widgetsPath, next(true))
+	if err != nil {
+		return err
+	}
+	rl.compiles = gg.PolicyLoads()[loads0:]
+
+	ggRSSEnd, err := gg.PeakRSS()
+	if err != nil {
+		return err
+	}
+
 	loopbackRows(t, o, gg, floor, ggRuns, floorRuns, ggCPU, floorCPU, ggRSS, floorRSS, decisions)
+	varyingRows(t, vgg, vfloor)
 	reloadRows(t, rl)
+	t.Add(load.Row{Group: "whole run", Name: "guestgate peak RSS (VmHWM) at the end", Value: mib(ggRSSEnd),
+		Target: "≤ 64 MiB", Verdict: load.Verdict(ggRSSEnd <= 64<<20)})
 	t.Title = fmt.Sprintf("guestgate bench: %s, %s, %d CPUs, %d load runs of %s per server, %d streams on one connection; took %s",
 		time.Now().UTC().Format("2006-01-02 15:04 UTC"), runtime.Version(), runtime.NumCPU(), o.pairs, o.duration, o.streams,
 		time.Since(started).Round(time.Second))
@@ -477,38 +521,8 @@ func reloadUnderLoad(ctx context.Context, o options, gg *load.Process, ws *workl
 func loopbackRows(t *load.Table, o options, gg, floor *load.Process, ggRuns, floorRuns []load.Result,
 	ggCPU, floorCPU time.Duration, ggRSS, floorRSS int64, decisions int64) {
 	const g = "loopback load"
-	all := func(rs []load.Result) load.Result {
-		var m load.Result
-		for _, r := range rs {
-			m.Requests += r.Requests
-			m.Errors += r.Errors
-			m.Wrong += r.Wrong
-			m.Elapsed += r.Elapsed
-			m.Latencies = append(m.Latencies, r.Latencies...)
-			if m.FirstWrong == "" {
-				m.FirstWrong = r.FirstWrong
-			}
-			if m.FirstError == "" {
-				m.FirstError = r.FirstError
-			}
-		}
-		slices.Sort(m.Latencies)
-		return m
-	}
 	ga, fa := all(ggRuns), all(floorRuns)
-	var perRun []string
-	var ratios []float64
-	for i := range ggRuns {
-		perRun = append(perRun, fmt.Sprintf("%.0f/%.0f", ggRuns[i].RPS(), floorRuns[i].RPS()))
-		ratios = append(ratios, ggRuns[i].RPS()/floorRuns[i].RPS())
-	}
-	// The median of the pairs' ratios: a burst of other work on the
-	// machine spoils one pair, not the figure.
-	slices.Sort(ratios)
-	ratio := ratios[len(ratios)/2]
-	if len(ratios)%2 == 0 {
-		ratio = (ratios[len(ratios)/2-1] + ratios[len(ratios)/2]) / 2
-	}
+	perRun, ratio := pairs(ggRuns, floorRuns)
 	t.Add(load.Row{Group: g, Name: "guestgate requests/s", Value: fmt.Sprintf("%.0f", ga.RPS())})
 	t.Add(load.Row{Group: g, Name: "floor requests/s", Value: fmt.Sprintf("%.0f", fa.RPS())})
 	t.Add(load.Row{Group: g, Name: "runs guestgate/floor (A B A B)", Value: strings.Join(perRun, " ")})
@@ -547,6 +561,68 @@ func loopbackRows(t *load.Table, o options, gg, floor *load.Process, ggRuns, flo
 	t.Add(load.Row{Group: g, Name: "floor ready after start", Value: load.Micros(floor.Ready)})
 	t.Add(load.Row{Group: g, Name: "decision log lines (allows 1%, denials all)", Value: fmt.Sprintf("%d (%.1f%% of checks)",
 		decisions, 100*float64(decisions)/float64(max(ga.Requests, 1)))})
+}
+
+// all merges runs.
+func all(rs []load.Result) load.Result {
+	var m load.Result
+	for _, r := range rs {
+		m.Requests += r.Requests
+		m.Errors += r.Errors
+		m.Wrong += r.Wrong
+		m.Elapsed += r.Elapsed
+		m.Latencies = append(m.Latencies, r.Latencies...)
+		if m.FirstWrong == "" {
+			m.FirstWrong = r.FirstWrong
+		}
+		if m.FirstError == "" {
+			m.FirstError = r.FirstError
+		}
+	}
+	slices.Sort(m.Latencies)
+	return m
+}
+
+// pairs lists each pair's requests/s and returns the median of the pairs'
+// ratios: a burst of other work on the machine spoils one pair, not the
+// figure.
+func pairs(gg, floor []load.Result) ([]string, float64) {
+	var perRun []string
+	var ratios []float64
+	for i := range gg {
+		perRun = append(perRun, fmt.Sprintf("%.0f/%.0f", gg[i].RPS(), floor[i].RPS()))
+		ratios = append(ratios, gg[i].RPS()/floor[i].RPS())
+	}
+	if len(ratios) == 0 {
+		return nil, 0
+	}
+	slices.Sort(ratios)
+	ratio := ratios[len(ratios)/2]
+	if len(ratios)%2 == 0 {
+		ratio = (ratios[len(ratios)/2-1] + ratios[len(ratios)/2]) / 2
+	}
+	return perRun, ratio
+}
+
+// varyingRows reports the mix whose chat commands and message posts carry
+// a body of their own, so four checks in ten evaluate the policy.
+func varyingRows(t *load.Table, gg, floor []load.Result) {
+	if len(gg) == 0 {
+		return
+	}
+	const g = "loopback, varying bodies"
+	ga := all(gg)
+	perRun, ratio := pairs(gg, floor)
+	t.Add(load.Row{Group: g, Name: "runs guestgate/floor (A B A B)", Value: strings.Join(perRun, " ")})
+	t.Add(load.Row{Group: g, Name: "throughput ratio guestgate/floor (median pair)", Value: fmt.Sprintf("%.2f", ratio)})
+	t.Add(load.Row{Group: g, Name: "guestgate latency p50/p95/p99",
+		Value: fmt.Sprintf("%s / %s / %s", load.Micros(ga.Percentile(.5)), load.Micros(ga.Percentile(.95)), load.Micros(ga.Percentile(.99)))})
+	row := load.Row{Group: g, Name: "guestgate errors / wrong answers", Value: fmt.Sprintf("%d / %d of %d", ga.Errors, ga.Wrong, ga.Requests),
+		Target: "0", Verdict: load.Verdict(ga.Errors+ga.Wrong == 0)}
+	if s := ga.FirstError + ga.FirstWrong; s != "" {
+		row.Value += " (" + s + ")"
+	}
+	t.Add(row)
 }
 
 func reloadRows(t *load.Table, rr *reloadResult) {
