@@ -4,7 +4,7 @@ OPA     := $(GO) tool opa
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build run test vet fmt-check policy-test fuzz bench clean
+.PHONY: all build run test vet fmt-check policy-test fuzz bench bench-go clean
 
 all: build
 
@@ -40,8 +40,17 @@ fuzz:
 	$(GO) test ./ext_authz/ -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./issuer/ -run '^$$' -fuzz '^FuzzSATRequest$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./ext_authz/ -run '^$$' -fuzz '^FuzzHTTPCheck$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./ext_authz/ -run '^$$' -fuzz '^FuzzJSONValue$$' -fuzztime $(FUZZTIME)
 
+# One table, every figure from one run: the Go benchmarks (in-process Check
+# per token kind, policy evaluation, token verification), a loopback load
+# test of the guestgate binary against a no-op floor server (A B A B), and
+# policy reloads under load. Not part of make test; a few minutes.
 bench:
+	$(GO) run ./bench/cmd/guestgate-bench
+
+# The Go benchmarks alone.
+bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./ext_authz/ ./engine/ ./tokens/ ./issuer/
 
 clean:

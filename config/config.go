@@ -74,6 +74,12 @@ type Policy struct {
 	Query string `yaml:"query"`
 	// Debounce groups file events before a reload. Empty: 50ms.
 	Debounce Duration `yaml:"debounce"`
+	// DecisionCache bounds the decision cache in entries: a repeated
+	// decision is answered without evaluating the policy again, keyed on
+	// exactly the input the policy can read (see engine/decisioncache.go).
+	// It is off by itself for a policy whose answer could differ for the
+	// same input (time.now_ns, http.send, ...). Empty: 10000; -1: off.
+	DecisionCache int `yaml:"decision_cache"`
 }
 
 // Check shapes how a request becomes the policy's input.
@@ -429,6 +435,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Listen.MaxMessageBytes < 4096 || c.Listen.MaxMessageBytes > 64<<20 {
 		add("listen.max_message_bytes", "must be between 4096 and 67108864")
+	}
+	if c.Policy.DecisionCache < -1 {
+		add("policy.decision_cache", "must be -1 (off), 0 (the default) or a number of entries")
 	}
 	if c.Check.MaxBodyBytes < 0 || c.Check.MaxBodyBytes > 16<<20 {
 		add("check.max_body_bytes", "must be between 0 and 16777216")

@@ -57,6 +57,7 @@ func TestBadConfigErrorsNameTheKey(t *testing.T) {
 		{"regular on guest", "tokens:\n  issuers:\n    - {name: a, kind: guest, issuer: x, secret_file: guest.b64, regular: {}}\n", "tokens.issuers[0].regular"},
 		{"credential with two places", "check:\n  credentials:\n    - {header: authorization, query: token}\n", "check.credentials[0]"},
 		{"sample rate", "decision_log:\n  allow_sample_rate: 2\n", "decision_log.allow_sample_rate"},
+		{"decision cache size", "policy:\n  decision_cache: -2\n", "policy.decision_cache"},
 		{"minting without keys", "minting:\n  access: {issuer: a, audience: b}\n", "minting.access.key_files"},
 		{"development off loopback", "development: true\nlisten:\n  http: 0.0.0.0:8181\n", "listen.http"},
 	}

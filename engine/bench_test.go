@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/ast"
@@ -59,8 +60,10 @@ func benchInput(b *testing.B, command string) ast.Value {
 	return v
 }
 
+// BenchmarkEval measures policy evaluation alone (the decision cache off)
+// of the small test policy.
 func BenchmarkEval(b *testing.B) {
-	e, err := New(Options{Dir: "testdata/chat", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	e, err := New(Options{Dir: "testdata/chat", DecisionCacheSize: -1, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -103,4 +106,85 @@ func BenchmarkEval(b *testing.B) {
 			}
 		})
 	})
+}
+
+// BenchmarkEvalShippedPolicy is policy evaluation alone with the shipped
+// policies/ and its data: an anonymous widget visitor's command in its own
+// Kite channel (allowed) and a command off the list (denied); "cached" is
+// the same decision repeated with the decision cache on (key and look-up).
+func BenchmarkEvalShippedPolicy(b *testing.B) {
+	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
+	uncached, err := New(Options{Dir: "../policies", DecisionCacheSize: -1, Logger: discard})
+	if err != nil {
+		b.Fatal(err)
+	}
+	cached, err := New(Options{Dir: "../policies", Logger: discard})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, path string
+		allowed    bool
+		e          *Engine
+	}{
+		{"xbs_allow", "/conversations/channels/kite-7f3a/MarkReadCommand", true, uncached},
+		{"xbs_deny", "/conversations/ListChannelsCommand", false, uncached},
+		{"xbs_allow/cached", "/conversations/channels/kite-7f3a/MarkReadCommand", true, cached},
+	} {
+		e := tc.e
+		b.Run(tc.name, func(b *testing.B) {
+			input := shippedInput(b, tc.path)
+			ctx := context.Background()
+			res, err := e.Eval(ctx, input)
+			if err != nil || !res.Defined {
+				b.Fatalf("Eval = %v, %v", res, err)
+			}
+			if got := res.Value.(ast.Object).Get(ast.StringTerm("allowed")); !got.Equal(ast.BooleanTerm(tc.allowed)) {
+				b.Fatalf("allowed = %v, want %v: %v", got, tc.allowed, res.Value)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := e.Eval(ctx, input); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// shippedInput is the input ext_authz builds for a kite visitor of the
+// development widget W-DEMO bound to channel kite-7f3a.
+func shippedInput(b *testing.B, path string) ast.Value {
+	b.Helper()
+	segs := []any{}
+	for _, s := range strings.Split(strings.TrimPrefix(path, "/"), "/") {
+		segs = append(segs, s)
+	}
+	v, err := ast.InterfaceToValue(map[string]any{
+		"attributes": map[string]any{
+			"request": map[string]any{"http": map[string]any{
+				"id": "4711", "method": "POST", "path": path, "host": "chat.example.com", "scheme": "https",
+				"headers": map[string]any{"authorization": "Bearer <redacted>", "user-agent": "bench", "x-request-id": "r-1"},
+			}},
+			"source":      map[string]any{"address": map[string]any{"socketAddress": map[string]any{"address": "10.0.0.7", "portValue": 51234}}},
+			"destination": map[string]any{"address": map[string]any{"socketAddress": map[string]any{"address": "10.0.0.1", "portValue": 8080}}},
+		},
+		"parsed_path": segs, "parsed_query": map[string]any{}, "parsed_body": nil, "truncated_body": false,
+		"version":    map[string]any{"ext_authz": "v3", "encoding": "protojson"},
+		"request_id": "r-1",
+		"token": map[string]any{
+			"kind": "xbs_anonymous", "subject": "visitor-1", "issuer": "https://cognito-idp.dev.guestgate.invalid/dev-pool",
+			"name": "guest", "email": "anonymous-w-demo@anonymous.dev.guestgate.invalid", "expires_at": 1900000000,
+			"claims": map[string]any{
+				"sub": "visitor-1", "custom:wid": "W-DEMO", "custom:entry": "kite", "custom:channel_id": "kite-7f3a",
+				"custom:authorization_type": "XBS_ANONYMOUS", "token_use": "id", "aud": "dev-widget-client",
+				"iss": "https://cognito-idp.dev.guestgate.invalid/dev-pool", "email_verified": false,
+			},
+		},
+		"token_error": nil,
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return v
 }

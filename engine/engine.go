@@ -15,6 +15,11 @@
 // behind an atomic pointer: Eval never waits on a reload, and a reload that
 // fails (parse, type or strict-mode error, no .rego file left, no decision
 // rule left) changes nothing but the error Status reports.
+//
+// Each revision knows, by static analysis of its compiled modules, which
+// parts of the input it can read (Revision.Reads: a caller may leave the
+// rest out) and keeps a decision cache keyed on exactly those parts
+// (decisioncache.go), off when its answer could differ for the same input.
 package engine
 
 import (
@@ -73,6 +78,10 @@ type Options struct {
 	NonStrict bool
 	// Logger receives load and watch events. Nil means slog.Default().
 	Logger *slog.Logger
+	// DecisionCacheSize bounds the decision cache (see decisioncache.go):
+	// zero means DefaultDecisionCacheSize, negative turns it off. It is off
+	// anyway for a policy whose answer could differ for the same input.
+	DecisionCacheSize int
 	// OnReload, if set, is called after every load attempt, the first one in
 	// New included, with its outcome. It runs on the loading goroutine and
 	// must not call Reload.
@@ -102,6 +111,37 @@ type Result struct {
 	Defined bool
 	// Revision is the policy revision that decided.
 	Revision string
+
+	// memo is shared by every answer of one cached decision; nil when the
+	// decision is not cached.
+	memo *resultMemo
+}
+
+type resultMemo struct{ v atomic.Pointer[any] }
+
+// Memo returns what SetMemo stored with this decision, or nil. A caller
+// keeps a form derived from a cached decision here (the parsed answer) so
+// that a repeated decision is converted once, not on every request.
+func (r Result) Memo() any {
+	if r.memo != nil {
+		if p := r.memo.v.Load(); p != nil {
+			return *p
+		}
+	}
+	return nil
+}
+
+// Cached reports whether this decision is in the decision cache (and so
+// takes a memo).
+func (r Result) Cached() bool { return r.memo != nil }
+
+// SetMemo stores v with this decision when it is cached (and does nothing
+// otherwise). v must be a pure function of the decision: every later
+// answer of the same cached decision sees it. Safe for concurrent use.
+func (r Result) SetMemo(v any) {
+	if r.memo != nil {
+		r.memo.v.Store(&v)
+	}
 }
 
 // Status is the engine's state for readiness endpoints.
@@ -120,6 +160,9 @@ type Status struct {
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 	// Files is the number of files the serving revision was built from.
 	Files int `json:"files"`
+	// DecisionCache says whether the serving revision caches decisions,
+	// and if not, why.
+	DecisionCache string `json:"decision_cache"`
 	// Watching is true while Watch receives file notifications (false when
 	// it is not running or has fallen back to polling).
 	Watching bool `json:"watching"`
@@ -133,6 +176,7 @@ type Engine struct {
 	debounce     time.Duration
 	pollInterval time.Duration
 	strict       bool
+	cacheSize    int
 	log          *slog.Logger
 	onReload     func(ReloadEvent)
 
@@ -168,6 +212,10 @@ type policy struct {
 	revision string
 	files    int
 	loadedAt time.Time
+	// reads is what the policy can read of its input; cache is its
+	// decision cache, nil when off.
+	reads inputReads
+	cache *decisionCache
 }
 
 // New loads the policy directory once and returns an Engine serving it. It
@@ -194,6 +242,7 @@ func New(opts Options) (*Engine, error) {
 		debounce:     opts.Debounce,
 		pollInterval: opts.PollInterval,
 		strict:       !opts.NonStrict,
+		cacheSize:    opts.DecisionCacheSize,
 		log:          opts.Logger,
 		onReload:     opts.OnReload,
 		noopMetrics:  metrics.NoOp(),
@@ -206,6 +255,9 @@ func New(opts Options) (*Engine, error) {
 	}
 	if e.log == nil {
 		e.log = slog.Default()
+	}
+	if e.cacheSize == 0 {
+		e.cacheSize = DefaultDecisionCacheSize
 	}
 	e.log = e.log.With("component", "engine", "policy_dir", e.dir)
 	if err := e.Reload(); err != nil {
@@ -221,16 +273,64 @@ func asValue(t *ast.Term, _ *rego.EvalContext) (any, error) { return t.Value, ni
 
 // Eval evaluates the decision query for input against the current revision.
 // An undefined decision is not an error: it returns Defined false. A nil
-// input leaves input undefined in the policy.
-func (e *Engine) Eval(ctx context.Context, input ast.Value) (Result, error) {
-	p := e.current.Load()
+// input leaves input undefined in the policy. shared are parts of input
+// built once (see Shared).
+func (e *Engine) Eval(ctx context.Context, input ast.Value, shared ...*Shared) (Result, error) {
+	return e.Current().Eval(ctx, input, shared...)
+}
+
+// Revision is one compiled revision of the policy, pinned: what it reads of
+// its input and its evaluation stay together even if a reload swaps in
+// another meanwhile. The zero Revision has no policy.
+type Revision struct {
+	e *Engine
+	p *policy
+}
+
+// Current returns the serving revision.
+func (e *Engine) Current() Revision { return Revision{e: e, p: e.current.Load()} }
+
+// Reads reports whether the policy may read input at path or anywhere
+// under it (input.attributes.request.http.headers: path "attributes",
+// "request", "http", "headers"). A caller may leave out of the input what
+// the policy cannot read: the answer cannot change. It is true for every
+// path when the policy uses input as a whole.
+func (r Revision) Reads(path ...string) bool {
+	return r.p == nil || r.p.reads.reads(path)
+}
+
+// Eval evaluates the decision query for input against this revision, as
+// Engine.Eval does. shared are parts of input built once (see Shared).
+func (r Revision) Eval(ctx context.Context, input ast.Value, shared ...*Shared) (Result, error) {
+	e, p := r.e, r.p
 	if p == nil {
 		return Result{}, errors.New("engine: no policy loaded (use New)")
 	}
-	res := Result{Revision: p.revision}
 	if err := ctx.Err(); err != nil {
-		return res, fmt.Errorf("engine: evaluating %s: %w", e.query, err)
+		return Result{Revision: p.revision}, fmt.Errorf("engine: evaluating %s: %w", e.query, err)
 	}
+	if p.cache == nil {
+		return e.eval(ctx, p, input)
+	}
+	enc := keyEncoders.Get().(*keyEncoder)
+	defer keyEncoders.Put(enc)
+	keyed := enc.decisionKey(&p.reads, input, shared)
+	if keyed {
+		if res, ok := p.cache.get(enc.buf); ok {
+			return res, nil
+		}
+	}
+	res, err := e.eval(ctx, p, input)
+	if err == nil && keyed && p.cache.admit(enc.buf) {
+		res.memo = &resultMemo{}
+		p.cache.put(enc.buf, res, resultCost(res))
+	}
+	return res, err
+}
+
+// eval evaluates the decision query with OPA.
+func (e *Engine) eval(ctx context.Context, p *policy, input ast.Value) (Result, error) {
+	res := Result{Revision: p.revision}
 
 	// topdown would otherwise start a goroutine per evaluation to watch ctx;
 	// context.AfterFunc registers a callback instead, which is much cheaper.
@@ -315,6 +415,7 @@ func (e *Engine) Status() Status {
 		st.Revision = p.revision
 		st.LoadedAt = p.loadedAt
 		st.Files = p.files
+		st.DecisionCache = p.decisionCacheState()
 	}
 	return st
 }
@@ -360,17 +461,19 @@ func (e *Engine) reload(quiet bool) error {
 		return err
 	}
 
+	// The refusal is cleared before the new revision serves, so whoever
+	// sees the new revision decide never sees an older attempt's error.
+	e.statusMu.Lock()
+	e.lastErr, e.lastErrAt = "", time.Time{}
+	e.statusMu.Unlock()
 	if next != prev {
 		e.current.Store(next)
 		ev.Changed = true
 		e.log.Info("policy loaded", "revision", next.revision, "files", next.files,
-			"duration", ev.Duration)
+			"duration", ev.Duration, "decision_cache", next.decisionCacheState())
 	} else {
 		e.log.Debug("policy unchanged", "revision", next.revision)
 	}
-	e.statusMu.Lock()
-	e.lastErr, e.lastErrAt = "", time.Time{}
-	e.statusMu.Unlock()
 	ev.Revision, ev.Files = next.revision, next.files
 	e.report(ev)
 	return nil

@@ -50,7 +50,7 @@ func (e *Engine) attempt(prev *policy) (next *policy, seen bool, err error) {
 	case snap.revision == e.failed.revision:
 		return nil, seen, e.failed.err
 	}
-	next, err = compile(snap, e.query, e.strict)
+	next, err = compile(snap, e.query, e.strict, e.cacheSize)
 	if err != nil {
 		e.failed.revision, e.failed.err = snap.revision, err
 		return nil, seen, err
@@ -180,7 +180,7 @@ func (s *snapshot) walk(abs, rel string, ancestors []os.FileInfo) error {
 // compile parses, merges and compiles a snapshot with OPA's own loader and
 // compiler, configured as `opa check --strict` (unless strict is false), and
 // prepares the decision query.
-func compile(snap *snapshot, query ast.Ref, strict bool) (*policy, error) {
+func compile(snap *snapshot, query ast.Ref, strict bool, cacheSize int) (*policy, error) {
 	if snap.modules == 0 {
 		return nil, ErrNoPolicy
 	}
@@ -234,14 +234,19 @@ func compile(snap *snapshot, query ast.Ref, strict bool) (*policy, error) {
 	if err != nil {
 		return nil, fmt.Errorf("engine: preparing %s: %w", query, err)
 	}
-	return &policy{
+	p := &policy{
 		query:    pq,
 		txn:      txn,
 		data:     res.Documents,
 		revision: snap.revision,
 		files:    len(snap.files),
 		loadedAt: time.Now(),
-	}, nil
+		reads:    analyseInput(compiler),
+	}
+	if cacheSize > 0 && p.reads.off() == "" {
+		p.cache = newDecisionCache(cacheSize)
+	}
+	return p, nil
 }
 
 // dataHas reports whether the data documents define ref (data.a.b...), as

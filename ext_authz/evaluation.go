@@ -5,13 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/open-policy-agent/opa/v1/ast"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/guestgate/guestgate/engine"
 	"github.com/guestgate/guestgate/tokens"
 )
 
@@ -47,6 +50,11 @@ type Decision struct {
 	DenyBody    string
 
 	DynamicMetadata *structpb.Struct
+
+	// The wire form of the policy's own headers of a cached decision,
+	// built once and shared by every answer of it (read only): the leading
+	// entries of UpstreamHeaders and DenyHeaders, when they still match.
+	upstreamOpts, denyOpts []*corev3.HeaderValueOption
 }
 
 // Decide runs one check: read the request, verify its token, evaluate the
@@ -93,8 +101,15 @@ func (c *Checker) decide(ctx context.Context, cr *authv3.CheckRequest, bodyAbsen
 		d.deny(http.StatusServiceUnavailable, ReasonNotReady)
 		return d
 	}
-	input := buildInput(r, tok, d.TokenError, d.RequestID, st.check.ShowCredentialToPolicy)
-	res, err := eng.Eval(ctx, input)
+	// The input is built for one revision and evaluated by it: what that
+	// revision cannot read is left out.
+	rev := eng.Current()
+	var tokShared *engine.Shared
+	if tok != nil {
+		tokShared = tokenInput(tok)
+	}
+	input := buildInput(r, tokShared, d.TokenError, d.RequestID, st.check.ShowCredentialToPolicy, c.plan(rev))
+	res, err := rev.Eval(ctx, input, tokShared)
 	d.Revision = res.Revision
 	switch {
 	case err != nil:
@@ -105,7 +120,18 @@ func (c *Checker) decide(ctx context.Context, cr *authv3.CheckRequest, bodyAbsen
 		d.deny(http.StatusForbidden, ReasonUndefined)
 		return d
 	}
-	if err := d.apply(res.Value); err != nil {
+	if tpl, ok := res.Memo().(*Decision); ok {
+		// A cached decision, parsed already.
+		d.answer(tpl)
+	} else if err := d.apply(res.Value); err == nil {
+		if res.Cached() {
+			tpl := &Decision{}
+			tpl.answer(d)
+			tpl.upstreamOpts = headerOptions(tpl.UpstreamHeaders)
+			tpl.denyOpts = headerOptions(tpl.DenyHeaders)
+			res.SetMemo(tpl)
+		}
+	} else {
 		c.logger.Warn("policy decision has the wrong shape; denied", "request_id", d.RequestID, "revision", res.Revision, "error", err)
 		*d = Decision{RequestID: d.RequestID, Revision: d.Revision, Kind: d.Kind, Issuer: d.Issuer, Subject: d.Subject,
 			TokenError: d.TokenError, Method: d.Method, Path: d.Path}
@@ -118,49 +144,180 @@ func (c *Checker) decide(ctx context.Context, cr *authv3.CheckRequest, bodyAbsen
 	return d
 }
 
+// answer copies the policy's answer from src: what apply sets, with the
+// lists copied, since the request's own entries are appended to them.
+func (d *Decision) answer(src *Decision) {
+	d.Allowed, d.Status, d.Reason, d.DenyBody = src.Allowed, src.Status, src.Reason, src.DenyBody
+	// Room for what upstream and finish append (request id, cookie,
+	// www-authenticate, content-type): one allocation, not two.
+	d.UpstreamHeaders = cloneWithRoom(src.UpstreamHeaders, 2)
+	d.DenyHeaders = cloneWithRoom(src.DenyHeaders, 3)
+	d.ResponseHeaders = slices.Clone(src.ResponseHeaders)
+	d.RemoveHeaders = slices.Clone(src.RemoveHeaders)
+	d.SetQuery = slices.Clone(src.SetQuery)
+	d.RemoveQuery = slices.Clone(src.RemoveQuery)
+	d.DynamicMetadata = src.DynamicMetadata // read only: marshalled, never changed
+	d.upstreamOpts, d.denyOpts = src.upstreamOpts, src.denyOpts
+}
+
+func cloneWithRoom(hs []Header, room int) []Header {
+	if hs == nil {
+		return nil
+	}
+	return append(make([]Header, 0, len(hs)+room), hs...)
+}
+
 func (d *Decision) deny(status int, reason string) {
 	d.Allowed, d.Status, d.Reason = false, status, reason
 	d.UpstreamHeaders, d.RemoveHeaders, d.SetQuery, d.RemoveQuery, d.ResponseHeaders = nil, nil, nil, nil, nil
+	d.upstreamOpts = nil
 }
 
-// buildInput assembles the policy's input document as an ast.Value.
-func buildInput(r *request, tok *tokens.Token, tokErr, id string, showCredential bool) ast.Value {
-	body := ast.NullTerm()
-	if r.body != nil {
-		body = ast.NewTerm(r.body)
+// inputPlan says which parts of the input document one policy revision
+// may read; the parts it cannot read are not built.
+type inputPlan struct {
+	rev    engine.Revision
+	need   map[string]bool // dotted paths of inputPaths
+	counts map[string]int  // needed paths directly under a prefix ("" for the top)
+	// methodOnly holds input.attributes, built once per common method,
+	// when the policy reads nothing of it but the method (as the shipped
+	// policy): then it depends on nothing else.
+	methodOnly map[string]*ast.Term
+}
+
+// inputPaths are the parts of the input buildInput leaves out when the
+// policy cannot read them.
+var inputPaths = []string{
+	"attributes", "parsed_path", "parsed_query", "parsed_body", "truncated_body", "version", "request_id", "token", "token_error",
+	"attributes.source", "attributes.destination", "attributes.request", "attributes.request.time", "attributes.request.http",
+	"attributes.contextExtensions", "attributes.metadataContext", "attributes.routeMetadataContext", "attributes.tlsSession",
+	"attributes.request.http.id", "attributes.request.http.method", "attributes.request.http.headers",
+	"attributes.request.http.path", "attributes.request.http.host", "attributes.request.http.scheme",
+	"attributes.request.http.query", "attributes.request.http.fragment", "attributes.request.http.size",
+	"attributes.request.http.protocol", "attributes.request.http.body",
+}
+
+func newInputPlan(rev engine.Revision) *inputPlan {
+	p := &inputPlan{rev: rev, need: make(map[string]bool, len(inputPaths)), counts: map[string]int{}}
+	for _, path := range inputPaths {
+		need := rev.Reads(strings.Split(path, ".")...)
+		p.need[path] = need
+		if need {
+			prefix := ""
+			if i := strings.LastIndexByte(path, '.'); i >= 0 {
+				prefix = path[:i+1]
+			}
+			p.counts[prefix]++
+		}
 	}
-	segs := make([]*ast.Term, len(r.segments))
-	for i, s := range r.segments {
-		segs[i] = ast.StringTerm(s)
+	if p.counts["attributes."] == 1 && p.need["attributes.request"] && p.counts["attributes.request."] == 1 &&
+		p.need["attributes.request.http"] && p.counts["attributes.request.http."] == 1 && p.need["attributes.request.http.method"] {
+		p.methodOnly = map[string]*ast.Term{}
+		for _, m := range []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"} {
+			r := &request{attrs: &authv3.AttributeContext{}, http: &authv3.AttributeContext_HttpRequest{Method: m}}
+			p.methodOnly[m] = ast.NewTerm(r.attributesValue(false, p))
+		}
 	}
-	tokTerm, errTerm := ast.NullTerm(), ast.NullTerm()
+	return p
+}
+
+// count is how many of the known paths directly under prefix ("" or
+// ending in ".") the policy may read: the size of the object built there.
+func (p *inputPlan) count(prefix string) int { return p.counts[prefix] }
+
+// has reports whether the policy may read the input at path; a path not
+// in inputPaths is always built.
+func (p *inputPlan) has(path string) bool {
+	need, known := p.need[path]
+	return need || !known
+}
+
+// plan returns the input plan of rev, made once per revision.
+func (c *Checker) plan(rev engine.Revision) *inputPlan {
+	if p := c.inputPlan.Load(); p != nil && p.rev == rev {
+		return p
+	}
+	p := newInputPlan(rev)
+	c.inputPlan.Store(p)
+	return p
+}
+
+// Keys of the input document, shared by every request's input: terms are
+// never modified once built.
+var (
+	keyAttributes    = ast.StringTerm("attributes")
+	keyParsedPath    = ast.StringTerm("parsed_path")
+	keyParsedQuery   = ast.StringTerm("parsed_query")
+	keyParsedBody    = ast.StringTerm("parsed_body")
+	keyTruncatedBody = ast.StringTerm("truncated_body")
+	keyVersion       = ast.StringTerm("version")
+	keyRequestID     = ast.StringTerm("request_id")
+	keyToken         = ast.StringTerm("token")
+	keyTokenError    = ast.StringTerm("token_error")
+)
+
+// buildInput assembles the policy's input document as an ast.Value: the
+// whole document, less what the policy cannot read (need), which cannot
+// change its answer and is the most expensive part to build (headers).
+func buildInput(r *request, tok *engine.Shared, tokErr, id string, showCredential bool, need *inputPlan) ast.Value {
+	input := ast.NewObjectWithCapacity(need.count(""))
+	if need.has("attributes") {
+		if t, ok := need.methodOnly[r.method]; ok {
+			input.Insert(keyAttributes, t)
+		} else {
+			input.Insert(keyAttributes, ast.NewTerm(r.attributesValue(showCredential, need)))
+		}
+	}
+	if need.has("parsed_path") {
+		segs := make([]*ast.Term, len(r.segments))
+		for i, s := range r.segments {
+			segs[i] = ast.StringTerm(s)
+		}
+		input.Insert(keyParsedPath, ast.ArrayTerm(segs...))
+	}
+	if need.has("parsed_query") {
+		query := ast.NewObjectWithCapacity(len(r.params))
+		for k, vs := range r.params {
+			if r.credential.query == k && !showCredential {
+				vs = []string{redacted}
+			}
+			terms := make([]*ast.Term, len(vs))
+			for i, v := range vs {
+				terms[i] = ast.StringTerm(v)
+			}
+			query.Insert(ast.StringTerm(k), ast.ArrayTerm(terms...))
+		}
+		input.Insert(keyParsedQuery, ast.NewTerm(query))
+	}
+	if need.has("parsed_body") {
+		body := ast.InternedNullTerm
+		if r.body != nil {
+			body = ast.NewTerm(r.body)
+		}
+		input.Insert(keyParsedBody, body)
+	}
+	if need.has("truncated_body") {
+		input.Insert(keyTruncatedBody, ast.InternedTerm(r.truncated))
+	}
+	if need.has("version") {
+		input.Insert(keyVersion, versionTerm)
+	}
+	if need.has("request_id") {
+		input.Insert(keyRequestID, ast.StringTerm(id))
+	}
+	tokTerm, errTerm := ast.InternedNullTerm, ast.InternedNullTerm
 	if tok != nil {
-		tokTerm = ast.NewTerm(tokenValue(tok))
+		tokTerm = tok.Term()
 	} else {
 		errTerm = ast.StringTerm(tokErr)
 	}
-	query := ast.NewObject()
-	for k, vs := range r.params {
-		if r.credential.query == k && !showCredential {
-			vs = []string{redacted}
-		}
-		terms := make([]*ast.Term, len(vs))
-		for i, v := range vs {
-			terms[i] = ast.StringTerm(v)
-		}
-		query.Insert(ast.StringTerm(k), ast.ArrayTerm(terms...))
+	if need.has("token") {
+		input.Insert(keyToken, tokTerm)
 	}
-	return ast.NewObject(
-		ast.Item(ast.StringTerm("attributes"), ast.NewTerm(r.attributesValue(showCredential))),
-		ast.Item(ast.StringTerm("parsed_path"), ast.ArrayTerm(segs...)),
-		ast.Item(ast.StringTerm("parsed_query"), ast.NewTerm(query)),
-		ast.Item(ast.StringTerm("parsed_body"), body),
-		ast.Item(ast.StringTerm("truncated_body"), ast.BooleanTerm(r.truncated)),
-		ast.Item(ast.StringTerm("version"), versionTerm),
-		ast.Item(ast.StringTerm("request_id"), ast.StringTerm(id)),
-		ast.Item(ast.StringTerm("token"), tokTerm),
-		ast.Item(ast.StringTerm("token_error"), errTerm),
-	)
+	if need.has("token_error") {
+		input.Insert(keyTokenError, errTerm)
+	}
+	return input
 }
 
 var versionTerm = ast.ObjectTerm(
@@ -168,11 +325,11 @@ var versionTerm = ast.ObjectTerm(
 	ast.Item(ast.StringTerm("encoding"), ast.StringTerm("protojson")),
 )
 
-// tokenValue is input.token for a verified token, built once per cached
-// token and kept with it.
-func tokenValue(t *tokens.Token) ast.Value {
-	if v, ok := t.Memo().(ast.Value); ok {
-		return v
+// tokenInput is input.token for a verified token, built once per cached
+// token and kept with it (with its decision-cache encoding).
+func tokenInput(t *tokens.Token) *engine.Shared {
+	if s, ok := t.Memo().(*engine.Shared); ok {
+		return s
 	}
 	claims, err := ast.InterfaceToValue(t.Claims)
 	if err != nil {
@@ -187,8 +344,9 @@ func tokenValue(t *tokens.Token) ast.Value {
 		ast.Item(ast.StringTerm("expires_at"), ast.IntNumberTerm(int(t.ExpiresAt.Unix()))),
 		ast.Item(ast.StringTerm("claims"), ast.NewTerm(claims)),
 	)
-	t.SetMemo(v)
-	return v
+	s := engine.NewShared(v)
+	t.SetMemo(s)
+	return s
 }
 
 // apply reads the policy's decision: a boolean, or an object as
@@ -215,6 +373,15 @@ var decisionKeys = map[string]bool{
 	"body": true, "dynamic_metadata": true, "token_error": true,
 }
 
+// decisionKeyTerms are the terms of decisionKeys, made once.
+var decisionKeyTerms = func() map[string]*ast.Term {
+	m := make(map[string]*ast.Term, len(decisionKeys))
+	for k := range decisionKeys {
+		m[k] = ast.StringTerm(k)
+	}
+	return m
+}()
+
 func (d *Decision) applyObject(o ast.Object) error {
 	var err error
 	ok := false
@@ -227,7 +394,7 @@ func (d *Decision) applyObject(o ast.Object) error {
 		return err
 	}
 	var allowed ast.Boolean
-	if t := o.Get(ast.StringTerm("allowed")); t != nil {
+	if t := o.Get(decisionKeyTerms["allowed"]); t != nil {
 		allowed, ok = t.Value.(ast.Boolean)
 	}
 	if !ok {
@@ -238,7 +405,7 @@ func (d *Decision) applyObject(o ast.Object) error {
 	if !d.Allowed {
 		d.Status, d.Reason = http.StatusForbidden, ReasonDeniedPolicy
 	}
-	if t := o.Get(ast.StringTerm("http_status")); t != nil {
+	if t := o.Get(decisionKeyTerms["http_status"]); t != nil {
 		n, _ := t.Value.(ast.Number)
 		s, isInt := n.Int()
 		if !isInt || s < 200 || s > 599 {
@@ -249,14 +416,14 @@ func (d *Decision) applyObject(o ast.Object) error {
 		}
 		d.Status = s
 	}
-	if t := o.Get(ast.StringTerm("reason")); t != nil {
+	if t := o.Get(decisionKeyTerms["reason"]); t != nil {
 		s, ok := t.Value.(ast.String)
 		if !ok || !validReason(string(s)) {
 			return errors.New("decision.reason must be a short code of letters, digits, _ . -")
 		}
 		d.Reason = string(s)
 	}
-	if t := o.Get(ast.StringTerm("body")); t != nil {
+	if t := o.Get(decisionKeyTerms["body"]); t != nil {
 		s, ok := t.Value.(ast.String)
 		if !ok {
 			return errors.New("decision.body must be a string")
@@ -284,7 +451,7 @@ func (d *Decision) applyObject(o ast.Object) error {
 	if d.RemoveQuery, err = stringList(o, "query_parameters_to_remove", false); err != nil {
 		return err
 	}
-	if t := o.Get(ast.StringTerm("dynamic_metadata")); t != nil {
+	if t := o.Get(decisionKeyTerms["dynamic_metadata"]); t != nil {
 		x, err := ast.JSON(t.Value)
 		m, ok := x.(map[string]any)
 		if err != nil || !ok {
@@ -318,7 +485,7 @@ func headerList(o ast.Object, key string) ([]Header, error) {
 // nameValues reads an object of name → string (or array of strings);
 // header names are folded to lower case, query parameter names are not.
 func nameValues(o ast.Object, key string, isHeader bool) ([]Header, error) {
-	t := o.Get(ast.StringTerm(key))
+	t := o.Get(decisionKeyTerms[key])
 	if t == nil {
 		return nil, nil
 	}
@@ -358,7 +525,7 @@ func nameValues(o ast.Object, key string, isHeader bool) ([]Header, error) {
 }
 
 func stringList(o ast.Object, key string, isHeader bool) ([]string, error) {
-	t := o.Get(ast.StringTerm(key))
+	t := o.Get(decisionKeyTerms[key])
 	if t == nil {
 		return nil, nil
 	}

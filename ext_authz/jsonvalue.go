@@ -1,11 +1,11 @@
 package ext_authz
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+	"strconv"
+	"unicode/utf16"
+	"unicode/utf8"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 )
@@ -15,91 +15,300 @@ const maxJSONDepth = 64
 
 var errDuplicateKey = errors.New("duplicate key")
 
-// parseJSONValue decodes one JSON document straight into an ast.Value,
-// refusing duplicate object keys at any depth, nesting deeper than
-// maxJSONDepth and trailing data. It never builds a Go map first.
+// parseJSONValue decodes one JSON document (RFC 8259) straight into an
+// ast.Value, refusing duplicate object keys at any depth, nesting deeper
+// than maxJSONDepth and trailing data. Numbers keep their text exactly;
+// strings are decoded as encoding/json decodes them (invalid UTF-8 and lone
+// surrogates become U+FFFD). It reads the body once, without building Go
+// values or a token stream first: this runs on every check with a body.
 func parseJSONValue(doc []byte) (ast.Value, error) {
-	dec := json.NewDecoder(bytes.NewReader(doc))
-	dec.UseNumber()
-	v, err := decodeValue(dec, 0)
+	p := jsonParser{doc: doc}
+	p.space()
+	v, err := p.value(0)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := dec.Token(); err != io.EOF {
+	p.space()
+	if p.i != len(p.doc) {
 		return nil, errors.New("trailing data after the JSON value")
 	}
 	return v, nil
 }
 
-func decodeValue(dec *json.Decoder, depth int) (ast.Value, error) {
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, err
+type jsonParser struct {
+	doc []byte
+	i   int
+}
+
+func (p *jsonParser) space() {
+	for p.i < len(p.doc) {
+		switch p.doc[p.i] {
+		case ' ', '\t', '\n', '\r':
+			p.i++
+		default:
+			return
+		}
 	}
-	switch t := tok.(type) {
-	case json.Delim:
+}
+
+func (p *jsonParser) errorf(format string, args ...any) error {
+	return fmt.Errorf("offset %d: "+format, append([]any{p.i}, args...)...)
+}
+
+func (p *jsonParser) value(depth int) (ast.Value, error) {
+	if p.i >= len(p.doc) {
+		return nil, p.errorf("unexpected end of JSON input")
+	}
+	switch c := p.doc[p.i]; {
+	case c == '{' || c == '[':
 		if depth >= maxJSONDepth {
 			return nil, fmt.Errorf("nested deeper than %d", maxJSONDepth)
 		}
-		switch t {
-		case '{':
-			return decodeObject(dec, depth+1)
-		case '[':
-			return decodeArray(dec, depth+1)
+		p.i++
+		if c == '{' {
+			return p.object(depth + 1)
 		}
-		return nil, fmt.Errorf("unexpected %q", t)
-	case string:
-		return ast.String(t), nil
-	case json.Number:
-		return ast.Number(t), nil
-	case bool:
-		return ast.Boolean(t), nil
-	case nil:
-		return ast.Null{}, nil
-	}
-	return nil, fmt.Errorf("unexpected token %T", tok)
-}
-
-func decodeObject(dec *json.Decoder, depth int) (ast.Value, error) {
-	obj := ast.NewObject()
-	for dec.More() {
-		tok, err := dec.Token()
+		return p.array(depth + 1)
+	case c == '"':
+		s, err := p.str()
 		if err != nil {
 			return nil, err
 		}
-		key, ok := tok.(string)
-		if !ok {
-			return nil, errors.New("object key is not a string")
+		return ast.String(s), nil
+	case c == '-' || '0' <= c && c <= '9':
+		return p.number()
+	case c == 't':
+		return p.literal("true", ast.Boolean(true))
+	case c == 'f':
+		return p.literal("false", ast.Boolean(false))
+	case c == 'n':
+		return p.literal("null", ast.Null{})
+	default:
+		return nil, p.errorf("invalid character %q looking for a value", c)
+	}
+}
+
+func (p *jsonParser) literal(word string, v ast.Value) (ast.Value, error) {
+	if len(p.doc)-p.i < len(word) || string(p.doc[p.i:p.i+len(word)]) != word {
+		return nil, p.errorf("invalid literal")
+	}
+	p.i += len(word)
+	return v, nil
+}
+
+func (p *jsonParser) object(depth int) (ast.Value, error) {
+	obj := ast.NewObject()
+	p.space()
+	if p.i < len(p.doc) && p.doc[p.i] == '}' {
+		p.i++
+		return obj, nil
+	}
+	for {
+		p.space()
+		if p.i >= len(p.doc) || p.doc[p.i] != '"' {
+			return nil, p.errorf("object key is not a string")
+		}
+		key, err := p.str()
+		if err != nil {
+			return nil, err
 		}
 		k := ast.StringTerm(key)
 		if obj.Get(k) != nil {
 			return nil, fmt.Errorf("%w %q", errDuplicateKey, truncate(key, 64))
 		}
-		v, err := decodeValue(dec, depth)
+		p.space()
+		if p.i >= len(p.doc) || p.doc[p.i] != ':' {
+			return nil, p.errorf("missing ':' after object key")
+		}
+		p.i++
+		p.space()
+		v, err := p.value(depth)
 		if err != nil {
 			return nil, err
 		}
 		obj.Insert(k, ast.NewTerm(v))
+		p.space()
+		if p.i >= len(p.doc) {
+			return nil, p.errorf("unexpected end of JSON input")
+		}
+		switch p.doc[p.i] {
+		case ',':
+			p.i++
+		case '}':
+			p.i++
+			return obj, nil
+		default:
+			return nil, p.errorf("invalid character %q after object value", p.doc[p.i])
+		}
 	}
-	if _, err := dec.Token(); err != nil { // the closing '}'
-		return nil, err
-	}
-	return obj, nil
 }
 
-func decodeArray(dec *json.Decoder, depth int) (ast.Value, error) {
+func (p *jsonParser) array(depth int) (ast.Value, error) {
 	var terms []*ast.Term
-	for dec.More() {
-		v, err := decodeValue(dec, depth)
+	p.space()
+	if p.i < len(p.doc) && p.doc[p.i] == ']' {
+		p.i++
+		return ast.NewArray(), nil
+	}
+	for {
+		p.space()
+		v, err := p.value(depth)
 		if err != nil {
 			return nil, err
 		}
 		terms = append(terms, ast.NewTerm(v))
+		p.space()
+		if p.i >= len(p.doc) {
+			return nil, p.errorf("unexpected end of JSON input")
+		}
+		switch p.doc[p.i] {
+		case ',':
+			p.i++
+		case ']':
+			p.i++
+			return ast.NewArray(terms...), nil
+		default:
+			return nil, p.errorf("invalid character %q after array element", p.doc[p.i])
+		}
 	}
-	if _, err := dec.Token(); err != nil { // the closing ']'
-		return nil, err
+}
+
+// number reads -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? and keeps its
+// text.
+func (p *jsonParser) number() (ast.Value, error) {
+	start := p.i
+	digits := func() int {
+		n := 0
+		for p.i < len(p.doc) && '0' <= p.doc[p.i] && p.doc[p.i] <= '9' {
+			p.i++
+			n++
+		}
+		return n
 	}
-	return ast.NewArray(terms...), nil
+	if p.doc[p.i] == '-' {
+		p.i++
+	}
+	switch {
+	case p.i < len(p.doc) && p.doc[p.i] == '0':
+		p.i++
+	case digits() == 0:
+		return nil, p.errorf("invalid number")
+	}
+	if p.i < len(p.doc) && p.doc[p.i] == '.' {
+		p.i++
+		if digits() == 0 {
+			return nil, p.errorf("invalid number")
+		}
+	}
+	if p.i < len(p.doc) && (p.doc[p.i] == 'e' || p.doc[p.i] == 'E') {
+		p.i++
+		if p.i < len(p.doc) && (p.doc[p.i] == '+' || p.doc[p.i] == '-') {
+			p.i++
+		}
+		if digits() == 0 {
+			return nil, p.errorf("invalid number")
+		}
+	}
+	return ast.Number(p.doc[start:p.i]), nil
+}
+
+// str reads a string at p.i (its opening quote) and returns it decoded.
+func (p *jsonParser) str() (string, error) {
+	p.i++ // the opening quote
+	start := p.i
+	// The common case: no escape, valid UTF-8, no control character.
+	for p.i < len(p.doc) {
+		c := p.doc[p.i]
+		if c == '"' {
+			s := p.doc[start:p.i]
+			p.i++
+			return string(s), nil
+		}
+		if c == '\\' || c < 0x20 || c >= utf8.RuneSelf {
+			break
+		}
+		p.i++
+	}
+	buf := append([]byte(nil), p.doc[start:p.i]...)
+	for p.i < len(p.doc) {
+		c := p.doc[p.i]
+		switch {
+		case c == '"':
+			p.i++
+			return string(buf), nil
+		case c < 0x20:
+			return "", p.errorf("control character in string")
+		case c == '\\':
+			p.i++
+			if p.i >= len(p.doc) {
+				return "", p.errorf("unexpected end of JSON input")
+			}
+			e := p.doc[p.i]
+			p.i++
+			switch e {
+			case '"', '\\', '/':
+				buf = append(buf, e)
+			case 'b':
+				buf = append(buf, '\b')
+			case 'f':
+				buf = append(buf, '\f')
+			case 'n':
+				buf = append(buf, '\n')
+			case 'r':
+				buf = append(buf, '\r')
+			case 't':
+				buf = append(buf, '\t')
+			case 'u':
+				r, ok := p.hex4()
+				if !ok {
+					return "", p.errorf("invalid \\u escape")
+				}
+				if utf16.IsSurrogate(r) {
+					// A pair makes one rune; a lone half is U+FFFD.
+					r2 := rune(-1)
+					if p.i+1 < len(p.doc) && p.doc[p.i] == '\\' && p.doc[p.i+1] == 'u' {
+						save := p.i
+						p.i += 2
+						var ok2 bool
+						if r2, ok2 = p.hex4(); !ok2 {
+							return "", p.errorf("invalid \\u escape")
+						}
+						if utf16.DecodeRune(r, r2) == utf8.RuneError {
+							p.i, r2 = save, -1
+						}
+					}
+					if r2 >= 0 {
+						r = utf16.DecodeRune(r, r2)
+					} else {
+						r = utf8.RuneError
+					}
+				}
+				buf = utf8.AppendRune(buf, r)
+			default:
+				return "", p.errorf("invalid escape \\%c", e)
+			}
+		case c < utf8.RuneSelf:
+			buf = append(buf, c)
+			p.i++
+		default:
+			r, size := utf8.DecodeRune(p.doc[p.i:])
+			p.i += size
+			buf = utf8.AppendRune(buf, r) // invalid bytes: U+FFFD, as encoding/json
+		}
+	}
+	return "", p.errorf("unexpected end of JSON input")
+}
+
+func (p *jsonParser) hex4() (rune, bool) {
+	if len(p.doc)-p.i < 4 {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(p.doc[p.i:p.i+4]), 16, 32)
+	if err != nil {
+		return 0, false
+	}
+	p.i += 4
+	return rune(n), true
 }
 
 func truncate(s string, n int) string {

@@ -80,12 +80,14 @@ func readRequest(cr *authv3.CheckRequest, chk *config.Check, bodyAbsent bool) *r
 		return r
 	}
 	r.segments = splitPath(r.path)
-	params, err := url.ParseQuery(r.query)
-	if err != nil {
-		r.problem, r.detail = ReasonBadQuery, "query string does not parse"
-		return r
+	if r.query != "" {
+		params, err := url.ParseQuery(r.query)
+		if err != nil {
+			r.problem, r.detail = ReasonBadQuery, "query string does not parse"
+			return r
+		}
+		r.params = params
 	}
-	r.params = params
 	r.findCredential(chk)
 	if bodyAbsent {
 		r.truncated = mayHaveBody(r.method, r.headers)
@@ -305,42 +307,81 @@ func valuesToAST(vs url.Values) ast.Value {
 	return obj
 }
 
+// keyTerms are the object keys of input.attributes, made once and shared
+// by every request's input (terms are never modified once built).
+var keyTerms = func() map[string]*ast.Term {
+	m := map[string]*ast.Term{}
+	for _, k := range []string{"source", "destination", "request", "time", "http", "contextExtensions", "metadataContext",
+		"routeMetadataContext", "tlsSession", "id", "method", "headers", "path", "host", "scheme", "query", "fragment",
+		"size", "protocol", "body", "address", "socketAddress", "portValue", "service", "principal", "certificate", "labels"} {
+		m[k] = ast.StringTerm(k)
+	}
+	return m
+}()
+
+func keyTerm(k string) *ast.Term {
+	if t, ok := keyTerms[k]; ok {
+		return t
+	}
+	return ast.StringTerm(k)
+}
+
 // attributesValue builds input.attributes directly as an ast.Value with
 // protojson's field names, as opa-envoy-plugin's policies expect, with the
-// credential's value redacted unless showCredential.
-func (r *request) attributesValue(showCredential bool) ast.Value {
+// credential's value redacted unless showCredential. Parts the policy
+// cannot read (need) are left out.
+func (r *request) attributesValue(showCredential bool, need *inputPlan) ast.Value {
 	a := r.attrs
-	obj := ast.NewObject()
-	if p := peerValue(a.GetSource()); p != nil {
-		obj.Insert(ast.StringTerm("source"), ast.NewTerm(p))
+	obj := ast.NewObjectWithCapacity(need.count("attributes."))
+	if need.has("attributes.source") {
+		if p := peerValue(a.GetSource()); p != nil {
+			obj.Insert(keyTerm("source"), ast.NewTerm(p))
+		}
 	}
-	if p := peerValue(a.GetDestination()); p != nil {
-		obj.Insert(ast.StringTerm("destination"), ast.NewTerm(p))
+	if need.has("attributes.destination") {
+		if p := peerValue(a.GetDestination()); p != nil {
+			obj.Insert(keyTerm("destination"), ast.NewTerm(p))
+		}
 	}
-	req := ast.NewObject()
-	if t := a.GetRequest().GetTime(); t != nil {
-		req.Insert(ast.StringTerm("time"), ast.StringTerm(t.AsTime().UTC().Format("2006-01-02T15:04:05.999999999Z")))
+	if need.has("attributes.request") {
+		req := ast.NewObjectWithCapacity(need.count("attributes.request."))
+		if t := a.GetRequest().GetTime(); t != nil && need.has("attributes.request.time") {
+			req.Insert(keyTerm("time"), ast.StringTerm(t.AsTime().UTC().Format("2006-01-02T15:04:05.999999999Z")))
+		}
+		if need.has("attributes.request.http") {
+			req.Insert(keyTerm("http"), ast.NewTerm(r.httpValue(showCredential, need)))
+		}
+		obj.Insert(keyTerm("request"), ast.NewTerm(req))
 	}
-	req.Insert(ast.StringTerm("http"), ast.NewTerm(r.httpValue(showCredential)))
-	obj.Insert(ast.StringTerm("request"), ast.NewTerm(req))
-	if ce := a.GetContextExtensions(); len(ce) > 0 {
-		obj.Insert(ast.StringTerm("contextExtensions"), ast.NewTerm(stringMap(ce)))
+	if ce := a.GetContextExtensions(); len(ce) > 0 && need.has("attributes.contextExtensions") {
+		obj.Insert(keyTerm("contextExtensions"), ast.NewTerm(stringMap(ce)))
 	}
 	// Rare, open-ended parts go through protojson; they are small or absent.
-	for name, m := range map[string]proto.Message{"metadataContext": a.GetMetadataContext(), "routeMetadataContext": a.GetRouteMetadataContext(), "tlsSession": a.GetTlsSession()} {
-		if v := protoValue(m); v != nil {
-			obj.Insert(ast.StringTerm(name), ast.NewTerm(v))
+	for _, x := range [...]struct {
+		name, path string
+		m          proto.Message
+	}{
+		{"metadataContext", "attributes.metadataContext", a.GetMetadataContext()},
+		{"routeMetadataContext", "attributes.routeMetadataContext", a.GetRouteMetadataContext()},
+		{"tlsSession", "attributes.tlsSession", a.GetTlsSession()},
+	} {
+		if !need.has(x.path) {
+			continue
+		}
+		if v := protoValue(x.m); v != nil {
+			obj.Insert(keyTerm(x.name), ast.NewTerm(v))
 		}
 	}
 	return obj
 }
 
-func (r *request) httpValue(showCredential bool) ast.Value {
+func (r *request) httpValue(showCredential bool, need *inputPlan) ast.Value {
 	h := r.http
-	obj := ast.NewObject()
+	const prefix = "attributes.request.http."
+	obj := ast.NewObjectWithCapacity(need.count(prefix))
 	put := func(k, v string) {
-		if v != "" {
-			obj.Insert(ast.StringTerm(k), ast.StringTerm(v))
+		if v != "" && need.has(prefix+k) {
+			obj.Insert(keyTerm(k), ast.StringTerm(v))
 		}
 	}
 	path, query := h.GetPath(), h.GetQuery()
@@ -348,9 +389,13 @@ func (r *request) httpValue(showCredential bool) ast.Value {
 	if !showCredential && r.rawToken != "" {
 		switch {
 		case r.credential.header != "":
-			headers = copyWith(headers, r.credential.header, redactedHeader(r.credential.scheme))
+			if need.has("attributes.request.http.headers") {
+				headers = copyWith(headers, r.credential.header, redactedHeader(r.credential.scheme))
+			}
 		case r.credential.cookie != "":
-			headers = copyWith(headers, "cookie", strings.Replace(headers["cookie"], r.credential.cookie+"="+r.rawToken, r.credential.cookie+"="+redacted, 1))
+			if need.has("attributes.request.http.headers") {
+				headers = copyWith(headers, "cookie", strings.Replace(headers["cookie"], r.credential.cookie+"="+r.rawToken, r.credential.cookie+"="+redacted, 1))
+			}
 		case r.credential.query != "":
 			// The query appears in the path, the query and Envoy's :path
 			// (and x-envoy-original-path after a rewrite), each as the
@@ -367,14 +412,16 @@ func (r *request) httpValue(showCredential bool) ast.Value {
 	}
 	put("id", h.GetId())
 	put("method", h.GetMethod())
-	obj.Insert(ast.StringTerm("headers"), ast.NewTerm(stringMap(headers)))
+	if need.has("attributes.request.http.headers") {
+		obj.Insert(keyTerm("headers"), ast.NewTerm(stringMap(headers)))
+	}
 	put("path", path)
 	put("host", h.GetHost())
 	put("scheme", h.GetScheme())
 	put("query", query)
 	put("fragment", h.GetFragment())
-	if h.GetSize() != 0 {
-		obj.Insert(ast.StringTerm("size"), ast.StringTerm(strconv.FormatInt(h.GetSize(), 10)))
+	if h.GetSize() != 0 && need.has("attributes.request.http.size") {
+		obj.Insert(keyTerm("size"), ast.StringTerm(strconv.FormatInt(h.GetSize(), 10)))
 	}
 	put("protocol", h.GetProtocol())
 	put("body", h.GetBody())
@@ -438,22 +485,22 @@ func peerValue(p *authv3.AttributeContext_Peer) ast.Value {
 	obj := ast.NewObject()
 	if sa := p.GetAddress().GetSocketAddress(); sa != nil {
 		s := ast.NewObject(
-			ast.Item(ast.StringTerm("address"), ast.StringTerm(sa.GetAddress())),
-			ast.Item(ast.StringTerm("portValue"), ast.IntNumberTerm(int(sa.GetPortValue()))),
+			ast.Item(keyTerm("address"), ast.StringTerm(sa.GetAddress())),
+			ast.Item(keyTerm("portValue"), ast.IntNumberTerm(int(sa.GetPortValue()))),
 		)
-		obj.Insert(ast.StringTerm("address"), ast.ObjectTerm(ast.Item(ast.StringTerm("socketAddress"), ast.NewTerm(s))))
+		obj.Insert(keyTerm("address"), ast.ObjectTerm(ast.Item(keyTerm("socketAddress"), ast.NewTerm(s))))
 	}
 	if v := p.GetService(); v != "" {
-		obj.Insert(ast.StringTerm("service"), ast.StringTerm(v))
+		obj.Insert(keyTerm("service"), ast.StringTerm(v))
 	}
 	if v := p.GetPrincipal(); v != "" {
-		obj.Insert(ast.StringTerm("principal"), ast.StringTerm(v))
+		obj.Insert(keyTerm("principal"), ast.StringTerm(v))
 	}
 	if v := p.GetCertificate(); v != "" {
-		obj.Insert(ast.StringTerm("certificate"), ast.StringTerm(v))
+		obj.Insert(keyTerm("certificate"), ast.StringTerm(v))
 	}
 	if l := p.GetLabels(); len(l) > 0 {
-		obj.Insert(ast.StringTerm("labels"), ast.NewTerm(stringMap(l)))
+		obj.Insert(keyTerm("labels"), ast.NewTerm(stringMap(l)))
 	}
 	return obj
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 
 	"github.com/guestgate/guestgate/config"
+	"github.com/guestgate/guestgate/engine"
 )
 
 func TestPathsAProxyAndAnUpstreamCouldReadDifferentlyAreRefused(t *testing.T) {
@@ -151,6 +152,8 @@ func TestCookieCredentialIsFoundAndRemoved(t *testing.T) {
 // policy input shows the query (the path, the query, Envoy's :path and
 // x-envoy-original-path, parsed_query), however the client spelled it.
 func TestQueryCredentialIsRedactedEverywhereInTheInput(t *testing.T) {
+	// The plan of a policy that reads every part of the input.
+	everything := newInputPlan(engine.Revision{})
 	chk := config.Check{Credentials: []config.Credential{{Query: "token"}}}
 	for name, rawQuery := range map[string]string{
 		"plain":                "a=1&token=tokpartA.tokpartB.tokpartC&b=2",
@@ -168,12 +171,12 @@ func TestQueryCredentialIsRedactedEverywhereInTheInput(t *testing.T) {
 			if r.problem != "" || r.rawToken != "tokpartA.tokpartB.tokpartC" {
 				t.Fatalf("token %q, problem %q", r.rawToken, r.problem)
 			}
-			if in := buildInput(r, nil, "untrusted_issuer", "id", false).String(); strings.Contains(in, "tokpart") {
+			if in := buildInput(r, nil, "untrusted_issuer", "id", false, everything).String(); strings.Contains(in, "tokpart") {
 				t.Fatalf("the input holds the token: %s", in)
 			}
 			// Configured to show it, the policy sees it: the check above
 			// looks where the token is.
-			if in := buildInput(r, nil, "untrusted_issuer", "id", true).String(); !strings.Contains(in, "tokpart") {
+			if in := buildInput(r, nil, "untrusted_issuer", "id", true, everything).String(); !strings.Contains(in, "tokpart") {
 				t.Fatalf("show_credential_to_policy hid the token: %s", in)
 			}
 		})

@@ -20,27 +20,23 @@ const identityPrefix = "x-guestgate-"
 // client-sent x-guestgate-* header that the policy does not set is removed,
 // and the credential is removed unless configured to be forwarded.
 func (d *Decision) upstream(r *request, st *settings) {
-	set := make(map[string]bool, len(d.UpstreamHeaders)+1)
-	for _, h := range d.UpstreamHeaders {
-		set[h.Name] = true
-	}
-	if !set[identityPrefix+"request-id"] {
+	if !headerSet(d.UpstreamHeaders).has(identityPrefix + "request-id") {
 		d.UpstreamHeaders = append(d.UpstreamHeaders, Header{identityPrefix + "request-id", d.RequestID})
-		set[identityPrefix+"request-id"] = true
 	}
+	set := headerSet(d.UpstreamHeaders) // the headers set so far
 	// Setting a header overwrites the client's value; the rest are removed.
 	// A header is never both set and removed, whatever order a proxy
 	// applies the two lists in.
 	for name := range r.headers {
-		if strings.HasPrefix(name, identityPrefix) && !set[name] {
+		if strings.HasPrefix(name, identityPrefix) && !set.has(name) {
 			d.RemoveHeaders = append(d.RemoveHeaders, name)
 		}
 	}
 	if r.rawToken != "" && !st.check.ForwardCredential {
 		switch {
-		case r.credential.header != "" && !set[r.credential.header]:
+		case r.credential.header != "" && !set.has(r.credential.header):
 			d.RemoveHeaders = append(d.RemoveHeaders, r.credential.header)
-		case r.credential.cookie != "" && !set["cookie"]:
+		case r.credential.cookie != "" && !set.has("cookie"):
 			if rest := withoutCookie(r.headers["cookie"], r.credential.cookie); rest == "" {
 				d.RemoveHeaders = append(d.RemoveHeaders, "cookie")
 			} else {
@@ -52,11 +48,24 @@ func (d *Decision) upstream(r *request, st *settings) {
 	}
 	kept := d.RemoveHeaders[:0]
 	for _, name := range d.RemoveHeaders {
-		if !set[name] {
+		if !set.has(name) {
 			kept = append(kept, name)
 		}
 	}
 	d.RemoveHeaders = kept
+}
+
+// headerSet looks up header names in a list: policies set a handful, so a
+// scan costs less than building a map on every check.
+type headerSet []Header
+
+func (hs headerSet) has(name string) bool {
+	for _, h := range hs {
+		if h.Name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // finish completes a deny: the client gets a coarse reason and the request
@@ -120,7 +129,7 @@ func (d *Decision) CheckResponse() *authv3.CheckResponse {
 		return &authv3.CheckResponse{
 			Status: &rpcstatus.Status{Code: int32(code.Code_OK)},
 			HttpResponse: &authv3.CheckResponse_OkResponse{OkResponse: &authv3.OkHttpResponse{
-				Headers:                 headerOptions(d.UpstreamHeaders),
+				Headers:                 sharedHeaderOptions(d.upstreamOpts, d.UpstreamHeaders),
 				HeadersToRemove:         d.RemoveHeaders,
 				ResponseHeadersToAdd:    headerOptions(d.ResponseHeaders),
 				QueryParametersToSet:    queryParams(d.SetQuery),
@@ -137,23 +146,41 @@ func (d *Decision) CheckResponse() *authv3.CheckResponse {
 		Status: &rpcstatus.Status{Code: int32(c)},
 		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
 			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(d.Status)},
-			Headers: headerOptions(d.DenyHeaders),
+			Headers: sharedHeaderOptions(d.denyOpts, d.DenyHeaders),
 			Body:    d.DenyBody,
 		}},
 		DynamicMetadata: d.DynamicMetadata,
 	}
 }
 
+// sharedHeaderOptions is headerOptions(hs) reusing the built options of
+// shared for the leading headers they match exactly.
+func sharedHeaderOptions(shared []*corev3.HeaderValueOption, hs []Header) []*corev3.HeaderValueOption {
+	n := 0
+	for n < len(shared) && n < len(hs) && shared[n].GetHeader().GetKey() == hs[n].Name && shared[n].GetHeader().GetValue() == hs[n].Value {
+		n++
+	}
+	if n == 0 {
+		return headerOptions(hs)
+	}
+	out := make([]*corev3.HeaderValueOption, 0, len(hs))
+	out = append(out, shared[:n]...)
+	return append(out, headerOptions(hs[n:])...)
+}
+
 func headerOptions(hs []Header) []*corev3.HeaderValueOption {
 	if len(hs) == 0 {
 		return nil
 	}
+	// Three allocations for the whole list rather than two per header.
 	out := make([]*corev3.HeaderValueOption, len(hs))
+	opts := make([]corev3.HeaderValueOption, len(hs))
+	vals := make([]corev3.HeaderValue, len(hs))
 	for i, h := range hs {
-		out[i] = &corev3.HeaderValueOption{
-			Header:       &corev3.HeaderValue{Key: h.Name, Value: h.Value},
-			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-		}
+		vals[i].Key, vals[i].Value = h.Name, h.Value
+		opts[i].Header = &vals[i]
+		opts[i].AppendAction = corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD
+		out[i] = &opts[i]
 	}
 	return out
 }

@@ -16,11 +16,13 @@ import (
 	"net/netip"
 	"strings"
 	"sync/atomic"
+	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
 
 	"github.com/guestgate/guestgate/config"
 	"github.com/guestgate/guestgate/engine"
@@ -32,12 +34,14 @@ import (
 type Checker struct {
 	authv3.UnimplementedAuthorizationServer
 
-	engine   atomic.Pointer[engine.Engine]
-	settings atomic.Pointer[settings]
-	health   *health.Server
-	logger   *slog.Logger // operational log
-	decision *slog.Logger // the decision log
-	observer Observer
+	engine atomic.Pointer[engine.Engine]
+	// inputPlan is what the serving revision reads of the input.
+	inputPlan atomic.Pointer[inputPlan]
+	settings  atomic.Pointer[settings]
+	health    *health.Server
+	logger    *slog.Logger // operational log
+	decision  *slog.Logger // the decision log
+	observer  Observer
 }
 
 // Observer is told of every decision (metrics hang here).
@@ -134,6 +138,17 @@ func (c *Checker) Shutdown() { c.health.Shutdown() }
 func (c *Checker) Register(s *grpc.Server) {
 	authv3.RegisterAuthorizationServer(s, c)
 	healthpb.RegisterHealthServer(s, c.health)
+}
+
+// ServerOptions are the gRPC server options the check is served with. The
+// benchmark's no-op floor server uses the same, so the two differ only in
+// what a Check does.
+func ServerOptions(maxMessageBytes int) []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(maxMessageBytes),
+		grpc.MaxSendMsgSize(maxMessageBytes),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	}
 }
 
 // Check implements Envoy's Authorization service. It always answers with a

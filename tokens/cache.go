@@ -3,6 +3,8 @@ package tokens
 import (
 	"context"
 	"crypto/sha256"
+	"hash"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -43,7 +45,7 @@ func newTokenCache(size int) (*tokenCache, error) {
 
 // verify answers from the cache or verifies raw and caches the success.
 func (c *tokenCache) verify(ctx context.Context, v *Verifier, raw string) (*Token, error) {
-	key := sha256.Sum256([]byte(raw))
+	key := sumToken(raw)
 	now := v.now()
 	if tok := c.get(key, now, v); tok != nil {
 		if v.hooks.OnCacheHit != nil {
@@ -77,6 +79,33 @@ func (c *tokenCache) verify(ctx context.Context, v *Verifier, raw string) (*Toke
 	case <-ctx.Done():
 		return nil, errorf(CodeKeysUnavailable, "verification abandoned: %v", ctx.Err())
 	}
+}
+
+// tokenHasher is a SHA-256 state with the buffers sumToken needs, pooled
+// so that hashing a token allocates nothing.
+type tokenHasher struct {
+	h   hash.Hash
+	buf [256]byte
+	sum [sha256.Size]byte
+}
+
+var tokenHashers = sync.Pool{New: func() any { return &tokenHasher{h: sha256.New()} }}
+
+// sumToken is SHA-256(raw) without copying the whole token into a new
+// byte slice (sha256.Sum256([]byte(raw)) allocates its length on every
+// check): it is fed through a small buffer.
+func sumToken(raw string) [sha256.Size]byte {
+	th := tokenHashers.Get().(*tokenHasher)
+	th.h.Reset()
+	for len(raw) > 0 {
+		n := copy(th.buf[:], raw)
+		th.h.Write(th.buf[:n])
+		raw = raw[n:]
+	}
+	th.h.Sum(th.sum[:0])
+	sum := th.sum
+	tokenHashers.Put(th)
+	return sum
 }
 
 // get returns the cached token for key if it is still good at now.

@@ -2,9 +2,11 @@ package tokens
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -264,5 +266,14 @@ func TestCacheIsPurgedWhenKeysChange(t *testing.T) {
 	}
 	if v.hits.Load() != hits {
 		t.Fatal("token of the retired key served from the cache")
+	}
+}
+
+func TestSumTokenIsSHA256OfTheToken(t *testing.T) {
+	for _, n := range []int{0, 1, 255, 256, 257, 1000, 4096} {
+		raw := strings.Repeat("a.b-", n/4+1)[:n]
+		if got, want := sumToken(raw), sha256.Sum256([]byte(raw)); got != want {
+			t.Fatalf("sumToken of %d bytes = %x, want %x", n, got, want)
+		}
 	}
 }

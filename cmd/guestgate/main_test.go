@@ -74,7 +74,7 @@ func TestServeStopsOnCancelAndReportsHealth(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if !rd.Ready || rd.Policy.Revision == "" || !rd.Config.Development {
+	if !rd.Ready || rd.Policy.Revision == "" || !rd.Config.Development || !strings.HasPrefix(rd.Policy.DecisionCache, "on") {
 		t.Fatalf("readiness = %+v", rd)
 	}
 	cancel()

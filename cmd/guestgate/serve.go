@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/guestgate/guestgate/config"
@@ -19,6 +21,7 @@ func serveCmd(args []string, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	tuneGC()
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	cfg, err := loadConfig(*configPath)
 	if err != nil {
@@ -37,6 +40,20 @@ func serveCmd(args []string, stderr io.Writer) error {
 		return err
 	}
 	return s.serve(ctx)
+}
+
+// gcPercent is the garbage collector's target when GOGC is not set. The
+// live heap is small (the compiled policy, the caches) and every check
+// allocates a little (gRPC's request and response, the input), so at Go's
+// default of 100 the collector runs very often; 200 halves that for a few
+// MiB more peak RSS. make bench on 2 CPUs: CPU per check 37 -> 30 µs,
+// throughput 0.77 -> 0.86 of the floor, peak RSS 45 -> 52 MiB.
+const gcPercent = 200
+
+func tuneGC() {
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(gcPercent)
+	}
 }
 
 // loadConfig reads the given file, or the development setup when none is

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/keepalive"
 
 	"github.com/guestgate/guestgate/config"
 	"github.com/guestgate/guestgate/engine"
@@ -68,7 +67,9 @@ func newSidecar(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*
 		Dir:      cfg.Policy.Dir,
 		Query:    cfg.Policy.Query,
 		Debounce: cfg.Policy.Debounce.D(),
-		Logger:   logger,
+		// -1 in the config is off; the engine takes any negative number.
+		DecisionCacheSize: cfg.Policy.DecisionCache,
+		Logger:            logger,
 		// The engine logs every load and refusal itself.
 		OnReload: func(ev engine.ReloadEvent) { s.metrics.PolicyReload(ev.Revision, ev.Err) },
 	})
@@ -117,11 +118,7 @@ func (s *sidecar) listen() error {
 // checks within the shutdown timeout, and returns.
 func (s *sidecar) serve(ctx context.Context) error {
 	cfg := s.cfg.Load()
-	s.grpcServer = grpc.NewServer(
-		grpc.MaxRecvMsgSize(cfg.Listen.MaxMessageBytes),
-		grpc.MaxSendMsgSize(cfg.Listen.MaxMessageBytes),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-	)
+	s.grpcServer = grpc.NewServer(ext_authz.ServerOptions(cfg.Listen.MaxMessageBytes)...)
 	s.checker.Register(s.grpcServer)
 	s.httpServer = &http.Server{Handler: s.checker.HTTP(s.publicMux()), ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
 		WriteTimeout: 10 * time.Second, IdleTimeout: 60 * time.Second, MaxHeaderBytes: 32 << 10}
@@ -278,11 +275,13 @@ type readiness struct {
 }
 
 type policyReadiness struct {
-	Revision    string    `json:"revision"`
-	LoadedAt    time.Time `json:"loaded_at"`
-	Files       int       `json:"files"`
-	LastError   string    `json:"last_error,omitempty"`
-	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	Revision string `json:"revision"`
+	// DecisionCache is "on: ..." or "off: <why>" (engine.Status).
+	DecisionCache string    `json:"decision_cache"`
+	LoadedAt      time.Time `json:"loaded_at"`
+	Files         int       `json:"files"`
+	LastError     string    `json:"last_error,omitempty"`
+	LastErrorAt   time.Time `json:"last_error_at,omitzero"`
 }
 
 type configReadiness struct {
@@ -309,7 +308,7 @@ func (s *sidecar) readyz(w http.ResponseWriter, r *http.Request) {
 	cfg := s.cfg.Load()
 	rd := readiness{
 		Ready:  s.checker.Ready() && st.Ready,
-		Policy: policyReadiness{Revision: st.Revision, LoadedAt: st.LoadedAt, Files: st.Files, LastError: st.LastError, LastErrorAt: st.LastErrorAt},
+		Policy: policyReadiness{Revision: st.Revision, DecisionCache: st.DecisionCache, LoadedAt: st.LoadedAt, Files: st.Files, LastError: st.LastError, LastErrorAt: st.LastErrorAt},
 	}
 	s.mu.Lock()
 	rd.Config = configReadiness{Path: cfg.Path, Development: cfg.Development, LoadedAt: s.configLoaded, LastError: s.configError, LastErrorAt: s.configErrAt}
