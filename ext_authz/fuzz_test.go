@@ -4,15 +4,12 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
 
 	"github.com/guestgate/guestgate/config"
-	"github.com/guestgate/guestgate/engine"
 )
 
 // FuzzCheck feeds hostile requests to the whole check (request reading,
@@ -24,14 +21,7 @@ import (
 // client's own x-guestgate-* headers never reach upstream, the credential
 // never reaches the client, and the answer marshals.
 func FuzzCheck(f *testing.F) {
-	dir := f.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "authz.rego"), []byte(testPolicy), 0o600); err != nil {
-		f.Fatal(err)
-	}
-	eng, err := engine.New(engine.Options{Dir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		f.Fatal(err)
-	}
+	eng, dir := policyEngine(f, testPolicy)
 	cfg, err := config.Parse(nil, dir)
 	if err != nil {
 		f.Fatal(err)

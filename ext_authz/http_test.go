@@ -6,13 +6,10 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/guestgate/guestgate/config"
-	"github.com/guestgate/guestgate/engine"
 )
 
 // httpHarness is the HTTP check on a real loopback server, in one form.
@@ -25,14 +22,7 @@ type httpHarness struct {
 
 func startHTTPHarness(t *testing.T, form string, extra string, ready bool) *httpHarness {
 	t.Helper()
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "authz.rego"), []byte(testPolicy), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	eng, err := engine.New(engine.Options{Dir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		t.Fatal(err)
-	}
+	eng, dir := policyEngine(t, testPolicy)
 	cfg, err := config.Parse([]byte("decision_log:\n  full: true\nhttp_check:\n  form: "+form+"\n"+extra), dir)
 	if err != nil {
 		t.Fatal(err)
@@ -278,14 +268,7 @@ func TestHTTPCheckServesOnlyItsPrefixAndOnlyWhenConfigured(t *testing.T) {
 // BenchmarkHTTPCheck is one nginx-form check through the handler, without
 // the network: compare with BenchmarkCheck (the gRPC form's Decide).
 func BenchmarkHTTPCheck(b *testing.B) {
-	dir := b.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "authz.rego"), []byte(testPolicy), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	eng, err := engine.New(engine.Options{Dir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		b.Fatal(err)
-	}
+	eng, dir := policyEngine(b, testPolicy)
 	cfg, err := config.Parse([]byte("http_check:\n  form: nginx\n"), dir)
 	if err != nil {
 		b.Fatal(err)
@@ -318,14 +301,7 @@ func FuzzHTTPCheck(f *testing.F) {
 	f.Add(uint8(2), "GET", "/allow/../admin", "", "")
 	f.Add(uint8(1), "G\x00T", "/%2e%2e/allow-plain", "\r\nX: y", "")
 	f.Add(uint8(0), "POST", "/body", "", `{"name":"a","name":"b"}`)
-	dir := f.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "authz.rego"), []byte(testPolicy), 0o600); err != nil {
-		f.Fatal(err)
-	}
-	eng, err := engine.New(engine.Options{Dir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		f.Fatal(err)
-	}
+	eng, dir := policyEngine(f, testPolicy)
 	handlers := make([]http.Handler, len(forms))
 	logs := &logBuffer{}
 	for i, form := range forms {

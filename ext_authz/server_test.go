@@ -74,16 +74,24 @@ type harness struct {
 	logs    *logBuffer
 }
 
-func startHarness(t *testing.T, policy string, ready bool) *harness {
-	t.Helper()
-	dir := t.TempDir()
+// policyEngine serves policy, the one file of a fresh directory (returned
+// for the config's relative paths).
+func policyEngine(tb testing.TB, policy string) (*engine.Engine, string) {
+	tb.Helper()
+	dir := tb.TempDir()
 	if err := os.WriteFile(filepath.Join(dir, "authz.rego"), []byte(policy), 0o600); err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	eng, err := engine.New(engine.Options{Dir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
+	return eng, dir
+}
+
+func startHarness(t *testing.T, policy string, ready bool) *harness {
+	t.Helper()
+	eng, dir := policyEngine(t, policy)
 	cfg, err := config.Parse([]byte("decision_log:\n  full: true\n"), dir)
 	if err != nil {
 		t.Fatal(err)
@@ -358,14 +366,7 @@ func TestDecisionLogHoldsNoTokenOrBody(t *testing.T) {
 }
 
 func BenchmarkCheck(b *testing.B) {
-	dir := b.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "authz.rego"), []byte(testPolicy), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	eng, err := engine.New(engine.Options{Dir: dir, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	if err != nil {
-		b.Fatal(err)
-	}
+	eng, dir := policyEngine(b, testPolicy)
 	cfg, _ := config.Parse(nil, dir)
 	c := New(Settings{Check: cfg.Check, DecisionLog: cfg.DecisionLog}, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	c.SetEngine(eng)

@@ -9,7 +9,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
@@ -23,7 +22,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -275,23 +273,9 @@ type decisionLine struct {
 	Subject    string `json:"subject"`
 }
 
-// lineBuffer collects the sidecar's JSON log lines.
-type lineBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lineBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lineBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+// lineBuffer collects the sidecar's JSON log lines and finds decisions in
+// them.
+type lineBuffer struct{ syncBuffer }
 
 // decision finds the decision log line of request id. The line is written
 // before Check answers, so it is there when the answer is.
