@@ -165,6 +165,11 @@ func copyDevSetup(t testing.TB, edits map[string]string) (string, string) {
 	}
 	cfgPath := filepath.Join(dir, "dev", "guestgate.yaml")
 	writeFile(t, cfgPath, cfgText)
+	if strings.Contains(cfgText, "development: false") {
+		// Outside the development setup the published credentials are
+		// refused: the copy gets fresh ones.
+		replaceDevelopmentCredentials(t, filepath.Join(dir, "dev"))
+	}
 	return dir, cfgPath
 }
 

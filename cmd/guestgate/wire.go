@@ -13,6 +13,9 @@ import (
 // buildTokens turns the config's minting keys into a signer (nil when
 // guestgate mints nothing) and its trusted issuers into a verifier.
 func buildTokens(ctx context.Context, cfg *config.Config, hooks tokens.Hooks) (*tokens.Signer, *tokens.Verifier, error) {
+	if err := refuseDevelopmentMaterial(cfg); err != nil {
+		return nil, nil, err
+	}
 	signer, err := buildSigner(cfg)
 	if err != nil {
 		return nil, nil, err

@@ -328,8 +328,10 @@ const markerWidget = "W-BENCH-MARKER"
 
 // writeSetup copies the shipped policy to dir (with the marker widget
 // added to its registry) and writes a config that serves it on loopback
-// port 0 with the development keys, the decision log as it ships (allows
-// sampled, denials all) and coarse reasons, as a deployment runs.
+// port 0 with the development keys (so as the development setup: guestgate
+// refuses published keys in any other), but with the decision log as it
+// ships (allows sampled, denials all) and coarse reasons, as a deployment
+// runs.
 func writeSetup(repo, dir string) (cfgPath, widgetsPath string, err error) {
 	src := filepath.Join(repo, "policies")
 	dst := filepath.Join(dir, "policies")
@@ -358,7 +360,10 @@ func writeSetup(repo, dir string) (cfgPath, widgetsPath string, err error) {
 		return "", "", err
 	}
 	dev := filepath.Join(repo, "testdata", "dev")
-	cfg := fmt.Sprintf(`listen:
+	cfg := fmt.Sprintf(`development: true
+check:
+  precise_reasons: false
+listen:
   grpc: 127.0.0.1:0
   http: 127.0.0.1:0
   admin: 127.0.0.1:0
