@@ -53,11 +53,9 @@ path_fits_command if {
 	not command in data.chat.commands_without_channel
 }
 
-claims := input.token.claims
+widget := input.token.claims["custom:wid"]
 
-widget := claims["custom:wid"]
-
-bound_channel := claims["custom:channel_id"]
+bound_channel := input.token.claims["custom:channel_id"]
 
 # How the visitor came in decides where it may act. guestgate's own issuer
 # says so in custom:entry; a token of an external user pool has only a widget.
@@ -66,24 +64,24 @@ bound_channel := claims["custom:channel_id"]
 #   "unbound"      an external pool's token: the widget, no entry, no channel
 # Any other combination of claims is not a session this policy knows.
 session := "kite" if {
-	claims["custom:entry"] == "kite"
+	input.token.claims["custom:entry"] == "kite"
 	is_string(widget)
 	is_string(bound_channel)
 }
 
 session := "public_link" if {
-	claims["custom:entry"] == "public_link"
+	input.token.claims["custom:entry"] == "public_link"
 	is_string(bound_channel)
 	not has_claim("custom:wid")
 }
 
 session := "unbound" if {
-	is_string(widget)
 	not has_claim("custom:entry")
+	is_string(widget)
 	not has_claim("custom:channel_id")
 }
 
-has_claim(name) if _ = claims[name]
+has_claim(name) if _ = input.token.claims[name]
 
 # A widget session works while its widget has anonymous sessions on, and only
 # in the Kite channel it was bound to when it started. Kite channels are fresh

@@ -104,17 +104,15 @@ targets contains id if some id in person_ids(input.parsed_body)
 person_ids(fields) := {lower(trim_space(id)) |
 	is_object(fields)
 	some name, value in fields
-	person_field(name)
+	lower(name) in person_fields
 	some item in as_list(value)
 	is_string(item)
 	some id in split(item, ",")
 }
 
-# Field names are compared in any letter case: some JSON decoders match them so.
-person_field(name) if {
-	some field in route.person_fields
-	lower(name) == lower(field)
-}
+# The route's person fields, lower-cased: field names are compared in any
+# letter case, since some JSON decoders match them so.
+person_fields := {lower(field) | some field in route.person_fields}
 
 as_list(value) := value if is_array(value)
 
