@@ -44,13 +44,13 @@ command_listed if command in data.chat.anonymous_commands
 # A command without a channel (GetTokenCommand) is sent without one; every
 # other command names its channel.
 path_fits_command if {
-	not path_channel
-	command in data.chat.commands_without_channel
+	path_channel
+	not command in data.chat.commands_without_channel
 }
 
 path_fits_command if {
-	path_channel
-	not command in data.chat.commands_without_channel
+	not path_channel
+	command in data.chat.commands_without_channel
 }
 
 widget := input.token.claims["custom:wid"]
@@ -144,9 +144,9 @@ path_channel_public if data.registry.channels[path_channel].public == true
 path_channel_assigned if path_channel in data.registry.widgets[widget].channels
 
 # The request acts in the token's own channel, or in none (GetTokenCommand).
-in_bound_channel if not path_channel
-
 in_bound_channel if path_channel == bound_channel
+
+in_bound_channel if not path_channel
 
 creating_channel if command == "CreateKiteChannelCommand"
 
