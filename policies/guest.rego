@@ -95,13 +95,11 @@ targets contains lower(segment) if {
 	i > 1
 }
 
-targets contains id if some id in person_ids(input.parsed_query)
-
-targets contains id if some id in person_ids(input.parsed_body)
-
-# A field may hold a string or a list of them (a query parameter, a form
-# field), and a list of people may be comma-separated (GET /v1/people?id=a,b).
-person_ids(fields) := {lower(trim_space(id)) |
+# The person fields of the query and the body: a field may hold a string or a
+# list of them (a query parameter, a form field), and a list of people may be
+# comma-separated (GET /v1/people?id=a,b).
+targets contains lower(trim_space(id)) if {
+	some fields in request_fields
 	is_object(fields)
 	some name, value in fields
 	lower(name) in person_fields
@@ -109,6 +107,11 @@ person_ids(fields) := {lower(trim_space(id)) |
 	is_string(item)
 	some id in split(item, ",")
 }
+
+# The fields a request carries: its query parameters and its parsed body.
+request_fields contains input.parsed_query
+
+request_fields contains input.parsed_body
 
 # The route's person fields, lower-cased: field names are compared in any
 # letter case, since some JSON decoders match them so.
