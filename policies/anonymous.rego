@@ -62,20 +62,18 @@ bound_channel := input.token.claims["custom:channel_id"]
 #   "kite"         a widget session: the widget and the visitor's own Kite channel
 #   "public_link"  a link into a public chat: that channel, no widget
 #   "unbound"      an external pool's token: the widget, no entry, no channel
-# Any other combination of claims is not a session this policy knows.
+# Any other combination of claims is not a session this policy knows. The
+# three exclude each other (by custom:entry); written as one chain, OPA stops
+# at the first that holds.
 session := "kite" if {
 	input.token.claims["custom:entry"] == "kite"
 	is_string(widget)
 	is_string(bound_channel)
-}
-
-session := "public_link" if {
+} else := "public_link" if {
 	input.token.claims["custom:entry"] == "public_link"
 	is_string(bound_channel)
 	not has_claim("custom:wid")
-}
-
-session := "unbound" if {
+} else := "unbound" if {
 	not has_claim("custom:entry")
 	is_string(widget)
 	not has_claim("custom:channel_id")
