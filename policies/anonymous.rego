@@ -44,46 +44,42 @@ command_listed if command in data.chat.anonymous_commands
 # A command without a channel (GetTokenCommand) is sent without one; every
 # other command names its channel.
 path_fits_command if {
-	not path_channel
-	command in data.chat.commands_without_channel
-}
-
-path_fits_command if {
 	path_channel
 	not command in data.chat.commands_without_channel
 }
 
-claims := input.token.claims
+path_fits_command if {
+	not path_channel
+	command in data.chat.commands_without_channel
+}
 
-widget := claims["custom:wid"]
+widget := input.token.claims["custom:wid"]
 
-bound_channel := claims["custom:channel_id"]
+bound_channel := input.token.claims["custom:channel_id"]
 
 # How the visitor came in decides where it may act. guestgate's own issuer
 # says so in custom:entry; a token of an external user pool has only a widget.
 #   "kite"         a widget session: the widget and the visitor's own Kite channel
 #   "public_link"  a link into a public chat: that channel, no widget
 #   "unbound"      an external pool's token: the widget, no entry, no channel
-# Any other combination of claims is not a session this policy knows.
+# Any other combination of claims is not a session this policy knows. The
+# three exclude each other (by custom:entry); written as one chain, OPA stops
+# at the first that holds.
 session := "kite" if {
-	claims["custom:entry"] == "kite"
+	input.token.claims["custom:entry"] == "kite"
 	is_string(widget)
 	is_string(bound_channel)
-}
-
-session := "public_link" if {
-	claims["custom:entry"] == "public_link"
+} else := "public_link" if {
+	input.token.claims["custom:entry"] == "public_link"
 	is_string(bound_channel)
 	not has_claim("custom:wid")
-}
-
-session := "unbound" if {
-	is_string(widget)
+} else := "unbound" if {
 	not has_claim("custom:entry")
+	is_string(widget)
 	not has_claim("custom:channel_id")
 }
 
-has_claim(name) if _ = claims[name]
+has_claim(name) if _ = input.token.claims[name]
 
 # A widget session works while its widget has anonymous sessions on, and only
 # in the Kite channel it was bound to when it started. Kite channels are fresh
@@ -146,9 +142,9 @@ path_channel_public if data.registry.channels[path_channel].public == true
 path_channel_assigned if path_channel in data.registry.widgets[widget].channels
 
 # The request acts in the token's own channel, or in none (GetTokenCommand).
-in_bound_channel if not path_channel
-
 in_bound_channel if path_channel == bound_channel
+
+in_bound_channel if not path_channel
 
 creating_channel if command == "CreateKiteChannelCommand"
 

@@ -97,11 +97,15 @@ identity_complete if {
 # backslash that was percent-encoded inside a segment, could make an upstream
 # resolve another path than the one checked here, so such paths are refused.
 path_canonical if {
-	every segment in input.parsed_path {
-		not segment in {".", ".."}
-		not contains(segment, "/")
-		not contains(segment, "\\")
-	}
+	is_array(input.parsed_path)
+	not unsafe_segment
+}
+
+# A segment that is "." or "..", or holds a slash or a backslash. (One
+# regular expression per segment: cheaper to evaluate than three checks.)
+unsafe_segment if {
+	some segment in input.parsed_path
+	regex.match(`^\.\.?$|[/\\]`, segment)
 }
 
 # Who is calling, on every allowed request. The subject is namespaced by its

@@ -148,6 +148,24 @@ test_paths_that_could_resolve_elsewhere_are_denied if {
 	}
 }
 
+# Only a whole "." or ".." segment is a dot segment: dots inside a segment
+# are ordinary characters.
+test_segments_with_dots_inside_are_canonical if {
+	every segments in [
+		["v1", "launchpads", "lp-1.2", "apps"],
+		["v1", "launchpads", "lp-123", "..."],
+		["v1", "launchpads", "lp-123", ".well-known"],
+		["v1", "launchpads", "lp-123", "a..b"],
+	] {
+		authz.path_canonical with input as {"parsed_path": segments}
+	}
+}
+
+test_request_without_a_parsed_path_is_not_canonical if {
+	not authz.path_canonical with input as {}
+	not authz.path_canonical with input as {"parsed_path": "/v1/launchpads/lp-123"}
+}
+
 test_denial_carries_the_reason_of_the_kind if {
 	authz.decision == {"allowed": false, "http_status": 403, "reason": "route_not_allowed"} with input as request("GET", "/calendar/events", kite_token)
 	authz.decision.reason == "guest_token_login_only" with input as request("GET", "/v1/messages", guest_token)

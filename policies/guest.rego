@@ -95,26 +95,27 @@ targets contains lower(segment) if {
 	i > 1
 }
 
-targets contains id if some id in person_ids(input.parsed_query)
-
-targets contains id if some id in person_ids(input.parsed_body)
-
-# A field may hold a string or a list of them (a query parameter, a form
-# field), and a list of people may be comma-separated (GET /v1/people?id=a,b).
-person_ids(fields) := {lower(trim_space(id)) |
+# The person fields of the query and the body: a field may hold a string or a
+# list of them (a query parameter, a form field), and a list of people may be
+# comma-separated (GET /v1/people?id=a,b).
+targets contains lower(trim_space(id)) if {
+	some fields in request_fields
 	is_object(fields)
 	some name, value in fields
-	person_field(name)
+	lower(name) in person_fields
 	some item in as_list(value)
 	is_string(item)
 	some id in split(item, ",")
 }
 
-# Field names are compared in any letter case: some JSON decoders match them so.
-person_field(name) if {
-	some field in route.person_fields
-	lower(name) == lower(field)
-}
+# The fields a request carries: its query parameters and its parsed body.
+request_fields contains input.parsed_query
+
+request_fields contains input.parsed_body
+
+# The route's person fields, lower-cased: field names are compared in any
+# letter case, since some JSON decoders match them so.
+person_fields := {lower(field) | some field in route.person_fields}
 
 as_list(value) := value if is_array(value)
 
