@@ -17,7 +17,6 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -94,32 +93,8 @@ func startE2EWith(t testing.TB, edits, files map[string]string) *e2e {
 	}
 	e.guestKey = e.readGuestSecret()
 
-	ctx, cancel := context.WithCancel(context.Background())
-	logger := slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	s, err := newSidecar(ctx, cfg, logger)
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	if err := s.listen(); err != nil {
-		cancel()
-		t.Fatal(err)
-	}
+	s, _, _ := runSidecar(t, cfg, e.logs)
 	e.s = s
-	done := make(chan error, 1)
-	go func() { done <- s.serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("serve: %v", err)
-			}
-		case <-time.After(15 * time.Second):
-			t.Error("serve did not stop within 15s of cancellation")
-		}
-	})
-	waitReady(t, "http://"+s.adminLis.Addr().String()+"/readyz")
 	conn, err := grpc.NewClient(s.grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)

@@ -24,7 +24,7 @@ func startSidecar(t *testing.T, cfg *config.Config, logs io.Writer) *sidecar {
 
 // runSidecar is startSidecar that also returns the cancel that stops the
 // sidecar and the channel serve's result arrives on.
-func runSidecar(t *testing.T, cfg *config.Config, logs io.Writer) (*sidecar, context.CancelFunc, chan error) {
+func runSidecar(t testing.TB, cfg *config.Config, logs io.Writer) (*sidecar, context.CancelFunc, chan error) {
 	t.Helper()
 	if logs == nil {
 		logs = io.Discard
@@ -46,7 +46,10 @@ func runSidecar(t *testing.T, cfg *config.Config, logs io.Writer) (*sidecar, con
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case <-done:
+		case err := <-done:
+			if err != nil {
+				t.Errorf("serve: %v", err)
+			}
 		case <-time.After(15 * time.Second):
 			t.Error("serve did not stop within 15s of cancellation")
 		}
