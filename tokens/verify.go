@@ -80,7 +80,7 @@ type Hooks struct {
 
 // Config configures a Verifier.
 type Config struct {
-	// Issuers are the trusted issuers. At least one.
+	// Issuers are the trusted issuers. Empty: every token is untrusted_issuer.
 	Issuers []Issuer
 	// MaxTokenSize bounds a token in bytes. Zero: DefaultMaxTokenSize.
 	MaxTokenSize int
