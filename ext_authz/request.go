@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -127,8 +128,13 @@ func joinHeaderMap(hs []*corev3.HeaderValue) map[string]string {
 
 // checkPath refuses every path whose meaning a proxy and an upstream could
 // read differently: dot segments, empty segments, backslashes, encoded
-// slashes and backslashes, and escapes that are not canonical (lower-case
-// hex, encoded unreserved characters, control characters, malformed).
+// slashes and backslashes, escapes that are not canonical (lower-case
+// hex, encoded unreserved characters, control characters, malformed),
+// path parameters (";": Tomcat, Jetty and Spring drop ";param" from each
+// segment before resolving dot segments, so "/a/..;/b" is "/b" to them and
+// "a", "..;", "b" to the policy) and bytes that are not UTF-8 once decoded
+// (an overlong %C0%AE is "." to some decoders). A literal ";" is sent as
+// %3B, which every server reads as data.
 // Envoy normalises paths before the check; this is the second lock.
 func checkPath(p string) string {
 	if !strings.HasPrefix(p, "/") {
@@ -144,6 +150,8 @@ func checkPath(p string) string {
 			return "backslash in path"
 		case c < 0x21 || c == 0x7f || c == '#':
 			return "control character, space or # in path"
+		case c == ';':
+			return "path parameter (;) in path"
 		case c == '%':
 			if i+2 >= len(p) || !isUpperHex(p[i+1]) || !isUpperHex(p[i+2]) {
 				return "malformed or lower-case percent escape"
@@ -164,6 +172,9 @@ func checkPath(p string) string {
 		if seg == "." || seg == ".." {
 			return "dot segment in path"
 		}
+	}
+	if d, err := url.PathUnescape(p); err != nil || !utf8.ValidString(d) {
+		return "path is not UTF-8 once decoded (overlong or invalid escape)"
 	}
 	return ""
 }
