@@ -39,10 +39,15 @@ type request struct {
 	problem, detail string // a deny reason found before the policy runs
 }
 
-// credential is where a token was found, so it can be redacted from the
-// input and removed from what goes upstream.
+// credential is where a token was looked for, so it can be redacted from
+// the input and removed from what goes upstream.
 type credential struct {
 	header, scheme, cookie, query string
+	// present says the request carries something in that place, whether
+	// or not a token could be taken from it (a query parameter or cookie
+	// sent twice, a scheme not followed by a space): it is hidden and
+	// removed all the same, since its value is a token nonetheless.
+	present bool
 }
 
 // Reasons guestgate itself gives, before or instead of the policy.
@@ -220,14 +225,21 @@ func (r *request) findCredential(chk *config.Check) {
 		r.credential = credential{header: c.Header, scheme: c.Scheme, cookie: c.Cookie, query: c.Query}
 		switch {
 		case c.Header != "":
-			r.rawToken = tokenFromHeader(r.headers[c.Header], c.Scheme)
+			v, ok := r.headers[c.Header]
+			r.rawToken = tokenFromHeader(v, c.Scheme)
+			r.credential.present = ok && (c.Scheme == "" || c.Scheme == "-" ||
+				len(v) >= len(c.Scheme) && strings.EqualFold(v[:len(c.Scheme)], c.Scheme))
 		case c.Cookie != "":
 			r.rawToken = cookieValue(r.headers["cookie"], c.Cookie)
+			r.credential.present = hasCookie(r.headers["cookie"], c.Cookie)
 		case c.Query != "":
-			if vs := r.params[c.Query]; len(vs) == 1 {
+			vs, ok := r.params[c.Query]
+			if len(vs) == 1 {
 				r.rawToken = vs[0]
 			}
+			r.credential.present = ok
 		}
+		r.credential.present = r.credential.present || r.rawToken != ""
 		return
 	}
 }
@@ -250,6 +262,31 @@ func cookieValue(header, name string) string {
 		}
 	}
 	return ""
+}
+
+// hasCookie says whether the cookie header holds a cookie named name.
+func hasCookie(header, name string) bool {
+	for _, part := range strings.Split(header, ";") {
+		if k, _, _ := strings.Cut(strings.TrimSpace(part), "="); k == name {
+			return true
+		}
+	}
+	return false
+}
+
+// redactCookie replaces the value of every cookie named name with
+// <redacted>, leaving the rest of the header as it was written. It works
+// on whole cookies: another cookie whose name or value merely contains
+// "name=<token>" is not the credential.
+func redactCookie(header, name string) string {
+	parts := strings.Split(header, ";")
+	for i, part := range parts {
+		p := strings.TrimLeft(part, " \t")
+		if k, _, _ := strings.Cut(strings.TrimSpace(p), "="); k == name {
+			parts[i] = part[:len(part)-len(p)] + name + "=" + redacted
+		}
+	}
+	return strings.Join(parts, ";")
 }
 
 // withoutCookie returns the cookie header without the named cookie.
@@ -397,7 +434,7 @@ func (r *request) httpValue(showCredential bool, need *inputPlan) ast.Value {
 	}
 	path, query := h.GetPath(), h.GetQuery()
 	headers := r.headers
-	if !showCredential && r.rawToken != "" {
+	if !showCredential && r.credential.present {
 		switch {
 		case r.credential.header != "":
 			if need.has("attributes.request.http.headers") {
@@ -405,7 +442,7 @@ func (r *request) httpValue(showCredential bool, need *inputPlan) ast.Value {
 			}
 		case r.credential.cookie != "":
 			if need.has("attributes.request.http.headers") {
-				headers = copyWith(headers, "cookie", strings.Replace(headers["cookie"], r.credential.cookie+"="+r.rawToken, r.credential.cookie+"="+redacted, 1))
+				headers = copyWith(headers, "cookie", redactCookie(headers["cookie"], r.credential.cookie))
 			}
 		case r.credential.query != "":
 			// The query appears in the path, the query and Envoy's :path

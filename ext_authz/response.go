@@ -32,7 +32,7 @@ func (d *Decision) upstream(r *request, st *settings) {
 			d.RemoveHeaders = append(d.RemoveHeaders, name)
 		}
 	}
-	if r.rawToken != "" && !st.check.ForwardCredential {
+	if r.credential.present && !st.check.ForwardCredential {
 		switch {
 		case r.credential.header != "" && !set.has(r.credential.header):
 			d.RemoveHeaders = append(d.RemoveHeaders, r.credential.header)

@@ -1,0 +1,106 @@
+package ext_authz
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/guestgate/guestgate/config"
+)
+
+// echoPolicy allows every request and hands what it was shown of the
+// request back as dynamic metadata, so a test sees exactly what a policy
+// (and whatever it logs or forwards) can see.
+const echoPolicy = `package guestgate.authz
+
+decision := {"allowed": true, "dynamic_metadata": {"seen": json.marshal([input.attributes, input.parsed_query])}}
+`
+
+// TestCredentialIsHiddenAndRemovedEvenWhenNoTokenIsTakenFromIt: a request
+// can carry the credential in a shape guestgate takes no token from (the
+// query parameter or the cookie twice, the scheme followed by a tab). The
+// value is still a token: the policy must not see it and, on an allow, it
+// must not go upstream.
+func TestCredentialIsHiddenAndRemovedEvenWhenNoTokenIsTakenFromIt(t *testing.T) {
+	cases := []struct {
+		name, credentials, path string
+		headers                 map[string]string
+		leak                    string // must not appear in the input
+		upstream                func(d *Decision) bool
+	}{
+		{
+			name: "query parameter twice", credentials: "- query: token",
+			path: "/x?token=tokpartA&token=tokpartB", leak: "tokpart",
+			upstream: func(d *Decision) bool { return slices.Contains(d.RemoveQuery, "token") },
+		},
+		{
+			name: "cookie twice", credentials: "- cookie: gg",
+			path: "/x", headers: map[string]string{"cookie": "gg=tokpartA; a=1; gg=tokpartB"}, leak: "tokpart",
+			upstream: func(d *Decision) bool { return cookieGone(d, "gg") },
+		},
+		{
+			name: "second cookie of the same name", credentials: "- cookie: gg",
+			path: "/x", headers: map[string]string{"cookie": "gg=tokpartA; gg=tokpartB"}, leak: "tokpartB",
+			upstream: func(d *Decision) bool { return cookieGone(d, "gg") },
+		},
+		{
+			name: "cookie after one whose name ends like it", credentials: "- cookie: gg",
+			path: "/x", headers: map[string]string{"cookie": "xgg=tokpartAzz; gg=tokpartA"}, leak: "; gg=tokpartA",
+			upstream: func(d *Decision) bool { return cookieGone(d, "gg") },
+		},
+		{
+			name: "scheme followed by a tab", credentials: "- header: authorization",
+			path: "/x", headers: map[string]string{"authorization": "Bearer\ttokpartA"}, leak: "tokpart",
+			upstream: func(d *Decision) bool { return slices.Contains(d.RemoveHeaders, "authorization") },
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			eng, dir := policyEngine(t, echoPolicy)
+			cfg, err := config.Parse([]byte("check:\n  credentials:\n    "+tc.credentials+"\n"), dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := New(Settings{Check: cfg.Check, DecisionLog: cfg.DecisionLog}, Options{})
+			c.SetEngine(eng)
+			headers := map[string]string{":path": tc.path}
+			for k, v := range tc.headers {
+				headers[k] = v
+			}
+			d := c.Decide(context.Background(), checkRequest("GET", tc.path, headers, ""))
+			if !d.Allowed {
+				t.Fatalf("denied (%s); the policy allows everything", d.Reason)
+			}
+			seen := d.DynamicMetadata.GetFields()["seen"].GetStringValue()
+			if seen == "" {
+				t.Fatal("the policy's echo is missing")
+			}
+			if strings.Contains(seen, tc.leak) {
+				t.Errorf("the policy sees the credential: %s", seen)
+			}
+			if !tc.upstream(d) {
+				t.Errorf("the credential goes upstream: set %v, removed headers %v, removed query %v", d.UpstreamHeaders, d.RemoveHeaders, d.RemoveQuery)
+			}
+		})
+	}
+}
+
+// cookieGone says whether the named cookie is kept from upstream: the
+// cookie header removed, or replaced by one without it.
+func cookieGone(d *Decision, name string) bool {
+	if slices.Contains(d.RemoveHeaders, "cookie") {
+		return true
+	}
+	for _, h := range d.UpstreamHeaders {
+		if h.Name == "cookie" {
+			for _, part := range strings.Split(h.Value, ";") {
+				if k, _, _ := strings.Cut(strings.TrimSpace(part), "="); k == name {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	return false
+}
