@@ -2,6 +2,8 @@ package ext_authz
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"testing"
 
 	"github.com/guestgate/guestgate/bench/workload"
@@ -46,6 +48,33 @@ func TestPathParametersAndOverlongEscapesCannotLeaveTheScopeThePolicyChecked(t *
 	for _, p := range []string{own + "/apps", own + "/caf%C3%A9"} {
 		if d := c.Decide(context.Background(), workload.Request("GET", p, toks.SAT, "")); !d.Allowed {
 			t.Fatalf("GET %s denied (%s), want allowed", p, d.Reason)
+		}
+	}
+}
+
+// TestPathHeaderThatDisagreesWithThePathIsRefused: Envoy sends the request
+// target twice, as the path attribute and as the :path header, and a
+// policy may read either. They are one value; a CheckRequest in which they
+// differ would let the policy check one path while the other is served.
+func TestPathHeaderThatDisagreesWithThePathIsRefused(t *testing.T) {
+	eng, _ := policyEngine(t, `package guestgate.authz
+
+decision := input.attributes.request.http.headers[":path"] == "/allow-plain"
+`)
+	c := New(Settings{}, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	c.SetEngine(eng)
+	cases := []struct {
+		name, path, header string
+		allowed            bool
+	}{
+		{"same", "/allow-plain", "/allow-plain", true},
+		{"other path", "/admin", "/allow-plain", false},
+		{"other query", "/allow-plain?x=1", "/allow-plain", false},
+	}
+	for _, tc := range cases {
+		d := c.Decide(context.Background(), checkRequest("GET", tc.path, map[string]string{":path": tc.header}, ""))
+		if d.Allowed != tc.allowed || !tc.allowed && d.Reason != ReasonBadPath {
+			t.Errorf("%s: allowed=%v reason=%s, want allowed=%v", tc.name, d.Allowed, d.Reason, tc.allowed)
 		}
 	}
 }

@@ -81,6 +81,12 @@ func readRequest(cr *authv3.CheckRequest, chk *config.Check, bodyAbsent bool) *r
 	}
 	full := r.http.GetPath()
 	r.path, r.query, _ = strings.Cut(full, "?")
+	// Envoy sends the request target as the path attribute and as the
+	// :path header, one value; a policy may read either, so they must agree.
+	if hp, ok := r.headers[":path"]; ok && hp != full {
+		r.problem, r.detail = ReasonBadPath, "the :path header and the path attribute differ"
+		return r
+	}
 	if why := checkPath(r.path); why != "" {
 		r.problem, r.detail = ReasonBadPath, why
 		return r
