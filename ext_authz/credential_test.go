@@ -2,6 +2,8 @@ package ext_authz
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"slices"
 	"strings"
 	"testing"
@@ -62,7 +64,7 @@ func TestCredentialIsHiddenAndRemovedEvenWhenNoTokenIsTakenFromIt(t *testing.T) 
 			if err != nil {
 				t.Fatal(err)
 			}
-			c := New(Settings{Check: cfg.Check, DecisionLog: cfg.DecisionLog}, Options{})
+			c := New(Settings{Check: cfg.Check, DecisionLog: cfg.DecisionLog}, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 			c.SetEngine(eng)
 			headers := map[string]string{":path": tc.path}
 			for k, v := range tc.headers {
@@ -103,4 +105,33 @@ func cookieGone(d *Decision, name string) bool {
 		}
 	}
 	return false
+}
+
+// TestQueryParametersThePolicySetsCannotAddOthers: Envoy writes a
+// query_parameters_to_set entry into the path as name=value, unencoded,
+// so a value the policy takes from the request ("x&role=admin") would add
+// a parameter of the client's choosing, or cut the query with "#". Every
+// byte but the unreserved ones is percent-encoded.
+func TestQueryParametersThePolicySetsCannotAddOthers(t *testing.T) {
+	eng, _ := policyEngine(t, `package guestgate.authz
+
+decision := {"allowed": true, "query_parameters_to_set": {"user": input.parsed_query.name[0], "plain": "a-b_c.d~e"}}
+`)
+	c := New(Settings{}, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	c.SetEngine(eng)
+	path := "/x?name=x%26role%3Dadmin%23%20%2B%25"
+	d := c.Decide(context.Background(), checkRequest("GET", path, map[string]string{":path": path}, ""))
+	if !d.Allowed {
+		t.Fatalf("denied (%s)", d.Reason)
+	}
+	want := map[string]string{"user": "x%26role%3Dadmin%23+%2B%25", "plain": "a-b_c.d~e"}
+	for _, q := range d.SetQuery {
+		if q.Value != want[q.Name] {
+			t.Errorf("query parameter %s = %q, want %q", q.Name, q.Value, want[q.Name])
+		}
+		delete(want, q.Name)
+	}
+	if len(want) > 0 {
+		t.Errorf("parameters not set: %v", want)
+	}
 }
