@@ -37,6 +37,19 @@ func TestCredentialIsHiddenAndRemovedEvenWhenNoTokenIsTakenFromIt(t *testing.T) 
 			upstream: func(d *Decision) bool { return slices.Contains(d.RemoveQuery, "token") },
 		},
 		{
+			// Envoy removes a query parameter by its name as written.
+			name: "query parameter name percent-encoded", credentials: "- query: token",
+			path: "/x?a=1&to%6Ben=tokpartA", leak: "tokpart",
+			upstream: func(d *Decision) bool { return slices.Contains(d.RemoveQuery, "to%6Ben") },
+		},
+		{
+			name: "query parameter in two spellings", credentials: "- query: token",
+			path: "/x?token=tokpartA&%74oken=tokpartB", leak: "tokpart",
+			upstream: func(d *Decision) bool {
+				return slices.Contains(d.RemoveQuery, "token") && slices.Contains(d.RemoveQuery, "%74oken")
+			},
+		},
+		{
 			name: "cookie twice", credentials: "- cookie: gg",
 			path: "/x", headers: map[string]string{"cookie": "gg=tokpartA; a=1; gg=tokpartB"}, leak: "tokpart",
 			upstream: func(d *Decision) bool { return cookieGone(d, "gg") },

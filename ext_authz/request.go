@@ -3,6 +3,7 @@ package ext_authz
 import (
 	"encoding/json"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -513,6 +514,20 @@ func redactQuery(q, name string) string {
 		}
 	}
 	return strings.Join(parts, "&")
+}
+
+// querySpellings returns every spelling of the parameter name in the
+// query q as written (always name itself): Envoy removes a parameter by
+// the name as written, so "to%6Ben" must be named to remove the token.
+func querySpellings(q, name string) []string {
+	out := []string{name}
+	for _, part := range strings.Split(q, "&") {
+		k, _, _ := strings.Cut(part, "=")
+		if dk, err := url.QueryUnescape(k); err == nil && dk == name && !slices.Contains(out, k) {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 func copyWith(m map[string]string, k, v string) map[string]string {

@@ -43,7 +43,7 @@ func (d *Decision) upstream(r *request, st *settings) {
 				d.UpstreamHeaders = append(d.UpstreamHeaders, Header{"cookie", encodeHeaderValue(rest)})
 			}
 		case r.credential.query != "":
-			d.RemoveQuery = append(d.RemoveQuery, r.credential.query)
+			d.RemoveQuery = append(d.RemoveQuery, querySpellings(r.query, r.credential.query)...)
 		}
 	}
 	kept := d.RemoveHeaders[:0]
