@@ -190,6 +190,7 @@ func trusted(a netip.Addr, proxies []netip.Prefix) bool {
 func writeHTTPDecision(w http.ResponseWriter, d *Decision, form string) {
 	h := w.Header()
 	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
 	if d.Allowed {
 		for _, x := range d.UpstreamHeaders {
 			h.Add(x.Name, x.Value)

@@ -103,6 +103,11 @@ func (st *settings) finish(d *Decision) {
 		if !has("content-type") {
 			d.DenyHeaders = append(d.DenyHeaders, Header{"content-type", "application/json"})
 		}
+	} else if !has("content-type") {
+		// The policy's own body may hold text from the request: without a
+		// type it would be sniffed (as HTML, script on the protected
+		// origin) by whatever serves it.
+		d.DenyHeaders = append(d.DenyHeaders, Header{"content-type", "text/plain; charset=utf-8"})
 	}
 }
 
