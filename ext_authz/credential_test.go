@@ -4,9 +4,13 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 
 	"github.com/guestgate/guestgate/config"
 )
@@ -146,5 +150,65 @@ decision := {"allowed": true, "query_parameters_to_set": {"user": input.parsed_q
 	}
 	if len(want) > 0 {
 		t.Errorf("parameters not set: %v", want)
+	}
+}
+
+// TestCookieCredentialInASecondCookieHeaderIsFound: a client may split its
+// cookies over several Cookie headers (HTTP/2 does so routinely). They
+// are one list joined by "; " (RFC 9113 §8.2.3), not ",": joined by ","
+// the credential cookie was neither found nor hidden from the policy.
+func TestCookieCredentialInASecondCookieHeaderIsFound(t *testing.T) {
+	eng, dir := policyEngine(t, echoPolicy)
+	cfg, err := config.Parse([]byte("http_check:\n  form: envoy\ncheck:\n  credentials:\n    - cookie: gg\n"), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []string
+	c := New(Settings{Check: cfg.Check, DecisionLog: cfg.DecisionLog, HTTPCheck: cfg.HTTPCheck},
+		Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Observer: observerFunc(func(d *Decision) {
+			seen = append(seen, d.DynamicMetadata.GetFields()["seen"].GetStringValue()+" token_error="+d.TokenError)
+		})})
+	c.SetEngine(eng)
+	srv := httptest.NewServer(c.HTTP(http.NotFoundHandler()))
+	defer srv.Close()
+	req, err := http.NewRequest("GET", srv.URL+strings.TrimSuffix(config.DefaultHTTPCheckPrefix, "/")+"/x", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Add("Cookie", "a=1")
+	req.Header.Add("Cookie", "gg=tokpartA")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if len(seen) != 1 {
+		t.Fatalf("decisions seen: %d", len(seen))
+	}
+	if strings.Contains(seen[0], "tokpart") || strings.Contains(seen[0], "token_error=missing") {
+		t.Fatalf("the cookie credential was not taken and hidden: %s", seen[0])
+	}
+	// The other cookies go upstream without the credential.
+	if got := resp.Header.Get("Cookie"); got != "a=1" {
+		t.Fatalf("upstream cookie header %q, want %q", got, "a=1")
+	}
+}
+
+type observerFunc func(*Decision)
+
+func (f observerFunc) Decided(d *Decision) { f(d) }
+
+// TestHeaderMapJoinsCookiesAsOneList: Envoy's header_map form sends every
+// header line apart; cookies are joined as the cookie list they are.
+func TestHeaderMapJoinsCookiesAsOneList(t *testing.T) {
+	m := joinHeaderMap([]*corev3.HeaderValue{
+		{Key: "Cookie", Value: "a=1"}, {Key: "cookie", Value: "gg=x"},
+		{Key: "Accept", Value: "text/html"}, {Key: "accept", Value: "*/*"},
+	})
+	if m["cookie"] != "a=1; gg=x" || m["accept"] != "text/html,*/*" {
+		t.Fatalf("joined %q", m)
+	}
+	if cookieValue(m["cookie"], "gg") != "x" {
+		t.Fatalf("the second Cookie line's cookie is lost: %q", m["cookie"])
 	}
 }

@@ -111,7 +111,7 @@ func httpCheckRequest(r *http.Request, st *settings) (*authv3.CheckRequest, int,
 	}
 	headers := make(map[string]string, len(r.Header)+3)
 	for name, vs := range r.Header {
-		headers[strings.ToLower(name)] = strings.Join(vs, ",")
+		headers[strings.ToLower(name)] = strings.Join(vs, headerJoiner(name))
 	}
 	form := st.http.Form
 	method, uri, host, scheme := r.Method, "", r.Host, "http"

@@ -131,11 +131,21 @@ func joinHeaderMap(hs []*corev3.HeaderValue) map[string]string {
 			v = string(h.GetRawValue())
 		}
 		if old, ok := m[k]; ok {
-			v = old + "," + v
+			v = old + headerJoiner(k) + v
 		}
 		m[k] = v
 	}
 	return m
+}
+
+// headerJoiner is what joins the values of a header sent more than once:
+// "; " for Cookie, whose values are one list of cookies (RFC 9113 §8.2.3,
+// RFC 6265 §5.4), "," for every other (RFC 9110 §5.3).
+func headerJoiner(name string) string {
+	if strings.EqualFold(name, "cookie") {
+		return "; "
+	}
+	return ","
 }
 
 // checkPath refuses every path whose meaning a proxy and an upstream could
