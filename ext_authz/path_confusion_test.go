@@ -14,7 +14,8 @@ import (
 // resource than the one the policy saw: Tomcat, Jetty and Spring drop a
 // ";param" from each segment before they resolve dot segments, so "..;"
 // climbs out of the launchpad the token is scoped to; some decoders take
-// an overlong UTF-8 escape (%C0%AE) for ".". Each is a request the policy
+// an overlong UTF-8 escape (%C0%AE) for "."; a server that decodes twice
+// takes %252E for ".". Each is a request the policy
 // would allow on the segments it is shown, so only the path rules stand
 // between it and the other launchpad (or route).
 func TestPathParametersAndOverlongEscapesCannotLeaveTheScopeThePolicyChecked(t *testing.T) {
@@ -34,6 +35,8 @@ func TestPathParametersAndOverlongEscapesCannotLeaveTheScopeThePolicyChecked(t *
 		{"overlong slash", "GET", own + "%C0%AF..%C0%AFlp-other/apps", toks.SAT, ""},
 		{"invalid UTF-8 escape", "GET", own + "/%FF/apps", toks.SAT, ""},
 		{"raw invalid UTF-8", "GET", own + "/\xc0\xae\xc0\xae/lp-other/apps", toks.SAT, ""},
+		{"double-encoded dot-dot", "GET", own + "/%252E%252E/lp-other/apps", toks.SAT, ""},
+		{"double-encoded slash", "GET", own + "%252F..%252Flp-other/apps", toks.SAT, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -45,7 +48,7 @@ func TestPathParametersAndOverlongEscapesCannotLeaveTheScopeThePolicyChecked(t *
 	}
 	// The same requests without the confusing part are the policy's to
 	// allow: the refusals above are the path rules', not the policy's.
-	for _, p := range []string{own + "/apps", own + "/caf%C3%A9"} {
+	for _, p := range []string{own + "/apps", own + "/caf%C3%A9", own + "/100%25", own + "/%25x"} {
 		if d := c.Decide(context.Background(), workload.Request("GET", p, toks.SAT, "")); !d.Allowed {
 			t.Fatalf("GET %s denied (%s), want allowed", p, d.Reason)
 		}

@@ -155,8 +155,8 @@ func headerJoiner(name string) string {
 // path parameters (";": Tomcat, Jetty and Spring drop ";param" from each
 // segment before resolving dot segments, so "/a/..;/b" is "/b" to them and
 // "a", "..;", "b" to the policy) and bytes that are not UTF-8 once decoded
-// (an overlong %C0%AE is "." to some decoders). A literal ";" is sent as
-// %3B, which every server reads as data.
+// (an overlong %C0%AE is "." to some decoders), and escapes of escapes
+// (%252E). A literal ";" is sent as %3B, which every server reads as data.
 // Envoy normalises paths before the check; this is the second lock.
 func checkPath(p string) string {
 	if !strings.HasPrefix(p, "/") {
@@ -186,6 +186,10 @@ func checkPath(p string) string {
 				return "percent escape of an unreserved character"
 			case b < 0x20 || b == 0x7f:
 				return "encoded control character"
+			case b == '%' && i+4 < len(p) && isHex(p[i+3]) && isHex(p[i+4]):
+				// %252E is "." to a server that decodes twice (a proxy
+				// that decodes before passing on, then the application).
+				return "double percent-encoding"
 			}
 			i += 2
 		}
@@ -200,6 +204,8 @@ func checkPath(p string) string {
 	}
 	return ""
 }
+
+func isHex(c byte) bool { return isUpperHex(c) || 'a' <= c && c <= 'f' }
 
 func isUpperHex(c byte) bool { return '0' <= c && c <= '9' || 'A' <= c && c <= 'F' }
 
