@@ -326,7 +326,8 @@ func withoutCookie(header, name string) string {
 }
 
 // readBody parses a JSON or form body into parsed_body. A body Envoy cut
-// short, or one over the bound, is not parsed: the policy sees
+// short, one over the bound, or one with a Content-Encoding is not
+// parsed: the policy sees
 // truncated_body and decides (the shipped policy denies body-dependent
 // routes then).
 func (r *request) readBody(max int) {
@@ -338,6 +339,12 @@ func (r *request) readBody(max int) {
 		r.truncated = true
 	}
 	if r.headers["x-envoy-auth-partial-body"] == "true" {
+		r.truncated = true
+	}
+	// A compressed body is not the text the upstream reads once it inflates
+	// it: parsed as it stands it would show the policy noise. The policy
+	// cannot see this body, as if it were cut short.
+	if ce := strings.TrimSpace(r.headers["content-encoding"]); ce != "" && !strings.EqualFold(ce, "identity") {
 		r.truncated = true
 	}
 	if len(body) > max {
