@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -502,12 +503,17 @@ func nameValues(o ast.Object, key string, isHeader bool) ([]Header, error) {
 			return
 		}
 		n := string(name)
+		encode := encodeHeaderValue
 		if isHeader {
 			n = strings.ToLower(n)
+		} else {
+			// Envoy writes a parameter into the path as name=value as
+			// given: "&", "=" or "#" in either would add or cut parameters.
+			n, encode = url.QueryEscape(n), url.QueryEscape
 		}
 		switch x := v.Value.(type) {
 		case ast.String:
-			out = append(out, Header{n, encodeHeaderValue(string(x))})
+			out = append(out, Header{n, encode(string(x))})
 		case *ast.Array:
 			x.Foreach(func(e *ast.Term) {
 				s, ok := e.Value.(ast.String)
@@ -515,7 +521,7 @@ func nameValues(o ast.Object, key string, isHeader bool) ([]Header, error) {
 					err = fmt.Errorf("decision.%s.%s: values must be strings", key, n)
 					return
 				}
-				out = append(out, Header{n, encodeHeaderValue(string(s))})
+				out = append(out, Header{n, encode(string(s))})
 			})
 		default:
 			err = fmt.Errorf("decision.%s.%s: value must be a string or an array of strings", key, n)

@@ -111,7 +111,7 @@ func httpCheckRequest(r *http.Request, st *settings) (*authv3.CheckRequest, int,
 	}
 	headers := make(map[string]string, len(r.Header)+3)
 	for name, vs := range r.Header {
-		headers[strings.ToLower(name)] = strings.Join(vs, ",")
+		headers[strings.ToLower(name)] = strings.Join(vs, headerJoiner(name))
 	}
 	form := st.http.Form
 	method, uri, host, scheme := r.Method, "", r.Host, "http"
@@ -190,6 +190,7 @@ func trusted(a netip.Addr, proxies []netip.Prefix) bool {
 func writeHTTPDecision(w http.ResponseWriter, d *Decision, form string) {
 	h := w.Header()
 	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
 	if d.Allowed {
 		for _, x := range d.UpstreamHeaders {
 			h.Add(x.Name, x.Value)

@@ -3,8 +3,10 @@ package ext_authz
 import (
 	"encoding/json"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -38,10 +40,15 @@ type request struct {
 	problem, detail string // a deny reason found before the policy runs
 }
 
-// credential is where a token was found, so it can be redacted from the
-// input and removed from what goes upstream.
+// credential is where a token was looked for, so it can be redacted from
+// the input and removed from what goes upstream.
 type credential struct {
 	header, scheme, cookie, query string
+	// present says the request carries something in that place, whether
+	// or not a token could be taken from it (a query parameter or cookie
+	// sent twice, a scheme not followed by a space): it is hidden and
+	// removed all the same, since its value is a token nonetheless.
+	present bool
 }
 
 // Reasons guestgate itself gives, before or instead of the policy.
@@ -75,6 +82,12 @@ func readRequest(cr *authv3.CheckRequest, chk *config.Check, bodyAbsent bool) *r
 	}
 	full := r.http.GetPath()
 	r.path, r.query, _ = strings.Cut(full, "?")
+	// Envoy sends the request target as the path attribute and as the
+	// :path header, one value; a policy may read either, so they must agree.
+	if hp, ok := r.headers[":path"]; ok && hp != full {
+		r.problem, r.detail = ReasonBadPath, "the :path header and the path attribute differ"
+		return r
+	}
 	if why := checkPath(r.path); why != "" {
 		r.problem, r.detail = ReasonBadPath, why
 		return r
@@ -118,17 +131,32 @@ func joinHeaderMap(hs []*corev3.HeaderValue) map[string]string {
 			v = string(h.GetRawValue())
 		}
 		if old, ok := m[k]; ok {
-			v = old + "," + v
+			v = old + headerJoiner(k) + v
 		}
 		m[k] = v
 	}
 	return m
 }
 
+// headerJoiner is what joins the values of a header sent more than once:
+// "; " for Cookie, whose values are one list of cookies (RFC 9113 §8.2.3,
+// RFC 6265 §5.4), "," for every other (RFC 9110 §5.3).
+func headerJoiner(name string) string {
+	if strings.EqualFold(name, "cookie") {
+		return "; "
+	}
+	return ","
+}
+
 // checkPath refuses every path whose meaning a proxy and an upstream could
 // read differently: dot segments, empty segments, backslashes, encoded
-// slashes and backslashes, and escapes that are not canonical (lower-case
-// hex, encoded unreserved characters, control characters, malformed).
+// slashes and backslashes, escapes that are not canonical (lower-case
+// hex, encoded unreserved characters, control characters, malformed),
+// path parameters (";": Tomcat, Jetty and Spring drop ";param" from each
+// segment before resolving dot segments, so "/a/..;/b" is "/b" to them and
+// "a", "..;", "b" to the policy) and bytes that are not UTF-8 once decoded
+// (an overlong %C0%AE is "." to some decoders), and escapes of escapes
+// (%252E). A literal ";" is sent as %3B, which every server reads as data.
 // Envoy normalises paths before the check; this is the second lock.
 func checkPath(p string) string {
 	if !strings.HasPrefix(p, "/") {
@@ -144,6 +172,8 @@ func checkPath(p string) string {
 			return "backslash in path"
 		case c < 0x21 || c == 0x7f || c == '#':
 			return "control character, space or # in path"
+		case c == ';':
+			return "path parameter (;) in path"
 		case c == '%':
 			if i+2 >= len(p) || !isUpperHex(p[i+1]) || !isUpperHex(p[i+2]) {
 				return "malformed or lower-case percent escape"
@@ -156,6 +186,10 @@ func checkPath(p string) string {
 				return "percent escape of an unreserved character"
 			case b < 0x20 || b == 0x7f:
 				return "encoded control character"
+			case b == '%' && i+4 < len(p) && isHex(p[i+3]) && isHex(p[i+4]):
+				// %252E is "." to a server that decodes twice (a proxy
+				// that decodes before passing on, then the application).
+				return "double percent-encoding"
 			}
 			i += 2
 		}
@@ -165,8 +199,13 @@ func checkPath(p string) string {
 			return "dot segment in path"
 		}
 	}
+	if d, err := url.PathUnescape(p); err != nil || !utf8.ValidString(d) {
+		return "path is not UTF-8 once decoded (overlong or invalid escape)"
+	}
 	return ""
 }
+
+func isHex(c byte) bool { return isUpperHex(c) || 'a' <= c && c <= 'f' }
 
 func isUpperHex(c byte) bool { return '0' <= c && c <= '9' || 'A' <= c && c <= 'F' }
 
@@ -209,14 +248,21 @@ func (r *request) findCredential(chk *config.Check) {
 		r.credential = credential{header: c.Header, scheme: c.Scheme, cookie: c.Cookie, query: c.Query}
 		switch {
 		case c.Header != "":
-			r.rawToken = tokenFromHeader(r.headers[c.Header], c.Scheme)
+			v, ok := r.headers[c.Header]
+			r.rawToken = tokenFromHeader(v, c.Scheme)
+			r.credential.present = ok && (c.Scheme == "" || c.Scheme == "-" ||
+				len(v) >= len(c.Scheme) && strings.EqualFold(v[:len(c.Scheme)], c.Scheme))
 		case c.Cookie != "":
 			r.rawToken = cookieValue(r.headers["cookie"], c.Cookie)
+			r.credential.present = hasCookie(r.headers["cookie"], c.Cookie)
 		case c.Query != "":
-			if vs := r.params[c.Query]; len(vs) == 1 {
+			vs, ok := r.params[c.Query]
+			if len(vs) == 1 {
 				r.rawToken = vs[0]
 			}
+			r.credential.present = ok
 		}
+		r.credential.present = r.credential.present || r.rawToken != ""
 		return
 	}
 }
@@ -241,6 +287,31 @@ func cookieValue(header, name string) string {
 	return ""
 }
 
+// hasCookie says whether the cookie header holds a cookie named name.
+func hasCookie(header, name string) bool {
+	for _, part := range strings.Split(header, ";") {
+		if k, _, _ := strings.Cut(strings.TrimSpace(part), "="); k == name {
+			return true
+		}
+	}
+	return false
+}
+
+// redactCookie replaces the value of every cookie named name with
+// <redacted>, leaving the rest of the header as it was written. It works
+// on whole cookies: another cookie whose name or value merely contains
+// "name=<token>" is not the credential.
+func redactCookie(header, name string) string {
+	parts := strings.Split(header, ";")
+	for i, part := range parts {
+		p := strings.TrimLeft(part, " \t")
+		if k, _, _ := strings.Cut(strings.TrimSpace(p), "="); k == name {
+			parts[i] = part[:len(part)-len(p)] + name + "=" + redacted
+		}
+	}
+	return strings.Join(parts, ";")
+}
+
 // withoutCookie returns the cookie header without the named cookie.
 func withoutCookie(header, name string) string {
 	var kept []string
@@ -255,7 +326,8 @@ func withoutCookie(header, name string) string {
 }
 
 // readBody parses a JSON or form body into parsed_body. A body Envoy cut
-// short, or one over the bound, is not parsed: the policy sees
+// short, one over the bound, or one with a Content-Encoding is not
+// parsed: the policy sees
 // truncated_body and decides (the shipped policy denies body-dependent
 // routes then).
 func (r *request) readBody(max int) {
@@ -267,6 +339,12 @@ func (r *request) readBody(max int) {
 		r.truncated = true
 	}
 	if r.headers["x-envoy-auth-partial-body"] == "true" {
+		r.truncated = true
+	}
+	// A compressed body is not the text the upstream reads once it inflates
+	// it: parsed as it stands it would show the policy noise. The policy
+	// cannot see this body, as if it were cut short.
+	if ce := strings.TrimSpace(r.headers["content-encoding"]); ce != "" && !strings.EqualFold(ce, "identity") {
 		r.truncated = true
 	}
 	if len(body) > max {
@@ -386,7 +464,7 @@ func (r *request) httpValue(showCredential bool, need *inputPlan) ast.Value {
 	}
 	path, query := h.GetPath(), h.GetQuery()
 	headers := r.headers
-	if !showCredential && r.rawToken != "" {
+	if !showCredential && r.credential.present {
 		switch {
 		case r.credential.header != "":
 			if need.has("attributes.request.http.headers") {
@@ -394,7 +472,7 @@ func (r *request) httpValue(showCredential bool, need *inputPlan) ast.Value {
 			}
 		case r.credential.cookie != "":
 			if need.has("attributes.request.http.headers") {
-				headers = copyWith(headers, "cookie", strings.Replace(headers["cookie"], r.credential.cookie+"="+r.rawToken, r.credential.cookie+"="+redacted, 1))
+				headers = copyWith(headers, "cookie", redactCookie(headers["cookie"], r.credential.cookie))
 			}
 		case r.credential.query != "":
 			// The query appears in the path, the query and Envoy's :path
@@ -459,6 +537,20 @@ func redactQuery(q, name string) string {
 		}
 	}
 	return strings.Join(parts, "&")
+}
+
+// querySpellings returns every spelling of the parameter name in the
+// query q as written (always name itself): Envoy removes a parameter by
+// the name as written, so "to%6Ben" must be named to remove the token.
+func querySpellings(q, name string) []string {
+	out := []string{name}
+	for _, part := range strings.Split(q, "&") {
+		k, _, _ := strings.Cut(part, "=")
+		if dk, err := url.QueryUnescape(k); err == nil && dk == name && !slices.Contains(out, k) {
+			out = append(out, k)
+		}
+	}
+	return out
 }
 
 func copyWith(m map[string]string, k, v string) map[string]string {

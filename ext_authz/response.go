@@ -32,7 +32,7 @@ func (d *Decision) upstream(r *request, st *settings) {
 			d.RemoveHeaders = append(d.RemoveHeaders, name)
 		}
 	}
-	if r.rawToken != "" && !st.check.ForwardCredential {
+	if r.credential.present && !st.check.ForwardCredential {
 		switch {
 		case r.credential.header != "" && !set.has(r.credential.header):
 			d.RemoveHeaders = append(d.RemoveHeaders, r.credential.header)
@@ -43,7 +43,7 @@ func (d *Decision) upstream(r *request, st *settings) {
 				d.UpstreamHeaders = append(d.UpstreamHeaders, Header{"cookie", encodeHeaderValue(rest)})
 			}
 		case r.credential.query != "":
-			d.RemoveQuery = append(d.RemoveQuery, r.credential.query)
+			d.RemoveQuery = append(d.RemoveQuery, querySpellings(r.query, r.credential.query)...)
 		}
 	}
 	kept := d.RemoveHeaders[:0]
@@ -103,6 +103,11 @@ func (st *settings) finish(d *Decision) {
 		if !has("content-type") {
 			d.DenyHeaders = append(d.DenyHeaders, Header{"content-type", "application/json"})
 		}
+	} else if !has("content-type") {
+		// The policy's own body may hold text from the request: without a
+		// type it would be sniffed (as HTML, script on the protected
+		// origin) by whatever serves it.
+		d.DenyHeaders = append(d.DenyHeaders, Header{"content-type", "text/plain; charset=utf-8"})
 	}
 }
 

@@ -88,9 +88,9 @@ body_readable if {
 	not input.truncated_body
 }
 
-# Every id the request names a person by, lower-cased: the path below the route
+# Every id the request names a person by, case-folded: the path below the route
 # (/v1/people/{personId}), and the person fields of the query and the body.
-targets contains lower(segment) if {
+targets contains fold(segment) if {
 	some i, segment in input.parsed_path
 	i > 1
 }
@@ -98,11 +98,11 @@ targets contains lower(segment) if {
 # The person fields of the query and the body: a field may hold a string or a
 # list of them (a query parameter, a form field), and a list of people may be
 # comma-separated (GET /v1/people?id=a,b).
-targets contains lower(trim_space(id)) if {
+targets contains fold(trim_space(id)) if {
 	some fields in request_fields
 	is_object(fields)
 	some name, value in fields
-	lower(name) in person_fields
+	fold(name) in person_fields
 	some item in as_list(value)
 	is_string(item)
 	some id in split(item, ",")
@@ -113,9 +113,15 @@ request_fields contains input.parsed_query
 
 request_fields contains input.parsed_body
 
-# The route's person fields, lower-cased: field names are compared in any
+# The route's person fields, case-folded: field names are compared in any
 # letter case, since some JSON decoders match them so.
-person_fields := {lower(field) | some field in route.person_fields}
+person_fields := {fold(field) | some field in route.person_fields}
+
+# fold compares text in any letter case as Java's equalsIgnoreCase, .NET's
+# OrdinalIgnoreCase and Go's encoding/json do: through upper case first, so
+# that "ſ" (long s) and "ı" (dotless i), whose upper case is ASCII but which
+# lower() leaves alone, meet "s" and "i" ("toPerſonId" is toPersonId to them).
+fold(s) := lower(upper(s))
 
 as_list(value) := value if is_array(value)
 
@@ -128,4 +134,4 @@ another_guest(id) if {
 	not own_id(id)
 }
 
-own_id(id) if id == lower(input.token.subject)
+own_id(id) if id == fold(input.token.subject)

@@ -196,3 +196,21 @@ test_guest_may_reach_itself if {
 	req := with_query(request("GET", "/v1/people", access_token), {"id": [concat(",", [own_id, regular_person])]})
 	guest.access_token_reason == "allowed" with input as req
 }
+
+# Java, .NET and Go decoders that match field names in any letter case fold
+# with Unicode's simple case mappings, under which "ſ" (long s) is "s", "ı"
+# (dotless i) is "i" and "K" (Kelvin sign) is "k": such a field names a
+# person to them, so it does to the policy.
+test_person_fields_are_recognised_under_unicode_case_folding if {
+	every field in ["toPerſonId", "toPersonıd", "personıd", "PERSONİD"] {
+		req := with_body(request("POST", "/v1/messages", access_token), {field: other_guest, "text": "hi"})
+		guest.access_token_reason == "guest_to_guest" with input as req
+	}
+}
+
+test_guest_ids_are_recognised_under_unicode_case_folding if {
+	every id in [replace(other_guest, "s", "ſ"), replace(upper(other_guest), "S", "ſ")] {
+		req := with_body(request("POST", "/v1/messages", access_token), {"toPersonId": id})
+		guest.access_token_reason == "guest_to_guest" with input as req
+	}
+}

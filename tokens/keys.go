@@ -487,6 +487,9 @@ func keyClient(client *http.Client) *http.Client {
 		if err := checkKeyURL(req.URL.String()); err != nil {
 			return err
 		}
+		if err := checkKeyRedirect(via[0].URL, req.URL); err != nil {
+			return err
+		}
 		if inner != nil {
 			return inner(req, via)
 		}
@@ -703,4 +706,30 @@ func skipStrictValue(dec *json.Decoder, depth int) error {
 		}
 	}
 	return nil
+}
+
+// checkKeyRedirect holds a redirect of a JWKS fetch to more than the URL
+// rule: plain http is taken for a loopback URL someone configured, never
+// reached from https by a redirect, and a fetch that started off this
+// machine never lands on it (a loopback, link-local or unspecified
+// address: the admin listener, a cloud metadata service), whatever a
+// redirect on the issuer's host says.
+func checkKeyRedirect(from, to *url.URL) error {
+	if from.Scheme == "https" && to.Scheme != "https" {
+		return errors.New("redirect from https to plain http refused")
+	}
+	if !isLocalHost(from.Hostname()) && isLocalHost(to.Hostname()) {
+		return fmt.Errorf("redirect to %s refused: the JWKS URL is not on this machine", to.Hostname())
+	}
+	return nil
+}
+
+// isLocalHost says whether host names this machine or its link: a
+// loopback, link-local or unspecified address, or localhost.
+func isLocalHost(host string) bool {
+	if isLoopbackHost(host) || strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && (ip.IsLinkLocalUnicast() || ip.IsUnspecified())
 }
