@@ -372,17 +372,3 @@ func (is *Issuer) Covers(scope, account string) bool {
 	}
 	return false
 }
-
-// HasAccount says whether account is in the hierarchy.
-func (is *Issuer) HasAccount(account string) bool {
-	for _, cu := range is.Customers {
-		for _, o := range cu.Orgs {
-			for _, a := range o.Accounts {
-				if a == account {
-					return true
-				}
-			}
-		}
-	}
-	return false
-}
