@@ -382,25 +382,35 @@ func (c *Config) readSecrets() error {
 	}
 	for i := range c.Tokens.Issuers {
 		ti := &c.Tokens.Issuers[i]
-		key := fmt.Sprintf("tokens.issuers[%d]", i)
-		switch {
-		case ti.SecretFile != "" && ti.SecretEnv != "":
-			return fieldErr(key+".secret_file", "set secret_file or secret_env, not both")
-		case ti.SecretFile != "":
-			b, err := os.ReadFile(ti.SecretFile)
-			if err != nil {
-				return fieldErr(key+".secret_file", "cannot read: %v", errors.Unwrap(err))
-			}
-			ti.Secret = strings.TrimSpace(string(b))
-		case ti.SecretEnv != "":
-			v, ok := os.LookupEnv(ti.SecretEnv)
-			if !ok || v == "" {
-				return fieldErr(key+".secret_env", "environment variable %s is not set", ti.SecretEnv)
-			}
-			ti.Secret = strings.TrimSpace(v)
+		var err error
+		if ti.Secret, err = readSecret(fmt.Sprintf("tokens.issuers[%d]", i), ti.SecretFile, ti.SecretEnv); err != nil {
+			return err
 		}
 	}
 	return nil
+}
+
+// readSecret reads the secret named by a secret_file or secret_env pair
+// (at most one set; neither: ""), trimmed of surrounding white space. key
+// is the entry the pair belongs to, for the error.
+func readSecret(key, file, env string) (string, error) {
+	switch {
+	case file != "" && env != "":
+		return "", fieldErr(key+".secret_file", "set secret_file or secret_env, not both")
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "", fieldErr(key+".secret_file", "cannot read: %v", errors.Unwrap(err))
+		}
+		return strings.TrimSpace(string(b)), nil
+	case env != "":
+		v, ok := os.LookupEnv(env)
+		if !ok || v == "" {
+			return "", fieldErr(key+".secret_env", "environment variable %s is not set", env)
+		}
+		return strings.TrimSpace(v), nil
+	}
+	return "", nil
 }
 
 // FieldError is a validation error about one key of the document.

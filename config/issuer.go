@@ -1,11 +1,9 @@
 package config
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"net/netip"
-	"os"
 	"strings"
 	"time"
 )
@@ -179,22 +177,9 @@ func (is *Issuer) applyDefaults() {
 func (is *Issuer) readSecrets() error {
 	for i := range is.Integrations {
 		in := &is.Integrations[i]
-		key := fmt.Sprintf("issuer.integrations[%d]", i)
-		switch {
-		case in.SecretFile != "" && in.SecretEnv != "":
-			return fieldErr(key+".secret_file", "set secret_file or secret_env, not both")
-		case in.SecretFile != "":
-			b, err := os.ReadFile(in.SecretFile)
-			if err != nil {
-				return fieldErr(key+".secret_file", "cannot read: %v", errors.Unwrap(err))
-			}
-			in.Secret = strings.TrimSpace(string(b))
-		case in.SecretEnv != "":
-			v, ok := os.LookupEnv(in.SecretEnv)
-			if !ok || v == "" {
-				return fieldErr(key+".secret_env", "environment variable %s is not set", in.SecretEnv)
-			}
-			in.Secret = strings.TrimSpace(v)
+		var err error
+		if in.Secret, err = readSecret(fmt.Sprintf("issuer.integrations[%d]", i), in.SecretFile, in.SecretEnv); err != nil {
+			return err
 		}
 	}
 	return nil
