@@ -551,9 +551,9 @@ func (c *Config) Validate() error {
 			add(key+".key_files", "at least one signing key")
 		}
 	}
-	errs = append(errs, c.validatePlayground()...)
+	c.Playground.validate(add)
 	c.Issuer.validate(c, add)
-	errs = append(errs, c.HTTPCheck.validate()...)
+	c.HTTPCheck.validate(add)
 	// Map iteration above is unordered; a stable order reads better.
 	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
 	return errors.Join(errs...)

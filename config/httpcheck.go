@@ -73,9 +73,8 @@ func (h *HTTPCheck) applyDefaults() {
 // reservedPrefixes are public routes the HTTP check must not shadow.
 var reservedPrefixes = []string{"/v1/", "/.well-known/"}
 
-func (h *HTTPCheck) validate() []error {
-	var errs []error
-	add := func(key, format string, args ...any) { errs = append(errs, fieldErr(key, format, args...)) }
+// validate adds every problem of the http_check section.
+func (h *HTTPCheck) validate(add func(key, format string, args ...any)) {
 	switch h.Form {
 	case "", HTTPCheckEnvoy, HTTPCheckNginx, HTTPCheckTraefik:
 	default:
@@ -99,5 +98,4 @@ func (h *HTTPCheck) validate() []error {
 			add(fmt.Sprintf("http_check.trusted_proxies[%d]", i), "%v", err)
 		}
 	}
-	return errs
 }

@@ -23,16 +23,13 @@ type Playground struct {
 	AdminHosts []string `yaml:"admin_hosts"`
 }
 
-// validatePlayground checks the playground section.
-func (c *Config) validatePlayground() []error {
-	var errs []error
-	for i, h := range c.Playground.AdminHosts {
-		key := fmt.Sprintf("playground.admin_hosts[%d]", i)
+// validate adds every problem of the playground section.
+func (p *Playground) validate(add func(key, format string, args ...any)) {
+	for i, h := range p.AdminHosts {
 		if why := checkHostEntry(h); why != "" {
-			errs = append(errs, fieldErr(key, "%q %s", h, why))
+			add(fmt.Sprintf("playground.admin_hosts[%d]", i), "%q %s", h, why)
 		}
 	}
-	return errs
 }
 
 // checkHostEntry accepts a host name or address, with an optional port, and
