@@ -731,3 +731,34 @@ func TestJWKSPublishesPublicKeysWithCachingHeaders(t *testing.T) {
 		t.Fatalf("revalidation: %d", a.status)
 	}
 }
+
+// A reload keeps a limiter whose bounds are the same (its buckets stay
+// spent) and starts a fresh one when its rate or max_tracked changes.
+func TestReloadKeepsRateLimitsWhoseBoundsDidNotChange(t *testing.T) {
+	limits := func(burst, tracked int) string {
+		return fmt.Sprintf("  rate_limits: {per_address: {per_second: 0.01, burst: %d}, per_client: {per_second: 1000, burst: 1000}, max_tracked: %d}\n", burst, tracked)
+	}
+	f := newFixture(t, limits(1, 100))
+	chat := func() int { return f.do("POST", "/v1/anonymous/public-chats/public-lobby/token", nil, "", "").status }
+	if s := chat(); s != http.StatusOK {
+		t.Fatalf("first request: %d", s)
+	}
+	for _, step := range []struct {
+		name  string
+		extra string
+		want  int
+	}{
+		{"the same bounds", limits(1, 100), http.StatusTooManyRequests},
+		{"another max_tracked", limits(1, 50), http.StatusOK},
+		{"the same bounds again", limits(1, 50), http.StatusTooManyRequests},
+		{"another burst", limits(2, 50), http.StatusOK},
+	} {
+		f.load(step.extra)
+		if err := f.is.Update(f.settings()); err != nil {
+			t.Fatal(err)
+		}
+		if s := chat(); s != step.want {
+			t.Fatalf("after a reload with %s: %d, want %d", step.name, s, step.want)
+		}
+	}
+}

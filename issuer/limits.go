@@ -33,7 +33,7 @@ func newLimiter(r config.Rate, maxKeys int) (*limiter, error) {
 // not change, so a config reload does not refill every bucket.
 func reuseLimiter(prev *state, get func(*state) *limiter, r config.Rate, maxKeys int) (*limiter, error) {
 	if prev != nil {
-		if l := get(prev); l != nil && l.rate == r && l.cache.Len() <= maxKeys && prev.cfg.RateLimits.MaxTracked == maxKeys {
+		if l := get(prev); l != nil && l.rate == r && prev.cfg.RateLimits.MaxTracked == maxKeys {
 			return l, nil
 		}
 	}
