@@ -191,8 +191,9 @@ func (m *Metrics) ConfigReload(err error) {
 }
 
 // Minted counts one mint request on an issuer route: outcome is ResultOK
-// or a short code naming why it was refused (bad_signature, rate_limited,
-// …). Routes and outcomes must be a fixed, small set: they are labels.
+// or the issuer's stable code for why it was refused (signature_invalid,
+// rate_limited, …). Routes and outcomes must be a fixed, small set: they
+// are labels.
 func (m *Metrics) Minted(route, outcome string) {
 	m.mints.WithLabelValues(route, outcome).Inc()
 }
