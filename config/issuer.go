@@ -278,7 +278,7 @@ func (is *Issuer) validate(c *Config, add func(key, format string, args ...any))
 // checkID takes an id of letters, digits and "-._", 1 to 128 long, unique
 // among seen.
 func checkID(add func(key, format string, args ...any), key, id string, seen map[string]bool) {
-	if !validID(id) {
+	if !ValidID(id) {
 		add(key, "%q must be 1 to 128 letters, digits and \"-._\"", id)
 		return
 	}
@@ -288,7 +288,10 @@ func checkID(add func(key, format string, args ...any), key, id string, seen map
 	seen[id] = true
 }
 
-func validID(id string) bool {
+// ValidID says whether id is 1 to 128 letters, digits and "-._": the ids
+// of the issuer section, and what tokens.Signer takes as a widget or
+// channel id.
+func ValidID(id string) bool {
 	if id == "" || len(id) > 128 {
 		return false
 	}
@@ -308,7 +311,7 @@ func validScope(s string) bool {
 		return false
 	}
 	for _, seg := range strings.Split(s, "/") {
-		if seg == "." || seg == ".." || !validID(strings.ReplaceAll(seg, "~", "-")) {
+		if seg == "." || seg == ".." || !ValidID(strings.ReplaceAll(seg, "~", "-")) {
 			return false
 		}
 	}

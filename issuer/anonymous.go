@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/guestgate/guestgate/config"
 	"github.com/guestgate/guestgate/tokens"
 )
 
@@ -62,7 +63,7 @@ func (is *Issuer) lookup(w http.ResponseWriter, collection, id, what string) (ma
 		writeError(w, http.StatusServiceUnavailable, "registry_unavailable", "", "no policy registry is loaded")
 		return nil, false
 	}
-	if !resourceID(id) {
+	if !config.ValidID(id) {
 		writeError(w, http.StatusNotFound, what+"_unknown", "", "no such "+what)
 		return nil, false
 	}
@@ -84,19 +85,4 @@ func (is *Issuer) mintSession(w http.ResponseWriter, st *state, c tokens.XBSClai
 	}
 	is.logger.Info("minted", "kind", tokens.KindXBSAnonymous, "entry", c.Entry, "widget", c.WidgetID, "channel", c.ChannelID, "subject", issued.Subject)
 	writeJSON(w, http.StatusOK, sessionAnswer{Token: issued.Token, ChannelID: c.ChannelID})
-}
-
-// resourceID takes what the signer takes as a widget or channel id: 1 to
-// 128 letters, digits and "-._".
-func resourceID(s string) bool {
-	if s == "" || len(s) > 128 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('A' <= c && c <= 'Z' || 'a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c == '.' || c == '_') {
-			return false
-		}
-	}
-	return true
 }
