@@ -184,7 +184,15 @@ func (is *Issuer) minting(route string, h func(w http.ResponseWriter, r *http.Re
 	return func(rw http.ResponseWriter, r *http.Request) {
 		w := &outcomeWriter{ResponseWriter: rw, outcome: "ok"}
 		if is.observer != nil {
-			defer func() { is.observer.Minted(route, w.outcome) }()
+			defer func() {
+				// A handler that panics minted nothing: count it as such,
+				// then let net/http recover it as it would have.
+				if p := recover(); p != nil {
+					is.observer.Minted(route, "internal_error")
+					panic(p)
+				}
+				is.observer.Minted(route, w.outcome)
+			}()
 		}
 		st := is.state.Load()
 		w.Header().Set("Cache-Control", "no-store")
