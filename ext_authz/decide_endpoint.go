@@ -215,36 +215,34 @@ func (c *Checker) checkRequestFor(req *DecideRequest) (*authv3.CheckRequest, err
 // placeToken puts the token where the first credential entry matching the
 // path says, as readRequest will look for it.
 func placeToken(headers map[string]string, fullPath *string, path, token string, creds []config.Credential) error {
-	for _, cr := range creds {
-		if cr.PathPrefix != "" && cr.PathPrefix != "/" && !strings.HasPrefix(path, cr.PathPrefix) {
-			continue
-		}
-		switch {
-		case cr.Header != "":
-			if _, set := headers[cr.Header]; set {
-				return fmt.Errorf("token: the request already has a %s header; give the token once", cr.Header)
-			}
-			v := token
-			if cr.Scheme != "" && cr.Scheme != "-" {
-				v = cr.Scheme + " " + token
-			}
-			headers[cr.Header] = v
-		case cr.Cookie != "":
-			if cookie := headers["cookie"]; cookie != "" {
-				headers["cookie"] = cookie + "; " + cr.Cookie + "=" + token
-			} else {
-				headers["cookie"] = cr.Cookie + "=" + token
-			}
-		case cr.Query != "":
-			sep := "?"
-			if strings.Contains(*fullPath, "?") {
-				sep = "&"
-			}
-			*fullPath += sep + url.QueryEscape(cr.Query) + "=" + url.QueryEscape(token)
-		}
-		return nil
+	cr := credentialFor(creds, path)
+	if cr == nil {
+		return errors.New("token: no credential entry (check.credentials) matches this path, so no token would be read")
 	}
-	return errors.New("token: no credential entry (check.credentials) matches this path, so no token would be read")
+	switch {
+	case cr.Header != "":
+		if _, set := headers[cr.Header]; set {
+			return fmt.Errorf("token: the request already has a %s header; give the token once", cr.Header)
+		}
+		v := token
+		if cr.Scheme != "" && cr.Scheme != "-" {
+			v = cr.Scheme + " " + token
+		}
+		headers[cr.Header] = v
+	case cr.Cookie != "":
+		if cookie := headers["cookie"]; cookie != "" {
+			headers["cookie"] = cookie + "; " + cr.Cookie + "=" + token
+		} else {
+			headers["cookie"] = cr.Cookie + "=" + token
+		}
+	case cr.Query != "":
+		sep := "?"
+		if strings.Contains(*fullPath, "?") {
+			sep = "&"
+		}
+		*fullPath += sep + url.QueryEscape(cr.Query) + "=" + url.QueryEscape(token)
+	}
+	return nil
 }
 
 // decideResponse turns a decision into the endpoint's answer, with the

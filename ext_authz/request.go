@@ -238,33 +238,43 @@ func splitPath(p string) []string {
 	return segs
 }
 
+// credentialFor is the first credential entry whose path prefix matches
+// path, or nil: the one place a token is looked for on that path.
+func credentialFor(creds []config.Credential, path string) *config.Credential {
+	for i := range creds {
+		c := &creds[i]
+		if c.PathPrefix == "" || c.PathPrefix == "/" || strings.HasPrefix(path, c.PathPrefix) {
+			return c
+		}
+	}
+	return nil
+}
+
 // findCredential looks for the token where the first matching credential
 // entry says, and nowhere else.
 func (r *request) findCredential(chk *config.Check) {
-	for _, c := range chk.Credentials {
-		if c.PathPrefix != "" && c.PathPrefix != "/" && !strings.HasPrefix(r.path, c.PathPrefix) {
-			continue
-		}
-		r.credential = credential{header: c.Header, scheme: c.Scheme, cookie: c.Cookie, query: c.Query}
-		switch {
-		case c.Header != "":
-			v, ok := r.headers[c.Header]
-			r.rawToken = tokenFromHeader(v, c.Scheme)
-			r.credential.present = ok && (c.Scheme == "" || c.Scheme == "-" ||
-				len(v) >= len(c.Scheme) && strings.EqualFold(v[:len(c.Scheme)], c.Scheme))
-		case c.Cookie != "":
-			r.rawToken = cookieValue(r.headers["cookie"], c.Cookie)
-			r.credential.present = hasCookie(r.headers["cookie"], c.Cookie)
-		case c.Query != "":
-			vs, ok := r.params[c.Query]
-			if len(vs) == 1 {
-				r.rawToken = vs[0]
-			}
-			r.credential.present = ok
-		}
-		r.credential.present = r.credential.present || r.rawToken != ""
+	c := credentialFor(chk.Credentials, r.path)
+	if c == nil {
 		return
 	}
+	r.credential = credential{header: c.Header, scheme: c.Scheme, cookie: c.Cookie, query: c.Query}
+	switch {
+	case c.Header != "":
+		v, ok := r.headers[c.Header]
+		r.rawToken = tokenFromHeader(v, c.Scheme)
+		r.credential.present = ok && (c.Scheme == "" || c.Scheme == "-" ||
+			len(v) >= len(c.Scheme) && strings.EqualFold(v[:len(c.Scheme)], c.Scheme))
+	case c.Cookie != "":
+		r.rawToken = cookieValue(r.headers["cookie"], c.Cookie)
+		r.credential.present = hasCookie(r.headers["cookie"], c.Cookie)
+	case c.Query != "":
+		vs, ok := r.params[c.Query]
+		if len(vs) == 1 {
+			r.rawToken = vs[0]
+		}
+		r.credential.present = ok
+	}
+	r.credential.present = r.credential.present || r.rawToken != ""
 }
 
 func tokenFromHeader(v, scheme string) string {
