@@ -194,7 +194,9 @@ func checkPath(p string) string {
 			i += 2
 		}
 	}
-	for _, seg := range strings.Split(p[1:], "/") {
+	for rest, more := p[1:], true; more; {
+		var seg string
+		seg, rest, more = strings.Cut(rest, "/")
 		if seg == "." || seg == ".." {
 			return "dot segment in path"
 		}
