@@ -347,8 +347,12 @@ func (r *request) readBody(max int) {
 	if len(body) == 0 {
 		body = []byte(r.http.GetBody())
 	}
-	if cl, err := strconv.ParseInt(r.headers["content-length"], 10, 64); err == nil && cl > int64(len(body)) {
-		r.truncated = true
+	// Parsed only when sent: ParseInt("") allocates its error on every
+	// check without the header.
+	if v := r.headers["content-length"]; v != "" {
+		if cl, err := strconv.ParseInt(v, 10, 64); err == nil && cl > int64(len(body)) {
+			r.truncated = true
+		}
 	}
 	if r.headers["x-envoy-auth-partial-body"] == "true" {
 		r.truncated = true
