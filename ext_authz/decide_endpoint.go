@@ -61,19 +61,9 @@ type DecideResponse struct {
 	DeniedBody    string      `json:"denied_body,omitempty"`
 }
 
-// NameValue is a header or query parameter in the endpoint's answer.
-type NameValue struct {
-	Name  string `json:"name"`
-	Value string `json:"value"`
-}
-
-func nameValueList(hs []Header) []NameValue {
-	out := make([]NameValue, len(hs))
-	for i, h := range hs {
-		out[i] = NameValue(h)
-	}
-	return out
-}
+// NameValue is a header or query parameter in the endpoint's answer: the
+// decision's own Header, whose fields it encodes.
+type NameValue = Header
 
 // DecideHandler is the admin decision endpoint: it takes a DecideRequest as
 // JSON, builds the CheckRequest Envoy would send for it, runs Decide exactly
@@ -251,11 +241,11 @@ func decideResponse(d *Decision, cr *authv3.CheckRequest) DecideResponse {
 	out := DecideResponse{
 		Allowed: d.Allowed, Status: d.Status, Reason: d.Reason, TokenError: d.TokenError,
 		Kind: d.Kind, Issuer: d.Issuer, Subject: d.Subject, PolicyRevision: d.Revision, RequestID: d.RequestID,
-		HeadersAdded: nameValueList(d.UpstreamHeaders), HeadersRemoved: nonNil(d.RemoveHeaders), UpstreamHeaders: []NameValue{},
-		QuerySet: nameValueList(d.SetQuery), QueryRemoved: d.RemoveQuery, ResponseHeaders: nameValueList(d.ResponseHeaders),
+		HeadersAdded: nonNil(d.UpstreamHeaders), HeadersRemoved: nonNil(d.RemoveHeaders), UpstreamHeaders: []NameValue{},
+		QuerySet: d.SetQuery, QueryRemoved: d.RemoveQuery, ResponseHeaders: d.ResponseHeaders,
 	}
 	if !d.Allowed {
-		out.DeniedHeaders, out.DeniedBody = nameValueList(d.DenyHeaders), d.DenyBody
+		out.DeniedHeaders, out.DeniedBody = d.DenyHeaders, d.DenyBody
 		return out
 	}
 	up := map[string]string{}
@@ -277,9 +267,10 @@ func decideResponse(d *Decision, cr *authv3.CheckRequest) DecideResponse {
 	return out
 }
 
-func nonNil(s []string) []string {
+// nonNil answers an empty list as [] rather than null.
+func nonNil[T any](s []T) []T {
 	if s == nil {
-		return []string{}
+		return []T{}
 	}
 	return s
 }

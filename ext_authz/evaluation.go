@@ -19,8 +19,12 @@ import (
 	"github.com/guestgate/guestgate/tokens"
 )
 
-// Header is one header (or query parameter) name and value.
-type Header struct{ Name, Value string }
+// Header is one header (or query parameter) name and value; the decision
+// endpoint answers with it as {"name", "value"}.
+type Header struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
 
 // Decision is the outcome of one check, in a form both the gRPC and the HTTP
 // check answer from. Every field that reaches a client or upstream is
