@@ -267,8 +267,7 @@ func (r *request) findCredential(chk *config.Check) {
 		r.credential.present = ok && (c.Scheme == "" || c.Scheme == "-" ||
 			len(v) >= len(c.Scheme) && strings.EqualFold(v[:len(c.Scheme)], c.Scheme))
 	case c.Cookie != "":
-		r.rawToken = cookieValue(r.headers["cookie"], c.Cookie)
-		r.credential.present = hasCookie(r.headers["cookie"], c.Cookie)
+		r.rawToken, r.credential.present = cookieValue(r.headers["cookie"], c.Cookie)
 	case c.Query != "":
 		vs, ok := r.params[c.Query]
 		if len(vs) == 1 {
@@ -289,24 +288,24 @@ func tokenFromHeader(v, scheme string) string {
 	return strings.TrimSpace(v[len(scheme)+1:])
 }
 
-func cookieValue(header, name string) string {
-	for _, part := range strings.Split(header, ";") {
+// cookieValue returns the value of the first cookie named name=, and
+// whether the header holds a cookie named name at all (with or without a
+// value), in one pass over the header.
+func cookieValue(header, name string) (value string, present bool) {
+	found := false
+	for rest, more := header, true; more; {
+		var part string
+		part, rest, more = strings.Cut(rest, ";")
 		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
-		if ok && k == name {
-			return v
+		if k != name {
+			continue
+		}
+		present = true
+		if ok && !found {
+			value, found = v, true
 		}
 	}
-	return ""
-}
-
-// hasCookie says whether the cookie header holds a cookie named name.
-func hasCookie(header, name string) bool {
-	for _, part := range strings.Split(header, ";") {
-		if k, _, _ := strings.Cut(strings.TrimSpace(part), "="); k == name {
-			return true
-		}
-	}
-	return false
+	return value, present
 }
 
 // redactCookie replaces the value of every cookie named name with
