@@ -118,6 +118,12 @@ func (c *Checker) decide(ctx context.Context, cr *authv3.CheckRequest, bodyAbsen
 	// revision cannot read is left out.
 	rev := eng.Current()
 	input := buildInput(r, tokShared, d.TokenError, d.RequestID, st.check.ShowCredentialToPolicy, c.plan(rev))
+	if r.problem != "" {
+		// A part of the input the policy reads could not be built.
+		c.logger.Warn("input cannot be built; denied", "request_id", d.RequestID, "detail", r.detail)
+		d.deny(http.StatusBadRequest, r.problem)
+		return d
+	}
 	res, err := rev.Eval(ctx, input, tokShared)
 	d.Revision = res.Revision
 	switch {

@@ -461,7 +461,13 @@ func (r *request) attributesValue(showCredential bool, need *inputPlan) ast.Valu
 		if !need.has(x.path) {
 			continue
 		}
-		if v := protoValue(x.m); v != nil {
+		v, err := protoValue(x.m)
+		if err != nil {
+			// Left out, it would read as absent to the policy: deny.
+			r.problem, r.detail = ReasonBadRequest, x.name+" cannot be shown to the policy: "+err.Error()
+			continue
+		}
+		if v != nil {
 			obj.Insert(keyTerm(x.name), ast.NewTerm(v))
 		}
 	}
@@ -613,22 +619,18 @@ func peerValue(p *authv3.AttributeContext_Peer) ast.Value {
 }
 
 // protoValue renders a rarely used message as protojson would, or nil when
-// it is empty.
-func protoValue(m proto.Message) ast.Value {
+// it is empty. It fails on a message protojson refuses (a NaN number).
+func protoValue(m proto.Message) (ast.Value, error) {
 	if m == nil || !m.ProtoReflect().IsValid() || proto.Size(m) == 0 {
-		return nil
+		return nil, nil
 	}
 	b, err := protojson.Marshal(m)
 	if err != nil {
-		return nil
+		return nil, err
 	}
 	var x any
 	if err := json.Unmarshal(b, &x); err != nil {
-		return nil
+		return nil, err
 	}
-	v, err := ast.InterfaceToValue(x)
-	if err != nil {
-		return nil
-	}
-	return v
+	return ast.InterfaceToValue(x)
 }
