@@ -208,7 +208,7 @@ func TestHeaderMapJoinsCookiesAsOneList(t *testing.T) {
 	if m["cookie"] != "a=1; gg=x" || m["accept"] != "text/html,*/*" {
 		t.Fatalf("joined %q", m)
 	}
-	if cookieValue(m["cookie"], "gg") != "x" {
+	if v, _ := cookieValue(m["cookie"], "gg"); v != "x" {
 		t.Fatalf("the second Cookie line's cookie is lost: %q", m["cookie"])
 	}
 }

@@ -61,19 +61,9 @@ type DecideResponse struct {
 	DeniedBody    string      `json:"denied_body,omitempty"`
 }
 
-// NameValue is a header or query parameter in the endpoint's answer.
-type NameValue struct {
-	Name  string `json:"name"`
-	Value string `json:"value"`
-}
-
-func nameValueList(hs []Header) []NameValue {
-	out := make([]NameValue, len(hs))
-	for i, h := range hs {
-		out[i] = NameValue(h)
-	}
-	return out
-}
+// NameValue is a header or query parameter in the endpoint's answer: the
+// decision's own Header, whose fields it encodes.
+type NameValue = Header
 
 // DecideHandler is the admin decision endpoint: it takes a DecideRequest as
 // JSON, builds the CheckRequest Envoy would send for it, runs Decide exactly
@@ -215,36 +205,34 @@ func (c *Checker) checkRequestFor(req *DecideRequest) (*authv3.CheckRequest, err
 // placeToken puts the token where the first credential entry matching the
 // path says, as readRequest will look for it.
 func placeToken(headers map[string]string, fullPath *string, path, token string, creds []config.Credential) error {
-	for _, cr := range creds {
-		if cr.PathPrefix != "" && cr.PathPrefix != "/" && !strings.HasPrefix(path, cr.PathPrefix) {
-			continue
-		}
-		switch {
-		case cr.Header != "":
-			if _, set := headers[cr.Header]; set {
-				return fmt.Errorf("token: the request already has a %s header; give the token once", cr.Header)
-			}
-			v := token
-			if cr.Scheme != "" && cr.Scheme != "-" {
-				v = cr.Scheme + " " + token
-			}
-			headers[cr.Header] = v
-		case cr.Cookie != "":
-			if cookie := headers["cookie"]; cookie != "" {
-				headers["cookie"] = cookie + "; " + cr.Cookie + "=" + token
-			} else {
-				headers["cookie"] = cr.Cookie + "=" + token
-			}
-		case cr.Query != "":
-			sep := "?"
-			if strings.Contains(*fullPath, "?") {
-				sep = "&"
-			}
-			*fullPath += sep + url.QueryEscape(cr.Query) + "=" + url.QueryEscape(token)
-		}
-		return nil
+	cr := credentialFor(creds, path)
+	if cr == nil {
+		return errors.New("token: no credential entry (check.credentials) matches this path, so no token would be read")
 	}
-	return errors.New("token: no credential entry (check.credentials) matches this path, so no token would be read")
+	switch {
+	case cr.Header != "":
+		if _, set := headers[cr.Header]; set {
+			return fmt.Errorf("token: the request already has a %s header; give the token once", cr.Header)
+		}
+		v := token
+		if cr.Scheme != "" && cr.Scheme != "-" {
+			v = cr.Scheme + " " + token
+		}
+		headers[cr.Header] = v
+	case cr.Cookie != "":
+		if cookie := headers["cookie"]; cookie != "" {
+			headers["cookie"] = cookie + "; " + cr.Cookie + "=" + token
+		} else {
+			headers["cookie"] = cr.Cookie + "=" + token
+		}
+	case cr.Query != "":
+		sep := "?"
+		if strings.Contains(*fullPath, "?") {
+			sep = "&"
+		}
+		*fullPath += sep + url.QueryEscape(cr.Query) + "=" + url.QueryEscape(token)
+	}
+	return nil
 }
 
 // decideResponse turns a decision into the endpoint's answer, with the
@@ -253,11 +241,11 @@ func decideResponse(d *Decision, cr *authv3.CheckRequest) DecideResponse {
 	out := DecideResponse{
 		Allowed: d.Allowed, Status: d.Status, Reason: d.Reason, TokenError: d.TokenError,
 		Kind: d.Kind, Issuer: d.Issuer, Subject: d.Subject, PolicyRevision: d.Revision, RequestID: d.RequestID,
-		HeadersAdded: nameValueList(d.UpstreamHeaders), HeadersRemoved: nonNil(d.RemoveHeaders), UpstreamHeaders: []NameValue{},
-		QuerySet: nameValueList(d.SetQuery), QueryRemoved: d.RemoveQuery, ResponseHeaders: nameValueList(d.ResponseHeaders),
+		HeadersAdded: nonNil(d.UpstreamHeaders), HeadersRemoved: nonNil(d.RemoveHeaders), UpstreamHeaders: []NameValue{},
+		QuerySet: d.SetQuery, QueryRemoved: d.RemoveQuery, ResponseHeaders: d.ResponseHeaders,
 	}
 	if !d.Allowed {
-		out.DeniedHeaders, out.DeniedBody = nameValueList(d.DenyHeaders), d.DenyBody
+		out.DeniedHeaders, out.DeniedBody = d.DenyHeaders, d.DenyBody
 		return out
 	}
 	up := map[string]string{}
@@ -279,9 +267,10 @@ func decideResponse(d *Decision, cr *authv3.CheckRequest) DecideResponse {
 	return out
 }
 
-func nonNil(s []string) []string {
+// nonNil answers an empty list as [] rather than null.
+func nonNil[T any](s []T) []T {
 	if s == nil {
-		return []string{}
+		return []T{}
 	}
 	return s
 }

@@ -19,8 +19,12 @@ import (
 	"github.com/guestgate/guestgate/tokens"
 )
 
-// Header is one header (or query parameter) name and value.
-type Header struct{ Name, Value string }
+// Header is one header (or query parameter) name and value; the decision
+// endpoint answers with it as {"name", "value"}.
+type Header struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
 
 // Decision is the outcome of one check, in a form both the gRPC and the HTTP
 // check answer from. Every field that reaches a client or upstream is
@@ -91,6 +95,14 @@ func (c *Checker) decide(ctx context.Context, cr *authv3.CheckRequest, bodyAbsen
 	}
 
 	tok, tokErr := st.verify(ctx, r.rawToken)
+	var tokShared *engine.Shared
+	if tok != nil {
+		if tokShared = tokenInput(tok); tokShared == nil {
+			// Claims the policy cannot be shown: not a verified token.
+			c.logger.Warn("token claims cannot be shown to the policy; token refused", "request_id", d.RequestID)
+			tok, tokErr = nil, tokens.CodeBadClaims
+		}
+	}
 	if tok != nil {
 		d.Kind, d.Issuer, d.Subject = string(tok.Kind), tok.Issuer, tok.Subject
 	} else {
@@ -105,11 +117,13 @@ func (c *Checker) decide(ctx context.Context, cr *authv3.CheckRequest, bodyAbsen
 	// The input is built for one revision and evaluated by it: what that
 	// revision cannot read is left out.
 	rev := eng.Current()
-	var tokShared *engine.Shared
-	if tok != nil {
-		tokShared = tokenInput(tok)
-	}
 	input := buildInput(r, tokShared, d.TokenError, d.RequestID, st.check.ShowCredentialToPolicy, c.plan(rev))
+	if r.problem != "" {
+		// A part of the input the policy reads could not be built.
+		c.logger.Warn("input cannot be built; denied", "request_id", d.RequestID, "detail", r.detail)
+		d.deny(http.StatusBadRequest, r.problem)
+		return d
+	}
 	res, err := rev.Eval(ctx, input, tokShared)
 	d.Revision = res.Revision
 	switch {
@@ -327,14 +341,16 @@ var versionTerm = ast.ObjectTerm(
 )
 
 // tokenInput is input.token for a verified token, built once per cached
-// token and kept with it (with its decision-cache encoding).
+// token and kept with it (with its decision-cache encoding). It is nil when
+// the claims cannot be made a policy value: shown without them, the token
+// would pass a policy that denies on a claim.
 func tokenInput(t *tokens.Token) *engine.Shared {
 	if s, ok := t.Memo().(*engine.Shared); ok {
 		return s
 	}
 	claims, err := ast.InterfaceToValue(t.Claims)
 	if err != nil {
-		claims = ast.NewObject()
+		return nil
 	}
 	v := ast.NewObject(
 		ast.Item(ast.StringTerm("kind"), ast.StringTerm(string(t.Kind))),

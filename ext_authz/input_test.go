@@ -13,6 +13,7 @@ import (
 
 	"github.com/guestgate/guestgate/config"
 	"github.com/guestgate/guestgate/engine"
+	"github.com/guestgate/guestgate/tokens"
 )
 
 // TestInputHoldsEverythingThePolicyCanRead builds the input for policies
@@ -155,5 +156,16 @@ func TestAttributesOfAMethodOnlyPolicyAreTheFreshlyBuiltOnes(t *testing.T) {
 	c, _ := shippedChecker(t, 0, 0)
 	if newInputPlan(c.engine.Load().Current()).methodOnly == nil {
 		t.Fatal("no memo for the shipped policy")
+	}
+}
+
+// A verified token whose claims cannot be shown to the policy is not shown
+// as verified with its claims left out: a policy that denies on a claim
+// would then allow. tokenInput refuses it, and the check treats the token
+// as bad_claims.
+func TestTokenWhoseClaimsCannotBeShownIsNotVerified(t *testing.T) {
+	tok := &tokens.Token{Kind: "guest", Subject: "s", Issuer: "i", Claims: map[string]any{"restricted": func() {}}}
+	if s := tokenInput(tok); s != nil {
+		t.Fatalf("tokenInput = %v, want nil: the claims were dropped, the token still verified", s.Term())
 	}
 }

@@ -127,18 +127,12 @@ func (p *jsonParser) object(depth int) (ast.Value, error) {
 			return nil, err
 		}
 		obj.Insert(k, ast.NewTerm(v))
-		p.space()
-		if p.i >= len(p.doc) {
-			return nil, p.errorf("unexpected end of JSON input")
+		done, err := p.next('}', "object value")
+		if err != nil {
+			return nil, err
 		}
-		switch p.doc[p.i] {
-		case ',':
-			p.i++
-		case '}':
-			p.i++
+		if done {
 			return obj, nil
-		default:
-			return nil, p.errorf("invalid character %q after object value", p.doc[p.i])
 		}
 	}
 }
@@ -157,20 +151,32 @@ func (p *jsonParser) array(depth int) (ast.Value, error) {
 			return nil, err
 		}
 		terms = append(terms, ast.NewTerm(v))
-		p.space()
-		if p.i >= len(p.doc) {
-			return nil, p.errorf("unexpected end of JSON input")
+		done, err := p.next(']', "array element")
+		if err != nil {
+			return nil, err
 		}
-		switch p.doc[p.i] {
-		case ',':
-			p.i++
-		case ']':
-			p.i++
+		if done {
 			return ast.NewArray(terms...), nil
-		default:
-			return nil, p.errorf("invalid character %q after array element", p.doc[p.i])
 		}
 	}
+}
+
+// next reads what follows a member of an object or array: a ',' (more to
+// come) or the closing byte (done).
+func (p *jsonParser) next(closing byte, after string) (done bool, err error) {
+	p.space()
+	if p.i >= len(p.doc) {
+		return false, p.errorf("unexpected end of JSON input")
+	}
+	switch p.doc[p.i] {
+	case ',':
+		p.i++
+		return false, nil
+	case closing:
+		p.i++
+		return true, nil
+	}
+	return false, p.errorf("invalid character %q after %s", p.doc[p.i], after)
 }
 
 // number reads -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? and keeps its

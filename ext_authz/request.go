@@ -194,7 +194,9 @@ func checkPath(p string) string {
 			i += 2
 		}
 	}
-	for _, seg := range strings.Split(p[1:], "/") {
+	for rest, more := p[1:], true; more; {
+		var seg string
+		seg, rest, more = strings.Cut(rest, "/")
 		if seg == "." || seg == ".." {
 			return "dot segment in path"
 		}
@@ -238,33 +240,42 @@ func splitPath(p string) []string {
 	return segs
 }
 
+// credentialFor is the first credential entry whose path prefix matches
+// path, or nil: the one place a token is looked for on that path.
+func credentialFor(creds []config.Credential, path string) *config.Credential {
+	for i := range creds {
+		c := &creds[i]
+		if c.PathPrefix == "" || c.PathPrefix == "/" || strings.HasPrefix(path, c.PathPrefix) {
+			return c
+		}
+	}
+	return nil
+}
+
 // findCredential looks for the token where the first matching credential
 // entry says, and nowhere else.
 func (r *request) findCredential(chk *config.Check) {
-	for _, c := range chk.Credentials {
-		if c.PathPrefix != "" && c.PathPrefix != "/" && !strings.HasPrefix(r.path, c.PathPrefix) {
-			continue
-		}
-		r.credential = credential{header: c.Header, scheme: c.Scheme, cookie: c.Cookie, query: c.Query}
-		switch {
-		case c.Header != "":
-			v, ok := r.headers[c.Header]
-			r.rawToken = tokenFromHeader(v, c.Scheme)
-			r.credential.present = ok && (c.Scheme == "" || c.Scheme == "-" ||
-				len(v) >= len(c.Scheme) && strings.EqualFold(v[:len(c.Scheme)], c.Scheme))
-		case c.Cookie != "":
-			r.rawToken = cookieValue(r.headers["cookie"], c.Cookie)
-			r.credential.present = hasCookie(r.headers["cookie"], c.Cookie)
-		case c.Query != "":
-			vs, ok := r.params[c.Query]
-			if len(vs) == 1 {
-				r.rawToken = vs[0]
-			}
-			r.credential.present = ok
-		}
-		r.credential.present = r.credential.present || r.rawToken != ""
+	c := credentialFor(chk.Credentials, r.path)
+	if c == nil {
 		return
 	}
+	r.credential = credential{header: c.Header, scheme: c.Scheme, cookie: c.Cookie, query: c.Query}
+	switch {
+	case c.Header != "":
+		v, ok := r.headers[c.Header]
+		r.rawToken = tokenFromHeader(v, c.Scheme)
+		r.credential.present = ok && (c.Scheme == "" || c.Scheme == "-" ||
+			len(v) >= len(c.Scheme) && strings.EqualFold(v[:len(c.Scheme)], c.Scheme))
+	case c.Cookie != "":
+		r.rawToken, r.credential.present = cookieValue(r.headers["cookie"], c.Cookie)
+	case c.Query != "":
+		vs, ok := r.params[c.Query]
+		if len(vs) == 1 {
+			r.rawToken = vs[0]
+		}
+		r.credential.present = ok
+	}
+	r.credential.present = r.credential.present || r.rawToken != ""
 }
 
 func tokenFromHeader(v, scheme string) string {
@@ -277,24 +288,24 @@ func tokenFromHeader(v, scheme string) string {
 	return strings.TrimSpace(v[len(scheme)+1:])
 }
 
-func cookieValue(header, name string) string {
-	for _, part := range strings.Split(header, ";") {
+// cookieValue returns the value of the first cookie named name=, and
+// whether the header holds a cookie named name at all (with or without a
+// value), in one pass over the header.
+func cookieValue(header, name string) (value string, present bool) {
+	found := false
+	for rest, more := header, true; more; {
+		var part string
+		part, rest, more = strings.Cut(rest, ";")
 		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
-		if ok && k == name {
-			return v
+		if k != name {
+			continue
+		}
+		present = true
+		if ok && !found {
+			value, found = v, true
 		}
 	}
-	return ""
-}
-
-// hasCookie says whether the cookie header holds a cookie named name.
-func hasCookie(header, name string) bool {
-	for _, part := range strings.Split(header, ";") {
-		if k, _, _ := strings.Cut(strings.TrimSpace(part), "="); k == name {
-			return true
-		}
-	}
-	return false
+	return value, present
 }
 
 // redactCookie replaces the value of every cookie named name with
@@ -335,8 +346,12 @@ func (r *request) readBody(max int) {
 	if len(body) == 0 {
 		body = []byte(r.http.GetBody())
 	}
-	if cl, err := strconv.ParseInt(r.headers["content-length"], 10, 64); err == nil && cl > int64(len(body)) {
-		r.truncated = true
+	// Parsed only when sent: ParseInt("") allocates its error on every
+	// check without the header.
+	if v := r.headers["content-length"]; v != "" {
+		if cl, err := strconv.ParseInt(v, 10, 64); err == nil && cl > int64(len(body)) {
+			r.truncated = true
+		}
 	}
 	if r.headers["x-envoy-auth-partial-body"] == "true" {
 		r.truncated = true
@@ -446,7 +461,13 @@ func (r *request) attributesValue(showCredential bool, need *inputPlan) ast.Valu
 		if !need.has(x.path) {
 			continue
 		}
-		if v := protoValue(x.m); v != nil {
+		v, err := protoValue(x.m)
+		if err != nil {
+			// Left out, it would read as absent to the policy: deny.
+			r.problem, r.detail = ReasonBadRequest, x.name+" cannot be shown to the policy: "+err.Error()
+			continue
+		}
+		if v != nil {
 			obj.Insert(keyTerm(x.name), ast.NewTerm(v))
 		}
 	}
@@ -598,22 +619,18 @@ func peerValue(p *authv3.AttributeContext_Peer) ast.Value {
 }
 
 // protoValue renders a rarely used message as protojson would, or nil when
-// it is empty.
-func protoValue(m proto.Message) ast.Value {
+// it is empty. It fails on a message protojson refuses (a NaN number).
+func protoValue(m proto.Message) (ast.Value, error) {
 	if m == nil || !m.ProtoReflect().IsValid() || proto.Size(m) == 0 {
-		return nil
+		return nil, nil
 	}
 	b, err := protojson.Marshal(m)
 	if err != nil {
-		return nil
+		return nil, err
 	}
 	var x any
 	if err := json.Unmarshal(b, &x); err != nil {
-		return nil
+		return nil, err
 	}
-	v, err := ast.InterfaceToValue(x)
-	if err != nil {
-		return nil
-	}
-	return v
+	return ast.InterfaceToValue(x)
 }

@@ -136,8 +136,8 @@ func TestBearerTokenIsTakenOnlyWithItsScheme(t *testing.T) {
 
 func TestCookieCredentialIsFoundAndRemoved(t *testing.T) {
 	h := "a=1; gg_token=abc.def.ghi; b=2"
-	if got := cookieValue(h, "gg_token"); got != "abc.def.ghi" {
-		t.Fatalf("cookieValue = %q", got)
+	if got, present := cookieValue(h, "gg_token"); got != "abc.def.ghi" || !present {
+		t.Fatalf("cookieValue = %q, %v", got, present)
 	}
 	if got := withoutCookie(h, "gg_token"); got != "a=1; b=2" {
 		t.Fatalf("withoutCookie = %q", got)
@@ -180,5 +180,24 @@ func TestQueryCredentialIsRedactedEverywhereInTheInput(t *testing.T) {
 				t.Fatalf("show_credential_to_policy hid the token: %s", in)
 			}
 		})
+	}
+}
+
+func TestCookieValueTakesTheFirstValueAndSeesEveryCookieOfTheName(t *testing.T) {
+	cases := []struct {
+		header, value string
+		present       bool
+	}{
+		{"a=1; gg=x; b=2", "x", true},
+		{"gg=x; gg=y", "x", true},
+		{"gg; gg=y", "y", true}, // a bare name is present; the value is the first with '='
+		{"a=1; gg", "", true},
+		{"xgg=x; ggx=y; a=gg", "", false},
+		{"", "", false},
+	}
+	for _, c := range cases {
+		if v, present := cookieValue(c.header, "gg"); v != c.value || present != c.present {
+			t.Errorf("cookieValue(%q) = %q, %v; want %q, %v", c.header, v, present, c.value, c.present)
+		}
 	}
 }

@@ -75,14 +75,7 @@ func (st *settings) finish(d *Decision) {
 	if d.Allowed {
 		return
 	}
-	has := func(name string) bool {
-		for _, h := range d.DenyHeaders {
-			if h.Name == name {
-				return true
-			}
-		}
-		return false
-	}
+	has := func(name string) bool { return headerSet(d.DenyHeaders).has(name) }
 	if d.Status == http.StatusUnauthorized && !has("www-authenticate") {
 		v := "Bearer"
 		if d.TokenError != "" && d.TokenError != "missing" {
