@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -27,23 +26,7 @@ func tempSetup(t *testing.T) (string, string) {
 	}
 	dir := t.TempDir()
 	pol := filepath.Join(dir, "policies")
-	err = filepath.WalkDir("policies", func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		dst := filepath.Join(pol, strings.TrimPrefix(p, "policies"))
-		if d.IsDir() {
-			return os.MkdirAll(dst, 0o700)
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(dst, b, 0o600)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	copyTree(t, "policies", pol)
 	b, err := os.ReadFile(config.DevelopmentFile)
 	if err != nil {
 		t.Fatal(err)
