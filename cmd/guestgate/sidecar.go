@@ -153,6 +153,9 @@ func (s *sidecar) serve(ctx context.Context) error {
 	case err = <-errc:
 		s.logger.Error("a listener failed; shutting down", "error", err)
 	}
+	// Stop the watchers first, so no config reload starts during the drain:
+	// it would swap in a verifier after shutdown closed the current one.
+	cancel()
 	s.shutdown(cfg.Listen.ShutdownTimeout.D())
 	return err
 }
