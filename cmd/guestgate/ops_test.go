@@ -123,7 +123,7 @@ func TestMetricsMoveForChecksAndReloadsAndReadyzShowsRefusals(t *testing.T) {
 	}
 
 	// Checks: an allow (a miss, then a hit, in the token cache) and a deny.
-	kite, err := s.signer.Load().MintXBSAnonymous(tokens.XBSClaims{Entry: tokens.EntryKite, WidgetID: "W-DEMO", ChannelID: "support-1"})
+	kite, err := signerOf(t, s).MintXBSAnonymous(tokens.XBSClaims{Entry: tokens.EntryKite, WidgetID: "W-DEMO", ChannelID: "support-1"})
 	if err != nil {
 		t.Fatal(err)
 	}
