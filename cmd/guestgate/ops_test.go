@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 
@@ -15,39 +14,18 @@ import (
 )
 
 // tempSetup copies the development setup and the shipped policies into a
-// scratch directory, so a test can break and mend them while guestgate
-// watches. It returns the config file's path and content.
+// scratch directory (copyDevSetup), so a test can break and mend them while
+// guestgate watches. It returns the config file's path and content. The
+// development setup serves the nginx form of the HTTP check (nginxCheck).
 func tempSetup(t *testing.T) (string, string) {
 	t.Helper()
-	repoRoot(t)
-	root, err := os.Getwd()
+	_, path := copyDevSetup(t, nil)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	pol := filepath.Join(dir, "policies")
-	copyTree(t, "policies", pol)
-	b, err := os.ReadFile(config.DevelopmentFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dev := filepath.Join(root, "testdata", "dev")
-	doc := strings.NewReplacer(
-		"127.0.0.1:9191", "127.0.0.1:0", "127.0.0.1:8181", "127.0.0.1:0", "127.0.0.1:8282", "127.0.0.1:0",
-		"dir: ../../policies", "dir: "+pol,
-		"secrets/", filepath.Join(dev, "secrets")+"/",
-		"keys/", filepath.Join(dev, "keys")+"/",
-	).Replace(httpCheckSection.ReplaceAllString(string(b), "")) + "\nhttp_check:\n  form: nginx\n"
-	path := filepath.Join(dir, "guestgate.yaml")
-	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path, doc
+	return path, string(b)
 }
-
-// httpCheckSection is the development setup's own http_check section: the
-// copy states the form its test uses.
-var httpCheckSection = regexp.MustCompile(`(?m)^http_check:\n(?:[ \t]+.*\n?)*`)
 
 // readiness reads /readyz whatever its status.
 func readyz(t *testing.T, s *sidecar) (int, readiness) {
