@@ -210,7 +210,7 @@ func TestExamplesCallThePublicListenerByTheNameThePageWasOpenedWith(t *testing.T
 // decide the same requests the same way, with the shipped policy.
 func TestDecisionEndpointDecidesAsTheGRPCCheckOfTheRunningSidecar(t *testing.T) {
 	s := startDevWith(t, nil)
-	signer := s.signer.Load()
+	signer := signerOf(t, s)
 	kite, err := signer.MintXBSAnonymous(tokens.XBSClaims{Entry: tokens.EntryKite, WidgetID: "W-DEMO", ChannelID: "support-1"})
 	if err != nil {
 		t.Fatal(err)

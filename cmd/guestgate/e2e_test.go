@@ -387,20 +387,11 @@ func (e *e2e) pastSigner(ago time.Duration) *tokens.Signer {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	sc := tokens.SignerConfig{AnonymousEmailDomain: cfg.Minting.AnonymousEmailDomain, Now: func() time.Time { return time.Now().Add(-ago) }}
-	for _, k := range []struct {
-		in  config.MintedKind
-		out *tokens.MintedKind
-	}{{cfg.Minting.SAT, &sc.SAT}, {cfg.Minting.Access, &sc.Access}, {cfg.Minting.XBS, &sc.XBS}} {
-		*k.out = tokens.MintedKind{Issuer: k.in.Issuer, Audience: k.in.Audience}
-		for _, f := range k.in.KeyFiles {
-			sk, err := tokens.LoadSigningKey(f)
-			if err != nil {
-				e.t.Fatal(err)
-			}
-			k.out.Keys = append(k.out.Keys, sk)
-		}
+	sc, err := signerConfig(cfg)
+	if err != nil {
+		e.t.Fatal(err)
 	}
+	sc.Now = func() time.Time { return time.Now().Add(-ago) }
 	s, err := tokens.NewSigner(sc)
 	if err != nil {
 		e.t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/guestgate/guestgate/config"
+	"github.com/guestgate/guestgate/tokens"
 )
 
 // startSidecar runs cfg on loopback port 0 in-process, logging JSON to
@@ -67,6 +68,17 @@ func devConfig(t *testing.T) *config.Config {
 		t.Fatal(err)
 	}
 	return cfg
+}
+
+// signerOf builds a signer from the sidecar's config, as mint does: same
+// keys, so what it mints the sidecar verifies.
+func signerOf(t *testing.T, s *sidecar) *tokens.Signer {
+	t.Helper()
+	signer, err := buildSigner(s.cfg.Load())
+	if err != nil || signer == nil {
+		t.Fatalf("signer: %v (nil: %t)", err, signer == nil)
+	}
+	return signer
 }
 
 // syncBuffer collects log lines written from many goroutines.

@@ -191,7 +191,21 @@ func TestMintToolsTakeSecretsOnlyFromEnvFileOrStdin(t *testing.T) {
 	}
 }
 
+// TestMintXBSAnonymousRefusesKeysOtherThanTheDevelopmentOnes: outside the
+// development setup (here with fresh keys of its own) xbs-anonymous tokens
+// are never minted by hand.
 func TestMintXBSAnonymousRefusesKeysOtherThanTheDevelopmentOnes(t *testing.T) {
+	_, cfgPath := copyDevSetup(t, map[string]string{"development: true": "development: false"})
+	var out, errOut bytes.Buffer
+	if code := run([]string{"mint", "xbs-anonymous", "--widget", "W-DEMO", "--config", cfgPath}, nil, &out, &errOut); code == 0 || !strings.Contains(errOut.String(), "only with the development setup") {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+}
+
+// TestMintRefusesPublishedDevelopmentKeysOutsideDevelopment: a config that
+// is not the development setup but signs with the published development
+// keys mints nothing, as serve and validate refuse it.
+func TestMintRefusesPublishedDevelopmentKeysOutsideDevelopment(t *testing.T) {
 	repoRoot(t)
 	doc, err := os.ReadFile(filepath.Join("testdata", "dev", "guestgate.yaml"))
 	if err != nil {
@@ -206,9 +220,18 @@ func TestMintXBSAnonymousRefusesKeysOtherThanTheDevelopmentOnes(t *testing.T) {
 	if err := os.WriteFile(p, []byte(prod), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var out, errOut bytes.Buffer
-	if code := run([]string{"mint", "xbs-anonymous", "--widget", "W-DEMO", "--config", p}, nil, &out, &errOut); code == 0 || !strings.Contains(errOut.String(), "development") {
-		t.Fatalf("exit %d: %s", code, errOut.String())
+	for _, args := range [][]string{
+		{"sat", "--account", "dev-account", "--provider", "dev-provider"},
+		{"access", "--issuer", "dev-guest-issuer", "--sub", "guest-1"},
+		{"xbs-anonymous", "--widget", "W-DEMO"},
+	} {
+		t.Run(args[0], func(t *testing.T) {
+			var out, errOut bytes.Buffer
+			code := run(append(append([]string{"mint"}, args...), "--config", p), nil, &out, &errOut)
+			if code == 0 || out.Len() != 0 || !strings.Contains(errOut.String(), "published development credential") {
+				t.Fatalf("exit %d, stdout %q: %s", code, out.String(), errOut.String())
+			}
+		})
 	}
 }
 

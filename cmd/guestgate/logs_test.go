@@ -46,7 +46,7 @@ func TestLogsHoldNoTokenSecretOrBody(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	signer := s.signer.Load()
+	signer := signerOf(t, s)
 	mint := func(i tokens.Issued, err error) string {
 		t.Helper()
 		if err != nil {

@@ -150,6 +150,11 @@ func mintCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// As serve and validate do: a token signed with a published key is
+	// not minted for a config that is not the development setup.
+	if err := refuseDevelopmentMaterial(cfg); err != nil {
+		return fmt.Errorf("mint %s: %w", kind, err)
+	}
 	signer, err := buildSigner(cfg)
 	if err != nil {
 		return err

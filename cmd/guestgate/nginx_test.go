@@ -154,7 +154,7 @@ func TestNginxAuthRequestInFrontOfGuestgate(t *testing.T) {
 	upstream, hits := startEcho(t)
 	addr := startNginx(t, bin, s.httpLis.Addr().String(), cfg.HTTPCheck.PathPrefix, strings.TrimPrefix(upstream.URL, "http://"))
 
-	kite, err := s.signer.Load().MintXBSAnonymous(tokens.XBSClaims{Entry: tokens.EntryKite, WidgetID: "W-DEMO", ChannelID: "support-1"})
+	kite, err := signerOf(t, s).MintXBSAnonymous(tokens.XBSClaims{Entry: tokens.EntryKite, WidgetID: "W-DEMO", ChannelID: "support-1"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,11 +3,9 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"testing"
 
@@ -16,55 +14,18 @@ import (
 )
 
 // tempSetup copies the development setup and the shipped policies into a
-// scratch directory, so a test can break and mend them while guestgate
-// watches. It returns the config file's path and content.
+// scratch directory (copyDevSetup), so a test can break and mend them while
+// guestgate watches. It returns the config file's path and content. The
+// development setup serves the nginx form of the HTTP check (nginxCheck).
 func tempSetup(t *testing.T) (string, string) {
 	t.Helper()
-	repoRoot(t)
-	root, err := os.Getwd()
+	_, path := copyDevSetup(t, nil)
+	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	pol := filepath.Join(dir, "policies")
-	err = filepath.WalkDir("policies", func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		dst := filepath.Join(pol, strings.TrimPrefix(p, "policies"))
-		if d.IsDir() {
-			return os.MkdirAll(dst, 0o700)
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(dst, b, 0o600)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := os.ReadFile(config.DevelopmentFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	dev := filepath.Join(root, "testdata", "dev")
-	doc := strings.NewReplacer(
-		"127.0.0.1:9191", "127.0.0.1:0", "127.0.0.1:8181", "127.0.0.1:0", "127.0.0.1:8282", "127.0.0.1:0",
-		"dir: ../../policies", "dir: "+pol,
-		"secrets/", filepath.Join(dev, "secrets")+"/",
-		"keys/", filepath.Join(dev, "keys")+"/",
-	).Replace(httpCheckSection.ReplaceAllString(string(b), "")) + "\nhttp_check:\n  form: nginx\n"
-	path := filepath.Join(dir, "guestgate.yaml")
-	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path, doc
+	return path, string(b)
 }
-
-// httpCheckSection is the development setup's own http_check section: the
-// copy states the form its test uses.
-var httpCheckSection = regexp.MustCompile(`(?m)^http_check:\n(?:[ \t]+.*\n?)*`)
 
 // readiness reads /readyz whatever its status.
 func readyz(t *testing.T, s *sidecar) (int, readiness) {
@@ -140,7 +101,7 @@ func TestMetricsMoveForChecksAndReloadsAndReadyzShowsRefusals(t *testing.T) {
 	}
 
 	// Checks: an allow (a miss, then a hit, in the token cache) and a deny.
-	kite, err := s.signer.Load().MintXBSAnonymous(tokens.XBSClaims{Entry: tokens.EntryKite, WidgetID: "W-DEMO", ChannelID: "support-1"})
+	kite, err := signerOf(t, s).MintXBSAnonymous(tokens.XBSClaims{Entry: tokens.EntryKite, WidgetID: "W-DEMO", ChannelID: "support-1"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -147,7 +147,7 @@ func TestPlaygroundDecidesAllowedAndDeniedChatCommandsInARealBrowser(t *testing.
 	tab, problems := browser(t, 90*time.Second)
 	s := startDevWith(t, nil)
 	page := "http://" + s.adminLis.Addr().String() + "/playground/"
-	session, err := s.signer.Load().MintXBSAnonymous(tokens.XBSClaims{Entry: tokens.EntryKite, WidgetID: "W-DEMO", ChannelID: "support-1"})
+	session, err := signerOf(t, s).MintXBSAnonymous(tokens.XBSClaims{Entry: tokens.EntryKite, WidgetID: "W-DEMO", ChannelID: "support-1"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,8 @@ import (
 )
 
 // sidecar is one running guestgate: the check, the policy engine, the
-// token verifier and signer, and the three listeners.
+// token verifier, the issuer (which holds the signer), and the three
+// listeners.
 type sidecar struct {
 	logger  *slog.Logger
 	checker *ext_authz.Checker
@@ -33,7 +34,6 @@ type sidecar struct {
 
 	cfg      atomic.Pointer[config.Config]
 	verifier atomic.Pointer[tokens.Verifier]
-	signer   atomic.Pointer[tokens.Signer]
 
 	mu           sync.Mutex // guards the config reload status
 	configLoaded time.Time
@@ -55,7 +55,6 @@ func newSidecar(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*
 		return nil, err
 	}
 	s.cfg.Store(cfg)
-	s.signer.Store(signer)
 	s.verifier.Store(verifier)
 	s.configLoaded = time.Now()
 	s.checker = ext_authz.New(settingsOf(cfg, verifier), ext_authz.Options{
@@ -153,6 +152,9 @@ func (s *sidecar) serve(ctx context.Context) error {
 	case err = <-errc:
 		s.logger.Error("a listener failed; shutting down", "error", err)
 	}
+	// Stop the watchers first, so no config reload starts during the drain:
+	// it would swap in a verifier after shutdown closed the current one.
+	cancel()
 	s.shutdown(cfg.Listen.ShutdownTimeout.D())
 	return err
 }
@@ -218,7 +220,6 @@ func (s *sidecar) reloadConfig() {
 		return
 	}
 	s.cfg.Store(next)
-	s.signer.Store(signer)
 	prev := s.verifier.Swap(verifier)
 	s.checker.Update(settingsOf(next, verifier))
 	s.configLoaded, s.configError, s.configErrAt = time.Now(), "", time.Time{}

@@ -90,6 +90,20 @@ func buildSigner(cfg *config.Config) (*tokens.Signer, error) {
 	if !m.SAT.Configured() && !m.Access.Configured() && !m.XBS.Configured() {
 		return nil, nil
 	}
+	sc, err := signerConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s, err := tokens.NewSigner(sc)
+	if err != nil {
+		return nil, fmt.Errorf("minting: %w", err)
+	}
+	return s, nil
+}
+
+// signerConfig reads the minting keys of the config.
+func signerConfig(cfg *config.Config) (tokens.SignerConfig, error) {
+	m := cfg.Minting
 	sc := tokens.SignerConfig{AnonymousEmailDomain: m.AnonymousEmailDomain}
 	for _, k := range []struct {
 		key string
@@ -104,14 +118,10 @@ func buildSigner(cfg *config.Config) (*tokens.Signer, error) {
 		for i, f := range k.in.KeyFiles {
 			sk, err := tokens.LoadSigningKey(f)
 			if err != nil {
-				return nil, fmt.Errorf("%s.key_files[%d]: %w", k.key, i, err)
+				return tokens.SignerConfig{}, fmt.Errorf("%s.key_files[%d]: %w", k.key, i, err)
 			}
 			k.out.Keys = append(k.out.Keys, sk)
 		}
 	}
-	s, err := tokens.NewSigner(sc)
-	if err != nil {
-		return nil, fmt.Errorf("minting: %w", err)
-	}
-	return s, nil
+	return sc, nil
 }
