@@ -81,13 +81,51 @@ func (c *Checker) serveHTTPCheck(w http.ResponseWriter, r *http.Request, st *set
 		d = c.refuse(st, start, status, reason, r.Method, r.URL.Path)
 	} else {
 		d = c.decide(r.Context(), cr, st.http.Form != config.HTTPCheckEnvoy)
-		if d.Allowed && (len(d.SetQuery) > 0 || len(d.RemoveQuery) > 0) {
-			// Letting it through would send upstream a query string the
-			// policy (or the credential's removal) said to change.
+		if d.Allowed && !wireCarries(d, st.http.Form) {
+			// Letting it through would send upstream a request the policy
+			// (or the credential's removal) said to change.
 			d = c.refuse(st, start, http.StatusForbidden, ReasonUnsupportedByWire, d.Method, d.Path)
 		}
 	}
 	writeHTTPDecision(w, d, st.http.Form)
+}
+
+// proxyClearedHeaders are the request headers a proxy in the nginx or
+// Traefik form sets or clears itself on every allowed request (the tested
+// nginx configuration does; README: Running behind nginx): the identity
+// headers, copied from guestgate's answer or emptied, and the
+// Authorization credential.
+var proxyClearedHeaders = map[string]bool{
+	"authorization": true, headerReason: true,
+	identityPrefix + "subject": true, identityPrefix + "kind": true, identityPrefix + "issuer": true,
+	identityPrefix + "name": true, identityPrefix + "widget": true, identityPrefix + "channel": true,
+	identityPrefix + "scope": true, identityPrefix + "request-id": true,
+}
+
+// wireCarries says whether the form can tell its proxy every change an
+// allow makes to the request on its way upstream. No HTTP form changes the
+// query; Envoy's removes any header guestgate names; nginx and Traefik copy
+// identity headers from the answer and clear only proxyClearedHeaders, so a
+// credential cookie, a forged x-guestgate-* header of another name or a
+// policy's other header changes would reach the upstream unchanged.
+func wireCarries(d *Decision, form string) bool {
+	if len(d.SetQuery) > 0 || len(d.RemoveQuery) > 0 {
+		return false
+	}
+	if form == config.HTTPCheckEnvoy {
+		return true
+	}
+	for _, h := range d.UpstreamHeaders {
+		if !strings.HasPrefix(h.Name, identityPrefix) {
+			return false
+		}
+	}
+	for _, name := range d.RemoveHeaders {
+		if !proxyClearedHeaders[name] {
+			return false
+		}
+	}
+	return true
 }
 
 // refuse denies before or instead of the policy, with everything a

@@ -221,6 +221,46 @@ func TestHTTPCheckDeniesWhatItCannotTellTheProxy(t *testing.T) {
 	}
 }
 
+// TestHTTPCheckDeniesHeaderChangesTheProxyCannotMake: nginx and Traefik
+// clear only Authorization and the identity headers, so an allow that must
+// also strip a credential cookie, a forged x-guestgate-* header of another
+// name, or set a header outside the family is refused there; Envoy's form
+// names them and allows.
+func TestHTTPCheckDeniesHeaderChangesTheProxyCannotMake(t *testing.T) {
+	cookieCredential := "check:\n  credentials:\n    - cookie: gg\n"
+	for _, tc := range []struct {
+		name, extra, path string
+		headers           map[string]string
+	}{
+		{"credential cookie", cookieCredential, "/allow-plain", map[string]string{"Cookie": "gg=tok.en.x; theme=dark"}},
+		{"forged identity header of another name", "", "/allow-plain", map[string]string{"X-Guestgate-Role": "admin"}},
+	} {
+		for _, form := range forms {
+			t.Run(tc.name+"/"+form, func(t *testing.T) {
+				h := startHTTPHarness(t, form, tc.extra, true)
+				resp := h.call(t, "GET", tc.path, tc.headers, "")
+				if form == config.HTTPCheckEnvoy {
+					if resp.StatusCode != http.StatusOK {
+						t.Fatalf("envoy form: %d, want an allow it can carry out", resp.StatusCode)
+					}
+					return
+				}
+				if resp.StatusCode != http.StatusForbidden || !strings.Contains(h.logs.String(), `"reason":"`+ReasonUnsupportedByWire+`"`) {
+					t.Fatalf("%s form let through a change it cannot make: %d %s", form, resp.StatusCode, h.logs)
+				}
+			})
+		}
+	}
+	// What the proxy does clear still passes: a forged identity header it
+	// overwrites, and the Authorization credential.
+	for _, form := range forms[1:] {
+		h := startHTTPHarness(t, form, "", true)
+		if resp := h.call(t, "GET", "/allow-plain", map[string]string{"X-Guestgate-Kind": "regular", "Authorization": "Bearer a.b.c"}, ""); resp.StatusCode != http.StatusOK {
+			t.Fatalf("%s form: %d", form, resp.StatusCode)
+		}
+	}
+}
+
 func TestHTTPCheckInEnvoyFormAsksEnvoyToRemoveForgedIdentityHeaders(t *testing.T) {
 	h := startHTTPHarness(t, config.HTTPCheckEnvoy, "", true)
 	resp := h.call(t, "GET", "/allow-plain", map[string]string{"X-Guestgate-Kind": "regular", "X-Guestgate-Subject": "admin"}, "")
