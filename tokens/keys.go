@@ -627,8 +627,8 @@ func checkVerificationKey(key jwk.Key) error {
 	var algs []string
 	switch pub := raw.(type) {
 	case *rsa.PublicKey:
-		if pub.N.BitLen() < minSigningRSABits {
-			return fmt.Errorf("RSA key of %d bits; at least %d required", pub.N.BitLen(), minSigningRSABits)
+		if pub.N.BitLen() < minRSABits {
+			return fmt.Errorf("RSA key of %d bits; at least %d required", pub.N.BitLen(), minRSABits)
 		}
 		algs = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
 	case *ecdsa.PublicKey:
