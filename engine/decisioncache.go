@@ -24,8 +24,9 @@ import (
 //     never refers to (the request id, headers it does not read) is left
 //     out, which is what makes repeated decisions hit.
 //   - The encoding is tagged and length-prefixed, so two different values
-//     never encode alike, and keys are compared whole (no hash stands in
-//     for them).
+//     never encode alike; a path that stops at a value that is not an
+//     object keys that value with the depth it stopped at. Keys are
+//     compared whole (no hash stands in for them).
 //   - It is off when the result could differ for the same input: a policy
 //     that calls a non-deterministic or clock-reading built-in (time.now_ns,
 //     http.send, rand.intn, io.jwt.decode_verify, print, ...), or that uses
@@ -222,6 +223,7 @@ paths:
 		e.buf = append(e.buf, 'P')
 		v := input
 		var term *ast.Term // v's term, nil for input itself
+		depth := 0         // the keys of path v is under
 		for _, k := range path {
 			obj, ok := v.(ast.Object)
 			if !ok {
@@ -235,10 +237,17 @@ paths:
 				break
 			}
 			v, term = t.Value, t
+			depth++
 		}
 		if v == nil {
 			e.buf = append(e.buf, 'u')
 			continue
+		}
+		if depth < len(path) {
+			// The path stopped at a non-object: say where, or "c1" at
+			// input.a would key like "c1" at input.a.b.
+			e.buf = append(e.buf, 'd')
+			e.buf = binary.AppendUvarint(e.buf, uint64(depth))
 		}
 		for _, s := range shared {
 			if s != nil && s.term == term && s.enc != nil {
