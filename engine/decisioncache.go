@@ -113,8 +113,9 @@ func (r *inputReads) reads(path []string) bool {
 	return false
 }
 
-// analyseInput walks every rule of the compiled modules.
-func analyseInput(c *ast.Compiler) inputReads {
+// analyseInput walks the decision query and every rule of the compiled
+// modules: a configured query may itself read input (data.x[input.y]).
+func analyseInput(c *ast.Compiler, query ast.Ref) inputReads {
 	var r inputReads
 	var paths [][]*ast.Term
 	var vis *ast.GenericVisitor
@@ -157,6 +158,7 @@ func analyseInput(c *ast.Compiler) inputReads {
 		}
 		return false
 	})
+	vis.Walk(query)
 	for _, name := range slices.Sorted(mapKeys(c.Modules)) {
 		for _, rule := range c.Modules[name].Rules {
 			vis.Walk(rule)

@@ -428,3 +428,31 @@ decision := {"allowed": allowed}
 		}
 	}
 }
+
+// TestDecisionCacheKeysOnWhatTheQueryReads: a configured decision query
+// that reads input itself keys the cache on that part too, so one answer
+// is never served for another value of it.
+func TestDecisionCacheKeysOnWhatTheQueryReads(t *testing.T) {
+	dir := writePolicy(t, map[string]string{"p.rego": `package guestgate.authz
+
+decision := {"a": {"allowed": true}, "b": {"allowed": false}}
+`})
+	e := newCacheEngine(t, Options{Dir: dir, Query: "data.guestgate.authz.decision[input.who]"})
+	if !e.Current().Reads("who") {
+		t.Fatal("Reads(who) is false, yet the query reads input.who")
+	}
+	ctx := context.Background()
+	for _, tc := range []struct{ in, want string }{
+		{`{"who": "a"}`, `{"allowed": true}`},
+		{`{"who": "a"}`, `{"allowed": true}`},
+		{`{"who": "a"}`, `{"allowed": true}`}, // from the cache
+		{`{"who": "b"}`, `{"allowed": false}`},
+		{`{"who": "b"}`, `{"allowed": false}`},
+		{`{"who": "b"}`, `{"allowed": false}`},
+	} {
+		res, err := e.Eval(ctx, ast.MustParseTerm(tc.in).Value)
+		if err != nil || !res.Defined || res.Value.String() != tc.want {
+			t.Fatalf("%s: %v (defined %v), %v; want %s", tc.in, res.Value, res.Defined, err, tc.want)
+		}
+	}
+}
