@@ -136,9 +136,11 @@ func (c *tokenCache) get(key [sha256.Size]byte, now time.Time, v *Verifier) *Tok
 	return e.tok
 }
 
-// outOfTime reports whether the token is not valid at now, as checkTimes
-// would find it.
+// outOfTime reports whether the verification may not answer for now: the
+// token expired (RFC 7519 §4.1.4, as on a miss), or now is before the time
+// it was verified at (the clock went back). Every other rule that reads the
+// clock (nbf, iat, a guest's MaxLifetime) holds at any time after one it
+// held at, so those two cover them all.
 func (e *cacheEntry) outOfTime(now time.Time, leeway time.Duration) bool {
-	return !now.Before(e.tok.ExpiresAt.Add(leeway)) || // RFC 7519 §4.1.4, as on a miss
-		now.Add(leeway).Before(e.notBefore) // the clock went back
+	return !now.Before(e.tok.ExpiresAt.Add(leeway)) || now.Before(e.at)
 }

@@ -340,3 +340,25 @@ func TestWaiterOnASharedVerificationGetsItsOwnTimeCheck(t *testing.T) {
 		t.Fatalf("the request made after exp: %v, want expired", err)
 	}
 }
+
+// TestCacheRecheckedWhenTheClockGoesBack: a cached token is served only at
+// or after the time it was verified. Before that (the clock went back) it
+// is verified again, as every rule that reads the clock may now answer
+// otherwise: here a guest token whose exp, from the earlier time, is
+// further ahead than the issuer's MaxLifetime.
+func TestCacheRecheckedWhenTheClockGoesBack(t *testing.T) {
+	f := newVFFixture(t)
+	v := f.verifier(t)
+	raw := f.guest(t, vfWith(f.guestClaims(), "exp", f.unix(DefaultGuestMaxLifetime)))
+	if _, err := v.Verify(context.Background(), raw); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(-10 * time.Minute)
+	if _, err := v.Verify(context.Background(), raw); CodeOf(err) != CodeBadClaims {
+		t.Fatalf("clock went back past the guest's MaxLifetime: %v, want bad_claims", err)
+	}
+	uncached := f.verifier(t, func(c *Config) { c.CacheSize = -1 })
+	if _, err := uncached.Verify(context.Background(), raw); CodeOf(err) != CodeBadClaims {
+		t.Fatalf("uncached: %v, want bad_claims", err)
+	}
+}
