@@ -17,9 +17,10 @@ import (
 //   - It belongs to one compiled revision (policy and data): a reload starts
 //     with an empty one, so the revision is part of every key.
 //   - Its key is the exact encoding of every part of the input the policy
-//     can read, found by static analysis of the compiled modules: each
-//     reference to input contributes its leading string keys (input.token
-//     .claims[claim] reads all of input.token.claims). A request differing
+//     can read, found by static analysis of the compiled modules and the
+//     decision query: each reference to input contributes its leading
+//     string keys (input.token.claims[claim] reads all of
+//     input.token.claims). A request differing
 //     in anything the policy could read has another key; what the policy
 //     never refers to (the request id, headers it does not read) is left
 //     out, which is what makes repeated decisions hit.
