@@ -17,15 +17,17 @@ import (
 //   - It belongs to one compiled revision (policy and data): a reload starts
 //     with an empty one, so the revision is part of every key.
 //   - Its key is the exact encoding of every part of the input the policy
-//     can read, found by static analysis of the compiled modules: each
-//     reference to input contributes its leading string keys (input.token
-//     .claims[claim] reads all of input.token.claims). A request differing
+//     can read, found by static analysis of the compiled modules and the
+//     decision query: each reference to input contributes its leading
+//     string keys (input.token.claims[claim] reads all of
+//     input.token.claims). A request differing
 //     in anything the policy could read has another key; what the policy
 //     never refers to (the request id, headers it does not read) is left
 //     out, which is what makes repeated decisions hit.
 //   - The encoding is tagged and length-prefixed, so two different values
-//     never encode alike, and keys are compared whole (no hash stands in
-//     for them).
+//     never encode alike; a path that stops at a value that is not an
+//     object keys that value with the depth it stopped at. Keys are
+//     compared whole (no hash stands in for them).
 //   - It is off when the result could differ for the same input: a policy
 //     that calls a non-deterministic or clock-reading built-in (time.now_ns,
 //     http.send, rand.intn, io.jwt.decode_verify, print, ...), or that uses
@@ -112,8 +114,9 @@ func (r *inputReads) reads(path []string) bool {
 	return false
 }
 
-// analyseInput walks every rule of the compiled modules.
-func analyseInput(c *ast.Compiler) inputReads {
+// analyseInput walks the decision query and every rule of the compiled
+// modules: a configured query may itself read input (data.x[input.y]).
+func analyseInput(c *ast.Compiler, query ast.Ref) inputReads {
 	var r inputReads
 	var paths [][]*ast.Term
 	var vis *ast.GenericVisitor
@@ -156,6 +159,7 @@ func analyseInput(c *ast.Compiler) inputReads {
 		}
 		return false
 	})
+	vis.Walk(query)
 	for _, name := range slices.Sorted(mapKeys(c.Modules)) {
 		for _, rule := range c.Modules[name].Rules {
 			vis.Walk(rule)
@@ -222,6 +226,7 @@ paths:
 		e.buf = append(e.buf, 'P')
 		v := input
 		var term *ast.Term // v's term, nil for input itself
+		depth := 0         // the keys of path v is under
 		for _, k := range path {
 			obj, ok := v.(ast.Object)
 			if !ok {
@@ -235,10 +240,17 @@ paths:
 				break
 			}
 			v, term = t.Value, t
+			depth++
 		}
 		if v == nil {
 			e.buf = append(e.buf, 'u')
 			continue
+		}
+		if depth < len(path) {
+			// The path stopped at a non-object: say where, or "c1" at
+			// input.a would key like "c1" at input.a.b.
+			e.buf = append(e.buf, 'd')
+			e.buf = binary.AppendUvarint(e.buf, uint64(depth))
 		}
 		for _, s := range shared {
 			if s != nil && s.term == term && s.enc != nil {

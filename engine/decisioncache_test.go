@@ -386,3 +386,73 @@ func TestDecisionCacheKeepsEntriesInUseAcrossRotations(t *testing.T) {
 		}
 	}
 }
+
+// TestDecisionKeyTellsWhereAPathStopped: a path the policy reads through a
+// value that is not an object keys that value with how deep the path got,
+// so {"channel": "c1"} never takes the decision of {"channel": {"id": "c1"}}
+// (both end in the string "c1").
+func TestDecisionKeyTellsWhereAPathStopped(t *testing.T) {
+	dir := writePolicy(t, map[string]string{"p.rego": `package guestgate.authz
+
+default allowed := false
+
+allowed if input.body.channel.id == "c1"
+
+decision := {"allowed": allowed}
+`})
+	e := newCacheEngine(t, Options{Dir: dir})
+	ctx := context.Background()
+	eval := func(s string) string {
+		t.Helper()
+		res, err := e.Eval(ctx, ast.MustParseTerm(s).Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Value.String()
+	}
+	for range 3 { // kept on the second sighting, answered from the cache on the third
+		if got := eval(`{"body": {"channel": {"id": "c1"}}}`); got != `{"allowed": true}` {
+			t.Fatalf("the channel's id: %s", got)
+		}
+	}
+	for _, in := range []string{
+		`{"body": {"channel": "c1"}}`,
+		`{"body": "c1"}`,
+		`{"body": {"channel": ["c1"]}}`,
+		`{"body": {"channel": {"id": ["c1"]}}}`,
+	} {
+		for range 3 {
+			if got := eval(in); got != `{"allowed": false}` {
+				t.Fatalf("%s: %s, want not allowed", in, got)
+			}
+		}
+	}
+}
+
+// TestDecisionCacheKeysOnWhatTheQueryReads: a configured decision query
+// that reads input itself keys the cache on that part too, so one answer
+// is never served for another value of it.
+func TestDecisionCacheKeysOnWhatTheQueryReads(t *testing.T) {
+	dir := writePolicy(t, map[string]string{"p.rego": `package guestgate.authz
+
+decision := {"a": {"allowed": true}, "b": {"allowed": false}}
+`})
+	e := newCacheEngine(t, Options{Dir: dir, Query: "data.guestgate.authz.decision[input.who]"})
+	if !e.Current().Reads("who") {
+		t.Fatal("Reads(who) is false, yet the query reads input.who")
+	}
+	ctx := context.Background()
+	for _, tc := range []struct{ in, want string }{
+		{`{"who": "a"}`, `{"allowed": true}`},
+		{`{"who": "a"}`, `{"allowed": true}`},
+		{`{"who": "a"}`, `{"allowed": true}`}, // from the cache
+		{`{"who": "b"}`, `{"allowed": false}`},
+		{`{"who": "b"}`, `{"allowed": false}`},
+		{`{"who": "b"}`, `{"allowed": false}`},
+	} {
+		res, err := e.Eval(ctx, ast.MustParseTerm(tc.in).Value)
+		if err != nil || !res.Defined || res.Value.String() != tc.want {
+			t.Fatalf("%s: %v (defined %v), %v; want %s", tc.in, res.Value, res.Defined, err, tc.want)
+		}
+	}
+}

@@ -16,10 +16,11 @@
 // fails (parse, type or strict-mode error, no .rego file left, no decision
 // rule left) changes nothing but the error Status reports.
 //
-// Each revision knows, by static analysis of its compiled modules, which
-// parts of the input it can read (Revision.Reads: a caller may leave the
-// rest out) and keeps a decision cache keyed on exactly those parts
-// (decisioncache.go), off when its answer could differ for the same input.
+// Each revision knows, by static analysis of its compiled modules and the
+// decision query, which parts of the input it can read (Revision.Reads: a
+// caller may leave the rest out) and keeps a decision cache keyed on
+// exactly those parts (decisioncache.go), off when its answer could differ
+// for the same input.
 package engine
 
 import (

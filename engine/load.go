@@ -241,7 +241,7 @@ func compile(snap *snapshot, query ast.Ref, strict bool, cacheSize int) (*policy
 		revision: snap.revision,
 		files:    len(snap.files),
 		loadedAt: time.Now(),
-		reads:    analyseInput(compiler),
+		reads:    analyseInput(compiler, query),
 	}
 	if cacheSize > 0 && p.reads.off() == "" {
 		p.cache = newDecisionCache(cacheSize)

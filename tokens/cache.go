@@ -67,15 +67,23 @@ func (c *tokenCache) verify(ctx context.Context, v *Verifier, raw string) (*Toke
 		if err != nil {
 			return nil, err
 		}
-		c.entries.Add(key, &cacheEntry{tok: tok, verified: meta})
-		return tok, nil
+		e := &cacheEntry{tok: tok, verified: meta}
+		c.entries.Add(key, e)
+		return e, nil
 	})
 	select {
 	case r := <-ch:
 		if r.Err != nil {
 			return nil, r.Err
 		}
-		return r.Val.(*Token), nil
+		// A caller that joined the verification late is held to its own
+		// clock, as on a hit: the token may have expired while the first
+		// caller's key fetch ran. Verified again, it gets the exact error.
+		if e := r.Val.(*cacheEntry); !e.outOfTime(now, v.leeway) {
+			return e.tok, nil
+		}
+		tok, _, err := v.verify(ctx, raw, now)
+		return tok, err
 	case <-ctx.Done():
 		return nil, errorf(CodeKeysUnavailable, "verification abandoned: %v", ctx.Err())
 	}
@@ -121,12 +129,18 @@ func (c *tokenCache) get(key [sha256.Size]byte, now time.Time, v *Verifier) *Tok
 	if !ok {
 		return nil
 	}
-	stale := !now.Before(e.tok.ExpiresAt.Add(v.leeway)) || // RFC 7519 §4.1.4, as on a miss
-		now.Add(v.leeway).Before(e.notBefore) || // the clock went back
-		e.keys != nil && e.keys.Version() != e.keyVersion // the keys changed
-	if stale {
+	if e.outOfTime(now, v.leeway) || e.keys != nil && e.keys.Version() != e.keyVersion { // the keys changed
 		c.entries.Remove(key)
 		return nil
 	}
 	return e.tok
+}
+
+// outOfTime reports whether the verification may not answer for now: the
+// token expired (RFC 7519 §4.1.4, as on a miss), or now is before the time
+// it was verified at (the clock went back). Every other rule that reads the
+// clock (nbf, iat, a guest's MaxLifetime) holds at any time after one it
+// held at, so those two cover them all.
+func (e *cacheEntry) outOfTime(now time.Time, leeway time.Duration) bool {
+	return !now.Before(e.tok.ExpiresAt.Add(leeway)) || now.Before(e.at)
 }

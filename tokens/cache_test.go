@@ -277,3 +277,88 @@ func TestSumTokenIsSHA256OfTheToken(t *testing.T) {
 		}
 	}
 }
+
+// TestWaiterOnASharedVerificationGetsItsOwnTimeCheck: a request that joins
+// a verification already in flight (waiting on a JWKS fetch) is answered
+// at its own time, as an uncached verification would be: a token that
+// expired before that request came is refused, even though the request
+// that started the verification, earlier, accepts it.
+func TestWaiterOnASharedVerificationGetsItsOwnTimeCheck(t *testing.T) {
+	f := newVFFixture(t)
+	body := func(kid string) string {
+		b, err := json.Marshal(vfPublicSet(t, &f.keys.rsa.PublicKey, kid, jwa.RS256))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	srv := newKSServer(t, body("old"))
+	v := f.countingVerifier(t, func(c *Config) {
+		c.Issuers[0].PublicKeys = nil
+		c.Issuers[0].Keys = KeySource{URL: srv.URL + "/jwks.json", MinRefetch: time.Millisecond}
+		c.HTTPClient = srv.Client()
+	})
+	raw := vfSign(t, jwa.RS256, f.keys.rsa, map[string]any{"alg": "RS256", "kid": "new"},
+		vfWith(f.xbsClaims(), "exp", f.unix(time.Minute)))
+
+	// The unknown kid makes the first request refetch; the fetch waits.
+	srv.set(body("new"))
+	gate := make(chan struct{})
+	srv.gate.Store(&gate)
+	first := make(chan error, 1)
+	go func() {
+		_, err := v.Verify(context.Background(), raw)
+		first <- err
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for srv.hits.Load() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the refetch never started")
+		}
+		time.Sleep(time.Millisecond)
+	}
+
+	// The token expires (beyond the leeway); a second request comes.
+	f.clock.Advance(time.Hour)
+	second := make(chan error, 1)
+	go func() {
+		_, err := v.Verify(context.Background(), raw)
+		second <- err
+	}()
+	for v.misses.Load() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatal("the second request never missed the cache")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(gate)
+
+	if err := <-first; err != nil {
+		t.Fatalf("the request made before exp: %v", err)
+	}
+	if err := <-second; CodeOf(err) != CodeExpired {
+		t.Fatalf("the request made after exp: %v, want expired", err)
+	}
+}
+
+// TestCacheRecheckedWhenTheClockGoesBack: a cached token is served only at
+// or after the time it was verified. Before that (the clock went back) it
+// is verified again, as every rule that reads the clock may now answer
+// otherwise: here a guest token whose exp, from the earlier time, is
+// further ahead than the issuer's MaxLifetime.
+func TestCacheRecheckedWhenTheClockGoesBack(t *testing.T) {
+	f := newVFFixture(t)
+	v := f.verifier(t)
+	raw := f.guest(t, vfWith(f.guestClaims(), "exp", f.unix(DefaultGuestMaxLifetime)))
+	if _, err := v.Verify(context.Background(), raw); err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(-10 * time.Minute)
+	if _, err := v.Verify(context.Background(), raw); CodeOf(err) != CodeBadClaims {
+		t.Fatalf("clock went back past the guest's MaxLifetime: %v, want bad_claims", err)
+	}
+	uncached := f.verifier(t, func(c *Config) { c.CacheSize = -1 })
+	if _, err := uncached.Verify(context.Background(), raw); CodeOf(err) != CodeBadClaims {
+		t.Fatalf("uncached: %v, want bad_claims", err)
+	}
+}

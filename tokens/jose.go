@@ -9,7 +9,6 @@ package tokens
 import (
 	"bytes"
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
@@ -32,8 +31,9 @@ const DefaultMaxTokenSize = 8192
 // parser, not a token.
 const maxJSONDepth = 32
 
-// minRSABits is the smallest RSA modulus a signature is verified with
-// (RFC 7518 §3.3: "A key of size 2048 bits or larger MUST be used").
+// minRSABits is the smallest RSA modulus a signature is verified with, a
+// key set takes and guestgate signs with (RFC 7518 §3.3: "A key of size
+// 2048 bits or larger MUST be used").
 const minRSABits = 2048
 
 // dateClaims are the NumericDate claims (RFC 7519 §2: "A JSON numeric value
@@ -350,13 +350,7 @@ var (
 	}
 )
 
-var (
-	// RFC 7518 §3.4: ES256 is P-256, ES384 P-384, ES512 P-521.
-	curveOf = map[jwa.SignatureAlgorithm]elliptic.Curve{
-		jwa.ES256: elliptic.P256(), jwa.ES384: elliptic.P384(), jwa.ES512: elliptic.P521(),
-	}
-	hmacKeyBytes = map[jwa.SignatureAlgorithm]int{jwa.HS256: 32, jwa.HS384: 48, jwa.HS512: 64}
-)
+var hmacKeyBytes = map[jwa.SignatureAlgorithm]int{jwa.HS256: 32, jwa.HS384: 48, jwa.HS512: 64}
 
 // usableKey checks that key may verify signatures made with alg and returns
 // its raw form for the jwx verifier: the key is for signatures (use, key_ops),
@@ -414,9 +408,9 @@ func usableKey(alg jwa.SignatureAlgorithm, key jwk.Key) (any, error) {
 		if err != nil || !ok {
 			return nil, errorf(CodeUnknownKey, "the key with this kid is unusable")
 		}
-		want := curveOf[alg]
-		if pub.Curve != want {
-			return nil, errorf(CodeBadAlgorithm, "%s needs a %s key", alg, want.Params().Name)
+		// RFC 7518 §3.4: each ES algorithm has its one curve.
+		if a, err := ecdsaAlgorithm(pub.Curve); err != nil || a != alg.String() {
+			return nil, errorf(CodeBadAlgorithm, "%s needs a key on its own curve", alg)
 		}
 		return pub, nil
 	}

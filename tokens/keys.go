@@ -627,8 +627,8 @@ func checkVerificationKey(key jwk.Key) error {
 	var algs []string
 	switch pub := raw.(type) {
 	case *rsa.PublicKey:
-		if pub.N.BitLen() < minSigningRSABits {
-			return fmt.Errorf("RSA key of %d bits; at least %d required", pub.N.BitLen(), minSigningRSABits)
+		if pub.N.BitLen() < minRSABits {
+			return fmt.Errorf("RSA key of %d bits; at least %d required", pub.N.BitLen(), minRSABits)
 		}
 		algs = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
 	case *ecdsa.PublicKey:
@@ -710,10 +710,12 @@ func skipStrictValue(dec *json.Decoder, depth int) error {
 
 // checkKeyRedirect holds a redirect of a JWKS fetch to more than the URL
 // rule: plain http is taken for a loopback URL someone configured, never
-// reached from https by a redirect, and a fetch that started off this
-// machine never lands on it (a loopback, link-local or unspecified
-// address: the admin listener, a cloud metadata service), whatever a
-// redirect on the issuer's host says.
+// reached from https by a redirect (which keeps plain-http services such
+// as a cloud metadata service out of reach), and a fetch that started off
+// this machine is not redirected to a host that names it (a loopback,
+// link-local or unspecified address, or a localhost name), whatever a
+// redirect on the issuer's host says. The host is judged as written: a
+// DNS name that resolves to this machine is not caught here.
 func checkKeyRedirect(from, to *url.URL) error {
 	if from.Scheme == "https" && to.Scheme != "https" {
 		return errors.New("redirect from https to plain http refused")

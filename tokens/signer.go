@@ -31,9 +31,6 @@ const (
 	DefaultAccessTTL = 6 * time.Hour // the login exchange's access token
 	DefaultXBSTTL    = time.Hour     // an anonymous widget or link session
 
-	// minSigningRSABits is the least RSA modulus guestgate signs with or
-	// takes in a verification key set (NIST SP 800-57: 112-bit security).
-	minSigningRSABits = 2048
 	// maxSigningKeyFile bounds a key file; a PEM or JWK key is a few KiB.
 	maxSigningKeyFile = 64 << 10
 	// maxMetadataSize bounds a SAT's metadata claim once encoded, so the
@@ -183,8 +180,8 @@ func checkSigningKey(raw any, alg string) (crypto.PublicKey, error) {
 	var pub crypto.PublicKey
 	switch k := raw.(type) {
 	case *rsa.PrivateKey:
-		if bits := k.N.BitLen(); bits < minSigningRSABits {
-			return nil, fmt.Errorf("RSA key of %d bits; at least %d required", bits, minSigningRSABits)
+		if bits := k.N.BitLen(); bits < minRSABits {
+			return nil, fmt.Errorf("RSA key of %d bits; at least %d required", bits, minRSABits)
 		}
 		if err := k.Validate(); err != nil {
 			return nil, errors.New("RSA key fails validation")

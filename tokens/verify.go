@@ -302,12 +302,10 @@ func newIssuerEntry(ctx context.Context, i int, in Issuer, cfg Config) (*issuerE
 		if in.GuestSecret == "" {
 			return nil, fail("GuestSecret", "required for a guest issuer")
 		}
+		// DecodeGuestSecret refuses a secret shorter than HS256 needs.
 		secret, err := DecodeGuestSecret(in.GuestSecret)
 		if err != nil {
 			return nil, fail("GuestSecret", "%v", err)
-		}
-		if err := checkHMACKey(jwa.HS256, secret); err != nil {
-			return nil, fail("GuestSecret", "shorter than 32 bytes once decoded")
 		}
 		e.secret = secret
 		if in.MaxLifetime < 0 {
@@ -381,11 +379,11 @@ func (v *Verifier) Close() {
 }
 
 // verified is what a successful verification tells the cache beyond the
-// token: which key set version vouched for it and from when it is valid.
+// token: which key set version vouched for it and at what time.
 type verified struct {
 	keys       *KeySet // nil for guest tokens
 	keyVersion uint64
-	notBefore  time.Time // the later of nbf and iat; zero when neither
+	at         time.Time // the clock the claims were checked against
 }
 
 // verify is the whole check, uncached. The order is the spec's: the
@@ -455,7 +453,11 @@ func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Toke
 	}
 
 	tok := &Token{Issuer: iss, IssuerName: e.name, Claims: p.claims}
-	if meta.notBefore, err = v.checkTimes(p.claims, tok, now); err != nil {
+	// Wall clock only: the claims are wall-clock times, and a cached entry
+	// must notice the wall clock going back (the monotonic reading never
+	// does).
+	meta.at = now.Round(0)
+	if err = v.checkTimes(p.claims, tok, now); err != nil {
 		return nil, meta, err
 	}
 	if e.kind != KindGuest {
@@ -516,52 +518,41 @@ func (e *issuerEntry) checkTyp(c *compactJWS) error {
 }
 
 // checkTimes applies exp, nbf and iat with the leeway and sets
-// tok.ExpiresAt. It returns the time from which the token is valid.
-func (v *Verifier) checkTimes(claims map[string]any, tok *Token, now time.Time) (time.Time, error) {
+// tok.ExpiresAt.
+func (v *Verifier) checkTimes(claims map[string]any, tok *Token, now time.Time) error {
 	// RFC 7519 §4.1.4: "the current date/time MUST be before the expiration
 	// date/time listed in the "exp" claim". Every kind must expire.
 	exp, ok, err := numericDate(claims, "exp")
 	if err != nil {
-		return time.Time{}, err
+		return err
 	}
 	if !ok {
-		return time.Time{}, errorf(CodeBadClaims, "exp claim required")
+		return errorf(CodeBadClaims, "exp claim required")
 	}
 	if !now.Before(exp.Add(v.leeway)) {
-		return time.Time{}, errorf(CodeExpired, "token expired")
+		return errorf(CodeExpired, "token expired")
 	}
 	tok.ExpiresAt = exp
 
 	// RFC 7519 §4.1.5: "the current date/time MUST be after or equal to the
 	// not-before date/time listed in the "nbf" claim".
-	var notBefore time.Time
 	nbf, ok, err := numericDate(claims, "nbf")
 	if err != nil {
-		return time.Time{}, err
+		return err
 	}
-	if ok {
-		if now.Add(v.leeway).Before(nbf) {
-			return time.Time{}, errorf(CodeNotYetValid, "nbf is in the future")
-		}
-		notBefore = nbf
+	if ok && now.Add(v.leeway).Before(nbf) {
+		return errorf(CodeNotYetValid, "nbf is in the future")
 	}
 	// RFC 7519 §4.1.6 "iat": a token cannot have been issued in the future.
 	iat, ok, err := numericDate(claims, "iat")
 	if err != nil {
-		return time.Time{}, err
+		return err
 	}
-	if ok {
-		if now.Add(v.leeway).Before(iat) {
-			return time.Time{}, errorf(CodeNotYetValid, "iat is in the future")
-		}
-		if iat.After(notBefore) {
-			notBefore = iat
-		}
+	if ok && now.Add(v.leeway).Before(iat) {
+		return errorf(CodeNotYetValid, "iat is in the future")
 	}
-	if _, _, err := numericDate(claims, "auth_time"); err != nil {
-		return time.Time{}, err
-	}
-	return notBefore, nil
+	_, _, err = numericDate(claims, "auth_time")
+	return err
 }
 
 // maxNumericDate is 9999-12-31T23:59:59Z: later dates are not dates.
