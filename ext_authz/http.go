@@ -47,7 +47,7 @@ const (
 // request. They are the proxy's, not the client's: the policy does not see
 // them among the request's headers.
 var transportHeaders = map[string][]string{
-	config.HTTPCheckNginx:   {"x-original-uri", "x-original-method"},
+	config.HTTPCheckNginx:   {"x-original-uri", "x-original-method", "x-original-content-length", "x-original-transfer-encoding"},
 	config.HTTPCheckTraefik: {"x-forwarded-method", "x-forwarded-uri", "x-forwarded-host", "x-forwarded-proto"},
 }
 
@@ -172,6 +172,16 @@ func httpCheckRequest(r *http.Request, st *settings) (*authv3.CheckRequest, int,
 		}
 	case config.HTTPCheckNginx:
 		method, uri = headers["x-original-method"], headers["x-original-uri"]
+		// The subrequest carries no body and clears its own length; whether
+		// the original request had a body comes in these two, so a GET with
+		// a body is not taken for one without.
+		delete(headers, "content-length")
+		delete(headers, "transfer-encoding")
+		for from, to := range map[string]string{"x-original-content-length": "content-length", "x-original-transfer-encoding": "transfer-encoding"} {
+			if v := headers[from]; v != "" {
+				headers[to] = v
+			}
+		}
 	case config.HTTPCheckTraefik:
 		method, uri = headers["x-forwarded-method"], headers["x-forwarded-uri"]
 		if h := headers["x-forwarded-host"]; h != "" {

@@ -194,6 +194,14 @@ func TestHTTPCheckBodyDependentRulesDenyWhereNoBodyIsForwarded(t *testing.T) {
 			}
 		})
 	}
+	t.Run("nginx: a GET whose original request had a body", func(t *testing.T) {
+		h := startHTTPHarness(t, config.HTTPCheckNginx, "", true)
+		for _, announced := range []map[string]string{{"X-Original-Content-Length": "17"}, {"X-Original-Transfer-Encoding": "chunked"}} {
+			if resp := h.call(t, "GET", "/needs-body", announced, ""); resp.StatusCode != http.StatusForbidden {
+				t.Fatalf("GET with a body nginx did not forward (%v): status %d, want 403", announced, resp.StatusCode)
+			}
+		}
+	})
 	t.Run("envoy forwards the body", func(t *testing.T) {
 		h := startHTTPHarness(t, config.HTTPCheckEnvoy, "", true)
 		resp := h.call(t, "POST", "/body", map[string]string{"Content-Type": "application/json"}, `{"name":"ok"}`)
