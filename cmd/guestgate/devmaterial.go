@@ -52,38 +52,25 @@ func secretFingerprint(secret []byte) string {
 	return "secret:" + hex.EncodeToString(sum[:])
 }
 
+// publishedCredential refuses a key or secret whose fingerprint is one of
+// the published development credentials, naming the config key that holds
+// it (never the secret).
+func publishedCredential(key, fp string) error {
+	if file, ok := developmentFingerprints[fp]; ok {
+		return fmt.Errorf("%s: this is the published development credential testdata/dev/%s, which anyone can sign with; outside the development setup, use your own", key, file)
+	}
+	return nil
+}
+
 // refuseDevelopmentMaterial refuses a config that is not the development
-// setup but uses a published development key or secret, naming the key of
-// the config that does (never the secret).
+// setup but verifies with a published development key or secret (trusted
+// issuers' key sets and guest secrets, SAT integrations' secrets). The
+// minting keys are checked where signerConfig loads them.
 func refuseDevelopmentMaterial(cfg *config.Config) error {
 	if cfg.Development {
 		return nil
 	}
-	check := func(key, fp string) error {
-		if file, ok := developmentFingerprints[fp]; ok {
-			return fmt.Errorf("%s: this is the published development credential testdata/dev/%s, which anyone can sign with; outside the development setup, use your own", key, file)
-		}
-		return nil
-	}
-	for _, m := range []struct {
-		key string
-		in  config.MintedKind
-	}{{"minting.secure_anonymous", cfg.Minting.SAT}, {"minting.access", cfg.Minting.Access}, {"minting.xbs_anonymous", cfg.Minting.XBS}} {
-		for i, f := range m.in.KeyFiles {
-			key := fmt.Sprintf("%s.key_files[%d]", m.key, i)
-			sk, err := tokens.LoadSigningKey(f)
-			if err != nil {
-				return fmt.Errorf("%s: %w", key, err)
-			}
-			fp, err := keyFingerprint(sk.Private)
-			if err != nil {
-				return fmt.Errorf("%s: %w", key, err)
-			}
-			if err := check(key, fp); err != nil {
-				return err
-			}
-		}
-	}
+	check := publishedCredential
 	for i, ti := range cfg.Tokens.Issuers {
 		key := fmt.Sprintf("tokens.issuers[%d]", i)
 		var set jwk.Set

@@ -116,9 +116,19 @@ func signerConfig(cfg *config.Config) (tokens.SignerConfig, error) {
 	} {
 		*k.out = tokens.MintedKind{Issuer: k.in.Issuer, Audience: k.in.Audience}
 		for i, f := range k.in.KeyFiles {
+			key := fmt.Sprintf("%s.key_files[%d]", k.key, i)
 			sk, err := tokens.LoadSigningKey(f)
 			if err != nil {
-				return tokens.SignerConfig{}, fmt.Errorf("%s.key_files[%d]: %w", k.key, i, err)
+				return tokens.SignerConfig{}, fmt.Errorf("%s: %w", key, err)
+			}
+			if !cfg.Development {
+				fp, err := keyFingerprint(sk.Private)
+				if err != nil {
+					return tokens.SignerConfig{}, fmt.Errorf("%s: %w", key, err)
+				}
+				if err := publishedCredential(key, fp); err != nil {
+					return tokens.SignerConfig{}, err
+				}
 			}
 			k.out.Keys = append(k.out.Keys, sk)
 		}
