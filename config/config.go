@@ -47,6 +47,9 @@ type Config struct {
 
 	// Path is the file this config was read from ("" when built in code).
 	Path string `yaml:"-"`
+	// ReadAt is when Load began reading it and its files: a change after
+	// that may not be in this config (Watch reloads for it).
+	ReadAt time.Time `yaml:"-"`
 }
 
 // Listen holds the listener addresses and server bounds.
@@ -242,6 +245,7 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 // Load reads, defaults and validates the config file at path. Every error
 // names the key it is about.
 func Load(path string) (*Config, error) {
+	readAt := time.Now()
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
@@ -258,7 +262,7 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
-	c.Path = path
+	c.Path, c.ReadAt = path, readAt
 	return c, nil
 }
 

@@ -3,6 +3,7 @@ package config
 import (
 	"context"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -38,7 +39,9 @@ func (c *Config) Files() []string {
 // is done. It watches the files' directories, not the files, so editors'
 // rename-and-replace saves and Kubernetes' symlink swaps are seen. files
 // returns the current list, so a reload that names new files is followed.
-func Watch(ctx context.Context, files func() []string, debounce time.Duration, logger *slog.Logger, onChange func()) error {
+// A file modified at or after since (when the serving config was read) but
+// before the watch began is a change too: it would otherwise be missed.
+func Watch(ctx context.Context, files func() []string, since time.Time, debounce time.Duration, logger *slog.Logger, onChange func()) error {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return err
@@ -60,6 +63,10 @@ func Watch(ctx context.Context, files func() []string, debounce time.Duration, l
 	sync()
 	var timer *time.Timer
 	var fire <-chan time.Time
+	if changedSince(files(), since) {
+		timer = time.NewTimer(debounce)
+		fire = timer.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -99,6 +106,16 @@ func Watch(ctx context.Context, files func() []string, debounce time.Duration, l
 func relevant(name string, files []string) bool {
 	for _, f := range files {
 		if name == f || filepath.Dir(name) == filepath.Dir(f) && filepath.Base(name) == "..data" {
+			return true
+		}
+	}
+	return false
+}
+
+// changedSince says whether any of files was modified at or after t.
+func changedSince(files []string, t time.Time) bool {
+	for _, f := range files {
+		if fi, err := os.Stat(f); err == nil && !fi.ModTime().Before(t) {
 			return true
 		}
 	}

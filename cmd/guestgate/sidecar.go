@@ -138,7 +138,7 @@ func (s *sidecar) serve(ctx context.Context) error {
 	}()
 	if cfg.Path != "" {
 		go func() {
-			if err := config.Watch(runCtx, func() []string { return s.cfg.Load().Files() }, 100*time.Millisecond, s.logger, s.reloadConfig); err != nil {
+			if err := config.Watch(runCtx, func() []string { return s.cfg.Load().Files() }, cfg.ReadAt, 100*time.Millisecond, s.logger, s.reloadConfig); err != nil {
 				s.logger.Error("config watch stopped; the loaded config keeps serving", "error", err)
 			}
 		}()
