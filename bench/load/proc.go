@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"strconv"
@@ -17,6 +18,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -30,6 +33,7 @@ const clockTicks = 100
 type Process struct {
 	Name  string
 	Addr  string        // its gRPC address, from its "serving" log line
+	Admin string        // its admin address (/metrics), "" if it has none
 	Ready time.Duration // from start until gRPC health said SERVING
 	Conn  *grpc.ClientConn
 
@@ -129,12 +133,14 @@ func (p *Process) readLog(r io.Reader, addrc chan<- string) {
 		var m struct {
 			Msg      string `json:"msg"`
 			GRPC     string `json:"grpc"`
+			Admin    string `json:"admin"`
 			Duration int64  `json:"duration"` // the engine's, in nanoseconds
 		}
 		if json.Unmarshal(line, &m) != nil {
 			continue
 		}
 		if !sent && m.GRPC != "" {
+			p.Admin = m.Admin // written before the address is sent, read after
 			addrc <- m.GRPC
 			sent = true
 		}
@@ -214,4 +220,44 @@ func (p *Process) Stop() {
 		_ = p.cmd.Process.Kill()
 		<-p.done
 	}
+}
+
+// GCStats are the child's garbage collections so far, from the Go
+// collector's go_gc_duration_seconds on its admin /metrics: how many, and
+// the stop-the-world pause time they took in all.
+type GCStats struct {
+	Cycles uint64
+	Pause  time.Duration
+}
+
+// GC reads the child's GCStats.
+func (p *Process) GC(ctx context.Context) (GCStats, error) {
+	if p.Admin == "" {
+		return GCStats{}, fmt.Errorf("%s has no admin listener", p.Name)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.Admin+"/metrics", nil)
+	if err != nil {
+		return GCStats{}, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return GCStats{}, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return GCStats{}, fmt.Errorf("%s /metrics: %s", p.Name, resp.Status)
+	}
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		return GCStats{}, fmt.Errorf("%s /metrics: %w", p.Name, err)
+	}
+	f, ok := families["go_gc_duration_seconds"]
+	if !ok || len(f.GetMetric()) != 1 || f.GetMetric()[0].GetSummary() == nil {
+		return GCStats{}, fmt.Errorf("%s /metrics: no go_gc_duration_seconds summary", p.Name)
+	}
+	sum := f.GetMetric()[0].GetSummary()
+	return GCStats{Cycles: sum.GetSampleCount(), Pause: time.Duration(sum.GetSampleSum() * float64(time.Second))}, nil
 }
