@@ -87,11 +87,11 @@ func (st *settings) finish(d *Decision) {
 		d.DenyHeaders = append(d.DenyHeaders, Header{identityPrefix + "request-id", d.RequestID})
 	}
 	if d.DenyBody == "" {
-		body := map[string]string{"error": CoarseReason(d.Status), "request_id": d.RequestID}
+		body := denyBody{Error: CoarseReason(d.Status), RequestID: d.RequestID}
 		if st.preciseReasons {
-			body["reason"] = d.Reason
+			body.Reason = d.Reason
 		}
-		b, _ := json.Marshal(body)
+		b, _ := json.Marshal(&body)
 		d.DenyBody = string(b)
 		if !has("content-type") {
 			d.DenyHeaders = append(d.DenyHeaders, Header{"content-type", "application/json"})
@@ -102,6 +102,13 @@ func (st *settings) finish(d *Decision) {
 		// origin) by whatever serves it.
 		d.DenyHeaders = append(d.DenyHeaders, Header{"content-type", "text/plain; charset=utf-8"})
 	}
+}
+
+// denyBody is the JSON body of a denial whose policy gave none.
+type denyBody struct {
+	Error     string `json:"error"`
+	Reason    string `json:"reason,omitempty"` // only with precise reasons on
+	RequestID string `json:"request_id"`
 }
 
 // CoarseReason is what a client learns of a denial: the status's name, so
