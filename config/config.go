@@ -142,6 +142,10 @@ type Tokens struct {
 	// tokens alive). Empty: 60s.
 	Leeway Duration `yaml:"leeway"`
 	// CacheSize bounds the verified-token cache (entries). Empty: 10000.
+	// Tokens that failed for good (bad signature, expired, malformed, an
+	// untrusted issuer, algorithm, header or audience) are remembered
+	// apart, in a quarter as many entries, so a client retrying one is
+	// turned away without another signature check.
 	CacheSize int `yaml:"cache_size"`
 	// Issuers are the trusted parties. Empty: no token verifies.
 	Issuers []TrustedIssuer `yaml:"issuers"`

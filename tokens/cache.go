@@ -17,11 +17,21 @@ import (
 //
 // It is keyed by SHA-256 of the raw token: the same bytes verify the same
 // way under the same configuration and keys, except for time, which every
-// hit re-checks. Only successes are cached. An entry never outlives the
-// token's exp, and none survives a change of the key set that vouched for
-// it. The cache belongs to one Verifier: a new configuration starts empty.
+// hit re-checks. An entry never outlives the token's exp, and none survives
+// a change of the key set that vouched for it. The cache belongs to one
+// Verifier: a new configuration starts empty.
+//
+// It also remembers, apart and in fewer entries, tokens that failed for a
+// reason the same bytes can never get past under the same configuration
+// and keys (see lastingFailure): a client retrying a token that expired, or
+// one whose signature is bad, is turned away without a signature check each
+// time. A failure that time or a key fetch could change (not yet valid, an
+// unknown kid, keys unavailable) is verified again on every request. The
+// failures have their own bound, so tokens that fail cannot push tokens
+// that verified out of the cache.
 type tokenCache struct {
-	entries *lru.Cache[[sha256.Size]byte, *cacheEntry]
+	entries  *lru.Cache[[sha256.Size]byte, *cacheEntry]
+	failures *lru.Cache[[sha256.Size]byte, *failureEntry]
 	// inflight lets concurrent misses of one token share one verification;
 	// misses of different tokens never wait on each other.
 	inflight singleflight.Group
@@ -35,12 +45,45 @@ type cacheEntry struct {
 	verified
 }
 
+// failureEntry is a verification that failed for a lasting reason: the
+// error, and the key set version and time it failed under.
+type failureEntry struct {
+	err error
+	verified
+}
+
 func newTokenCache(size int) (*tokenCache, error) {
 	entries, err := lru.New[[sha256.Size]byte, *cacheEntry](size)
 	if err != nil {
 		return nil, err
 	}
-	return &tokenCache{entries: entries}, nil
+	failures, err := lru.New[[sha256.Size]byte, *failureEntry](max(size/4, 1))
+	if err != nil {
+		return nil, err
+	}
+	return &tokenCache{entries: entries, failures: failures}, nil
+}
+
+// lastingFailure reports whether a verification that failed with err fails
+// again for the same bytes under the same Verifier and key set versions at
+// any later time. Each code is listed for where it comes from:
+//
+//   - malformed, untrusted_issuer, bad_algorithm, bad_header: the bytes
+//     and the configuration alone;
+//   - bad_signature: those and the key (a key set change drops the entry);
+//   - expired: exp is in the past and time only moves on (a wall clock
+//     that goes back before the failure drops the entry);
+//   - bad_audience: the claims and the configuration alone.
+//
+// Not lasting: not_yet_valid and a guest's exp too far ahead (bad_claims)
+// pass later; unknown_key and keys_unavailable may pass after a key fetch;
+// every other code is verified again rather than reasoned about.
+func lastingFailure(err error) bool {
+	switch CodeOf(err) {
+	case CodeMalformed, CodeUntrustedIssuer, CodeBadAlgorithm, CodeBadHeader, CodeBadSignature, CodeExpired, CodeBadAudience:
+		return true
+	}
+	return false
 }
 
 // verify answers from the cache or verifies raw and caches the success.
@@ -52,6 +95,12 @@ func (c *tokenCache) verify(ctx context.Context, v *Verifier, raw string) (*Toke
 			v.hooks.OnCacheHit()
 		}
 		return tok, nil
+	}
+	if err := c.failed(key, now); err != nil {
+		if v.hooks.OnCacheHit != nil {
+			v.hooks.OnCacheHit()
+		}
+		return nil, err
 	}
 	if v.hooks.OnCacheMiss != nil {
 		v.hooks.OnCacheMiss()
@@ -65,6 +114,10 @@ func (c *tokenCache) verify(ctx context.Context, v *Verifier, raw string) (*Toke
 	ch := c.inflight.DoChan(string(key[:]), func() (any, error) {
 		tok, meta, err := v.verify(detached, raw, now)
 		if err != nil {
+			if lastingFailure(err) {
+				meta.at = now.Round(0)
+				c.failures.Add(key, &failureEntry{err: err, verified: meta})
+			}
 			return nil, err
 		}
 		e := &cacheEntry{tok: tok, verified: meta}
@@ -124,6 +177,7 @@ func (c *tokenCache) get(key [sha256.Size]byte, now time.Time, v *Verifier) *Tok
 	}
 	if old := c.keysSum.Load(); old != sum && c.keysSum.CompareAndSwap(old, sum) {
 		c.entries.Purge()
+		c.failures.Purge()
 	}
 	e, ok := c.entries.Get(key)
 	if !ok {
@@ -134,6 +188,22 @@ func (c *tokenCache) get(key [sha256.Size]byte, now time.Time, v *Verifier) *Tok
 		return nil
 	}
 	return e.tok
+}
+
+// failed returns the lasting failure of key when one is remembered and
+// still holds at now (get has already dropped every entry of an older key
+// set sum).
+func (c *tokenCache) failed(key [sha256.Size]byte, now time.Time) error {
+	f, ok := c.failures.Get(key)
+	if !ok {
+		return nil
+	}
+	if now.Before(f.at) || f.keys != nil && f.keys.Version() != f.keyVersion {
+		// The clock went back before the failure, or the keys changed.
+		c.failures.Remove(key)
+		return nil
+	}
+	return f.err
 }
 
 // outOfTime reports whether the verification may not answer for now: the

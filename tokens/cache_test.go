@@ -2,6 +2,8 @@ package tokens
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/json"
 	"net/http"
@@ -116,18 +118,134 @@ func TestCacheRechecksNotBefore(t *testing.T) {
 	}
 }
 
-// TestFailuresAreNotCached: every presentation of a bad token is checked.
-func TestFailuresAreNotCached(t *testing.T) {
+// TestLastingFailuresAreAnsweredWithoutASignatureCheck: a token that
+// failed for a reason the same bytes never get past (a bad signature, an
+// exp in the past) is turned away again with the same error and no
+// signature check. One that time can make good (not yet valid, a guest
+// exp too far ahead) is checked on every presentation, and passes once
+// its time comes.
+func TestLastingFailuresAreAnsweredWithoutASignatureCheck(t *testing.T) {
+	f := newVFFixture(t)
+	badSig := func(t *testing.T) string {
+		return vfSign(t, jwa.HS256, []byte(f.keys.guestB64), map[string]any{"alg": "HS256", "typ": "JWT"}, f.guestClaims())
+	}
+	expired := func(t *testing.T) string {
+		return f.sat(t, vfWith(f.satClaims(), "iat", f.unix(-2*time.Hour), "exp", f.unix(-time.Hour)))
+	}
+	notYet := func(t *testing.T) string {
+		return f.sat(t, vfWith(f.satClaims(), "nbf", f.unix(10*time.Minute)))
+	}
+	tooFar := func(t *testing.T) string {
+		return f.guest(t, vfWith(f.guestClaims(), "exp", f.unix(DefaultGuestMaxLifetime+10*time.Minute)))
+	}
+	for _, tc := range []struct {
+		name       string
+		raw        func(*testing.T) string
+		code       string
+		wantChecks uint64 // signature checks for 3 presentations
+	}{
+		{"bad signature", badSig, CodeBadSignature, 1},
+		{"expired", expired, CodeExpired, 1},
+		{"not yet valid", notYet, CodeNotYetValid, 3},
+		{"guest exp too far ahead", tooFar, CodeBadClaims, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v := f.verifier(t)
+			raw := tc.raw(t)
+			var first error
+			for i := range 3 {
+				_, err := v.Verify(context.Background(), raw)
+				if CodeOf(err) != tc.code {
+					t.Fatalf("presentation %d: %v, want %s", i+1, err, tc.code)
+				}
+				if i == 0 {
+					first = err
+				} else if err.Error() != first.Error() {
+					t.Fatalf("presentation %d: %q, want the first answer %q", i+1, err, first)
+				}
+			}
+			if n := v.sigChecks.Load(); n != tc.wantChecks {
+				t.Fatalf("%d signature checks, want %d", n, tc.wantChecks)
+			}
+		})
+	}
+
+	t.Run("passes when its time comes", func(t *testing.T) {
+		for _, raw := range []func(*testing.T) string{notYet, tooFar} {
+			v := f.verifier(t)
+			r := raw(t)
+			if _, err := v.Verify(context.Background(), r); err == nil {
+				t.Fatal("verified before its time")
+			}
+			f.clock.Advance(15 * time.Minute)
+			if _, err := v.Verify(context.Background(), r); err != nil {
+				t.Fatalf("after its time came: %v", err)
+			}
+			f.clock.Advance(-15 * time.Minute)
+		}
+	})
+}
+
+// TestRememberedExpiryIsCheckedAgainWhenTheClockGoesBack: an expired
+// token remembered as such is verified again when the wall clock goes back
+// before the failure, where it may be good.
+func TestRememberedExpiryIsCheckedAgainWhenTheClockGoesBack(t *testing.T) {
 	f := newVFFixture(t)
 	v := f.verifier(t)
-	raw := vfSign(t, jwa.HS256, []byte(f.keys.guestB64), map[string]any{"alg": "HS256", "typ": "JWT"}, f.guestClaims())
-	for range 3 {
+	raw := f.sat(t, vfWith(f.satClaims(), "exp", f.unix(time.Minute)))
+	f.clock.Advance(time.Hour)
+	if _, err := v.Verify(context.Background(), raw); CodeOf(err) != CodeExpired {
+		t.Fatalf("an hour later: %v, want expired", err)
+	}
+	f.clock.Advance(-time.Hour)
+	if _, err := v.Verify(context.Background(), raw); err != nil {
+		t.Fatalf("the clock back before exp: %v, want the token to verify", err)
+	}
+}
+
+// TestRememberedBadSignatureIsCheckedAgainAfterAKeyChange: a failure is
+// remembered under the key set version it failed with; when the issuer's
+// keys change, the token is checked against the new keys.
+func TestRememberedBadSignatureIsCheckedAgainAfterAKeyChange(t *testing.T) {
+	f := newVFFixture(t)
+	body := func(key *rsa.PublicKey) string {
+		b, err := json.Marshal(vfPublicSet(t, key, "k1", jwa.RS256))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	other, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := newKSServer(t, body(&other.PublicKey)) // not the key the token is signed with
+	v := f.countingVerifier(t, func(c *Config) {
+		c.Issuers[0].PublicKeys = nil
+		c.Issuers[0].Keys = KeySource{URL: srv.URL + "/jwks.json", MinRefetch: time.Millisecond}
+		c.HTTPClient = srv.Client()
+	})
+	raw := vfSign(t, jwa.RS256, f.keys.rsa, map[string]any{"alg": "RS256", "kid": "k1"}, f.xbsClaims())
+	for range 2 {
 		if _, err := v.Verify(context.Background(), raw); CodeOf(err) != CodeBadSignature {
-			t.Fatalf("err = %v", err)
+			t.Fatalf("under the other key: %v, want bad_signature", err)
 		}
 	}
-	if n := v.sigChecks.Load(); n != 3 {
-		t.Fatalf("%d signature checks, want 3", n)
+	if n := v.sigChecks.Load(); n != 1 {
+		t.Fatalf("%d signature checks, want 1", n)
+	}
+
+	// The issuer publishes the token's key under the same kid; a token with
+	// an unknown kid makes the key set refetch (once MinRefetch has passed
+	// since the start fetch, by the real clock).
+	srv.set(body(&f.keys.rsa.PublicKey))
+	time.Sleep(2 * time.Millisecond)
+	unknown := vfSign(t, jwa.RS256, f.keys.rsa, map[string]any{"alg": "RS256", "kid": "k2"}, f.xbsClaims())
+	if _, err := v.Verify(context.Background(), unknown); CodeOf(err) != CodeUnknownKey {
+		t.Fatalf("kid k2: %v, want unknown_key", err)
+	}
+	if _, err := v.Verify(context.Background(), raw); err != nil {
+		t.Fatalf("after the key change: %v, want the token to verify", err)
 	}
 }
 
@@ -301,7 +419,9 @@ func TestWaiterOnASharedVerificationGetsItsOwnTimeCheck(t *testing.T) {
 	raw := vfSign(t, jwa.RS256, f.keys.rsa, map[string]any{"alg": "RS256", "kid": "new"},
 		vfWith(f.xbsClaims(), "exp", f.unix(time.Minute)))
 
-	// The unknown kid makes the first request refetch; the fetch waits.
+	// The unknown kid makes the first request refetch (once MinRefetch has
+	// passed since the start fetch, by the real clock); the fetch waits.
+	time.Sleep(2 * time.Millisecond)
 	srv.set(body("new"))
 	gate := make(chan struct{})
 	srv.gate.Store(&gate)
