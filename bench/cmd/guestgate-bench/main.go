@@ -51,6 +51,8 @@ type options struct {
 	bin          string
 	varyingPairs int
 	procs        int
+	altProcs     int
+	altPairs     int
 }
 
 func main() {
@@ -67,7 +69,9 @@ func main() {
 	flag.StringVar(&o.benchRegex, "bench", "^Benchmark(Check|CheckShippedPolicy|Eval|EvalShippedPolicy|Verify)$", "go test -bench")
 	flag.BoolVar(&o.skipGo, "skip-go", false, "skip the Go benchmarks")
 	flag.StringVar(&o.bin, "guestgate-bin", "", "test this guestgate binary instead of building ./cmd/guestgate")
-	flag.IntVar(&o.procs, "procs", 0, "GOMAXPROCS of both servers (0: Go's default, every core)")
+	flag.IntVar(&o.procs, "procs", 0, "GOMAXPROCS of both servers in the main runs (0: Go's default, every core)")
+	flag.IntVar(&o.altProcs, "alt-procs", 1, "GOMAXPROCS of both servers in the second set of runs (0: Go's default; -1: no second set)")
+	flag.IntVar(&o.altPairs, "alt-pairs", 3, "guestgate/floor run pairs with -alt-procs")
 	flag.StringVar(&o.env, "sidecar-env", "", "space-separated NAME=VALUE added to guestgate's environment (GOGC=200 ...)")
 	flag.Parse()
 	if err := run(context.Background(), o, os.Stdout); err != nil {
@@ -175,16 +179,12 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	if o.bin != "" {
 		ggBin = o.bin
 	}
-	var procsEnv []string
-	if o.procs > 0 {
-		procsEnv = []string{fmt.Sprintf("GOMAXPROCS=%d", o.procs)}
-	}
-	gg, err := load.Start(ctx, "guestgate", ggBin, []string{"serve", "--config", cfgPath}, append(procsEnv, strings.Fields(o.env)...), 30*time.Second)
+	gg, err := load.Start(ctx, "guestgate", ggBin, []string{"serve", "--config", cfgPath}, append(procsEnv(o.procs), strings.Fields(o.env)...), 30*time.Second)
 	if err != nil {
 		return err
 	}
 	defer gg.Stop()
-	floor, err := load.Start(ctx, "floor", filepath.Join(tmp, "guestgate-floor"), nil, procsEnv, 30*time.Second)
+	floor, err := load.Start(ctx, "floor", filepath.Join(tmp, "guestgate-floor"), nil, procsEnv(o.procs), 30*time.Second)
 	if err != nil {
 		return err
 	}
@@ -197,40 +197,10 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		load.Run(ctx, p.Conn, load.Options{Streams: o.streams, Duration: time.Second, Next: next(p == gg)})
 	}
 
-	var ggRuns, floorRuns []load.Result
-	var ggCPU, floorCPU time.Duration
-	var ggGC load.GCStats // collections during guestgate's runs
 	decisions0 := gg.Decisions()
-	for i := range o.pairs {
-		for _, p := range []*load.Process{gg, floor} {
-			progress("load run %d/%d: %s, %d streams, %s", i+1, o.pairs, p.Name, o.streams, o.duration)
-			cpu0, err := p.CPU()
-			if err != nil {
-				return err
-			}
-			var gc0 load.GCStats
-			if p == gg {
-				if gc0, err = gg.GC(ctx); err != nil {
-					return err
-				}
-			}
-			res := load.Run(ctx, p.Conn, load.Options{Streams: o.streams, Duration: o.duration, Next: next(p == gg)})
-			cpu1, err := p.CPU()
-			if err != nil {
-				return err
-			}
-			if p == gg {
-				gc1, err := gg.GC(ctx)
-				if err != nil {
-					return err
-				}
-				ggGC.Cycles += gc1.Cycles - gc0.Cycles
-				ggGC.Pause += gc1.Pause - gc0.Pause
-				ggRuns, ggCPU = append(ggRuns, res), ggCPU+cpu1-cpu0
-			} else {
-				floorRuns, floorCPU = append(floorRuns, res), floorCPU+cpu1-cpu0
-			}
-		}
+	primary, err := abLoad(ctx, o, gg, floor, o.pairs, "", next)
+	if err != nil {
+		return err
 	}
 	decisions := gg.Decisions() - decisions0
 	ggRSS, err := gg.PeakRSS()
@@ -267,9 +237,21 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	gg.Stop()
+	floor.Stop()
 
-	loopbackRows(t, o, gg, floor, ggRuns, floorRuns, ggCPU, floorCPU, ggRSS, floorRSS, decisions, ggGC)
+	var alt *abResult
+	if o.altProcs >= 0 && o.altPairs > 0 {
+		if alt, err = altLoad(ctx, o, ggBin, cfgPath, filepath.Join(tmp, "guestgate-floor"), next); err != nil {
+			return err
+		}
+	}
+
+	loopbackRows(t, o, gg, floor, primary, ggRSS, floorRSS, decisions)
 	varyingRows(t, vgg, vfloor)
+	if alt != nil {
+		altRows(t, alt)
+	}
 	reloadRows(t, rl)
 	t.Add(load.Row{Group: "whole run", Name: "guestgate peak RSS (VmHWM) at the end", Value: mib(ggRSSEnd),
 		Target: "≤ 64 MiB", Verdict: load.Verdict(ggRSSEnd <= 64<<20)})
@@ -280,6 +262,103 @@ func run(ctx context.Context, o options, out io.Writer) error {
 }
 
 func (o options) reloads() int { return o.toggles }
+
+// procsEnv is the environment that sets a server's GOMAXPROCS (none for
+// Go's default, every core).
+func procsEnv(procs int) []string {
+	if procs <= 0 {
+		return nil
+	}
+	return []string{fmt.Sprintf("GOMAXPROCS=%d", procs)}
+}
+
+func procsName(procs int) string {
+	if procs <= 0 {
+		return fmt.Sprintf("Go's default (%d)", runtime.NumCPU())
+	}
+	return fmt.Sprint(procs)
+}
+
+// abResult is one configuration's load runs, guestgate and the floor in
+// turn (A B A B).
+type abResult struct {
+	procs           int
+	gg, floor       []load.Result
+	ggCPU, floorCPU time.Duration
+	ggGC            load.GCStats // collections during guestgate's runs
+	ggRSS, floorRSS int64
+}
+
+// abLoad drives gg and floor in turn, pairs times each.
+func abLoad(ctx context.Context, o options, gg, floor *load.Process, pairs int, label string,
+	next func(verify bool) func(w, i int) load.Request) (*abResult, error) {
+	r := &abResult{}
+	for i := range pairs {
+		for _, p := range []*load.Process{gg, floor} {
+			progress("load run %d/%d%s: %s, %d streams, %s", i+1, pairs, label, p.Name, o.streams, o.duration)
+			cpu0, err := p.CPU()
+			if err != nil {
+				return nil, err
+			}
+			var gc0 load.GCStats
+			if p == gg {
+				if gc0, err = gg.GC(ctx); err != nil {
+					return nil, err
+				}
+			}
+			res := load.Run(ctx, p.Conn, load.Options{Streams: o.streams, Duration: o.duration, Next: next(p == gg)})
+			cpu1, err := p.CPU()
+			if err != nil {
+				return nil, err
+			}
+			if p == gg {
+				gc1, err := gg.GC(ctx)
+				if err != nil {
+					return nil, err
+				}
+				r.ggGC.Cycles += gc1.Cycles - gc0.Cycles
+				r.ggGC.Pause += gc1.Pause - gc0.Pause
+				r.gg, r.ggCPU = append(r.gg, res), r.ggCPU+cpu1-cpu0
+			} else {
+				r.floor, r.floorCPU = append(r.floor, res), r.floorCPU+cpu1-cpu0
+			}
+		}
+	}
+	return r, nil
+}
+
+// altLoad starts guestgate and the floor again with the other GOMAXPROCS
+// (-alt-procs) and drives them as the main runs were.
+func altLoad(ctx context.Context, o options, ggBin, cfgPath, floorBin string,
+	next func(verify bool) func(w, i int) load.Request) (*abResult, error) {
+	label := ", GOMAXPROCS " + procsName(o.altProcs)
+	progress("starting guestgate and the floor with GOMAXPROCS %s", procsName(o.altProcs))
+	gg, err := load.Start(ctx, "guestgate", ggBin, []string{"serve", "--config", cfgPath}, append(procsEnv(o.altProcs), strings.Fields(o.env)...), 30*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	defer gg.Stop()
+	floor, err := load.Start(ctx, "floor", floorBin, nil, procsEnv(o.altProcs), 30*time.Second)
+	if err != nil {
+		return nil, err
+	}
+	defer floor.Stop()
+	for _, p := range []*load.Process{gg, floor} {
+		load.Run(ctx, p.Conn, load.Options{Streams: o.streams, Duration: time.Second, Next: next(p == gg)})
+	}
+	r, err := abLoad(ctx, o, gg, floor, o.altPairs, label, next)
+	if err != nil {
+		return nil, err
+	}
+	r.procs = o.altProcs
+	if r.ggRSS, err = gg.PeakRSS(); err != nil {
+		return nil, err
+	}
+	if r.floorRSS, err = floor.PeakRSS(); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
 
 // goBenchmarks runs the Go benchmarks and adds their rows.
 func goBenchmarks(ctx context.Context, o options, repo string, t *load.Table) error {
@@ -556,9 +635,12 @@ func reloadUnderLoad(ctx context.Context, o options, gg *load.Process, ws *workl
 	return rr, nil
 }
 
-func loopbackRows(t *load.Table, o options, gg, floor *load.Process, ggRuns, floorRuns []load.Result,
-	ggCPU, floorCPU time.Duration, ggRSS, floorRSS int64, decisions int64, ggGC load.GCStats) {
-	const g = "loopback load"
+func loopbackRows(t *load.Table, o options, gg, floor *load.Process, r *abResult, ggRSS, floorRSS int64, decisions int64) {
+	g := "loopback load"
+	if o.procs > 0 {
+		g += ", GOMAXPROCS " + procsName(o.procs)
+	}
+	ggRuns, floorRuns, ggCPU, floorCPU, ggGC := r.gg, r.floor, r.ggCPU, r.floorCPU, r.ggGC
 	ga, fa := all(ggRuns), all(floorRuns)
 	perRun, ratio := pairs(ggRuns, floorRuns)
 	t.Add(load.Row{Group: g, Name: "guestgate requests/s", Value: fmt.Sprintf("%.0f", ga.RPS())})
@@ -595,8 +677,7 @@ func loopbackRows(t *load.Table, o options, gg, floor *load.Process, ggRuns, flo
 		load.Micros(floorCPU/time.Duration(max(fa.Requests, 1))), floorCPU.Seconds()/fa.Elapsed.Seconds())})
 	// Where guestgate's tail latency comes from: each collection stops the
 	// world twice and then marks with part of the CPU.
-	t.Add(load.Row{Group: g, Name: "guestgate garbage collections", Value: fmt.Sprintf("%.0f/s, stop-the-world %s per collection",
-		float64(ggGC.Cycles)/ga.Elapsed.Seconds(), load.Micros(ggGC.Pause/time.Duration(max(ggGC.Cycles, 1))))})
+	t.Add(load.Row{Group: g, Name: "guestgate garbage collections", Value: gcValue(ggGC, ga.Elapsed)})
 	t.Add(load.Row{Group: g, Name: "guestgate peak RSS (VmHWM)", Value: mib(ggRSS), Target: "≤ 64 MiB", Verdict: load.Verdict(ggRSS <= 64<<20)})
 	t.Add(load.Row{Group: g, Name: "floor peak RSS (VmHWM)", Value: mib(floorRSS)})
 	t.Add(load.Row{Group: g, Name: "guestgate ready after start", Value: load.Micros(gg.Ready), Target: "≤ 200 ms", Verdict: load.Verdict(gg.Ready <= 200*time.Millisecond)})
@@ -648,6 +729,39 @@ func pairs(gg, floor []load.Result) ([]string, float64) {
 
 // varyingRows reports the mix whose chat commands and message posts carry
 // a body of their own, so four checks in ten evaluate the policy.
+// altRows reports the second set of runs, with the other GOMAXPROCS.
+func altRows(t *load.Table, r *abResult) {
+	g := "loopback, GOMAXPROCS " + procsName(r.procs)
+	ga, fa := all(r.gg), all(r.floor)
+	perRun, ratio := pairs(r.gg, r.floor)
+	t.Add(load.Row{Group: g, Name: "runs guestgate/floor (A B A B)", Value: strings.Join(perRun, " ")})
+	t.Add(load.Row{Group: g, Name: "throughput ratio guestgate/floor (median pair)", Value: fmt.Sprintf("%.2f", ratio)})
+	for _, x := range []struct {
+		name string
+		r    load.Result
+	}{{"guestgate", ga}, {"floor", fa}} {
+		t.Add(load.Row{Group: g, Name: x.name + " latency p50/p95/p99",
+			Value: fmt.Sprintf("%s / %s / %s", load.Micros(x.r.Percentile(.5)), load.Micros(x.r.Percentile(.95)), load.Micros(x.r.Percentile(.99)))})
+	}
+	row := load.Row{Group: g, Name: "guestgate errors / wrong answers", Value: fmt.Sprintf("%d / %d of %d", ga.Errors, ga.Wrong, ga.Requests),
+		Target: "0", Verdict: load.Verdict(ga.Errors+ga.Wrong == 0)}
+	if s := ga.FirstError + ga.FirstWrong; s != "" {
+		row.Value += " (" + s + ")"
+	}
+	t.Add(row)
+	t.Add(load.Row{Group: g, Name: "guestgate / floor CPU per check", Value: fmt.Sprintf("%s / %s",
+		load.Micros(r.ggCPU/time.Duration(max(ga.Requests, 1))), load.Micros(r.floorCPU/time.Duration(max(fa.Requests, 1))))})
+	t.Add(load.Row{Group: g, Name: "guestgate garbage collections", Value: gcValue(r.ggGC, ga.Elapsed)})
+	t.Add(load.Row{Group: g, Name: "guestgate / floor peak RSS (VmHWM)", Value: mib(r.ggRSS) + " / " + mib(r.floorRSS)})
+}
+
+// gcValue is collections per second over elapsed, and the stop-the-world
+// pause each took on average.
+func gcValue(gc load.GCStats, elapsed time.Duration) string {
+	return fmt.Sprintf("%.0f/s, stop-the-world %s per collection",
+		float64(gc.Cycles)/elapsed.Seconds(), load.Micros(gc.Pause/time.Duration(max(gc.Cycles, 1))))
+}
+
 func varyingRows(t *load.Table, gg, floor []load.Result) {
 	if len(gg) == 0 {
 		return
