@@ -8,15 +8,26 @@
 #   POST /conversations/{Command}                       data.chat.commands_without_channel
 #   POST /conversations/channels/{channelId}/{Command}  every other command
 #
-# Every check below negates a rule ("not widget_enabled"), so a claim, a path
-# segment or a registry entry that is missing denies rather than allows.
-# (Negating a call instead, as in "not x in list", is undefined, not true, when
-# x or list is missing: the check would be skipped.)
+# Every check below negates a rule ("not widget", "not widget.anonymous_sessions
+# == true"), so a claim, a path segment or a registry entry that is missing
+# denies rather than allows. (Negating a call instead, as in "not x in list" or
+# "not data.registry.widgets[x]", is undefined, not true, when x or list is
+# missing: OPA evaluates the call's arguments before the "not", and the check
+# would be skipped.)
 package guestgate.anonymous
 
 # reason is "allowed", or the first thing this request gets wrong.
+#
+# How the visitor came in decides where it may act. guestgate's own issuer
+# says so in custom:entry; a token of an external user pool has only a widget.
+#   "kite"         a widget session: the widget and the visitor's own Kite channel
+#   "public_link"  a link into a public chat: that channel, no widget
+#   "unbound"      an external pool's token: the widget, no entry, no channel
+# Any other combination of claims is not a session this policy knows
+# ("entry_unknown"). The three exclude each other by custom:entry, so the
+# first that holds is the only one.
 reason := "route_not_allowed" if {
-	not command
+	not chat
 } else := "method_not_allowed" if {
 	not input.attributes.request.http.method == "POST"
 } else := "command_not_allowed" if {
@@ -24,70 +35,57 @@ reason := "route_not_allowed" if {
 } else := "command_path_mismatch" if {
 	not path_fits_command
 } else := kite_reason if {
-	session == "kite"
+	input.token.claims["custom:entry"] == "kite"
+	is_string(input.token.claims["custom:wid"])
+	is_string(input.token.claims["custom:channel_id"])
 } else := link_reason if {
-	session == "public_link"
+	input.token.claims["custom:entry"] == "public_link"
+	is_string(input.token.claims["custom:channel_id"])
+	not has_claim("custom:wid")
 } else := unbound_reason if {
-	session == "unbound"
+	not has_claim("custom:entry")
+	is_string(input.token.claims["custom:wid"])
+	not has_claim("custom:channel_id")
 } else := "entry_unknown"
 
-# The command and, for most commands, the channel it acts in.
-command := name if ["conversations", name] = input.parsed_path
-
-command := name if ["conversations", "channels", _, name] = input.parsed_path
-
-path_channel := channel if ["conversations", "channels", channel, _] = input.parsed_path
+# The command the path names and the channel it acts in (null for a command
+# sent without one). One rule for both: each rule OPA evaluates costs more
+# than the lookups inside it.
+chat := {"command": name, "channel": channel} if {
+	["conversations", "channels", channel, name] = input.parsed_path
+} else := {"command": name, "channel": null} if {
+	["conversations", name] = input.parsed_path
+}
 
 # What anonymous users may do is data: chat/commands.json.
-command_listed if command in data.chat.anonymous_commands
+command_listed if chat.command in data.chat.anonymous_commands
 
 # A command without a channel (GetTokenCommand) is sent without one; every
 # other command names its channel.
 path_fits_command if {
-	path_channel
-	not command in data.chat.commands_without_channel
-}
-
-path_fits_command if {
-	not path_channel
-	command in data.chat.commands_without_channel
-}
-
-widget := input.token.claims["custom:wid"]
-
-bound_channel := input.token.claims["custom:channel_id"]
-
-# How the visitor came in decides where it may act. guestgate's own issuer
-# says so in custom:entry; a token of an external user pool has only a widget.
-#   "kite"         a widget session: the widget and the visitor's own Kite channel
-#   "public_link"  a link into a public chat: that channel, no widget
-#   "unbound"      an external pool's token: the widget, no entry, no channel
-# Any other combination of claims is not a session this policy knows. The
-# three exclude each other (by custom:entry); written as one chain, OPA stops
-# at the first that holds.
-session := "kite" if {
-	input.token.claims["custom:entry"] == "kite"
-	is_string(widget)
-	is_string(bound_channel)
-} else := "public_link" if {
-	input.token.claims["custom:entry"] == "public_link"
-	is_string(bound_channel)
-	not has_claim("custom:wid")
-} else := "unbound" if {
-	not has_claim("custom:entry")
-	is_string(widget)
-	not has_claim("custom:channel_id")
+	takes_no_channel := chat.command in data.chat.commands_without_channel
+	sent_without_channel := chat.channel == null
+	takes_no_channel == sent_without_channel
 }
 
 has_claim(name) if _ = input.token.claims[name]
+
+# The registry entries (registry/*.json) of the token's widget, of the channel
+# the token is bound to, and of the channel the request acts in: which exist,
+# which are public, and which channels are assigned to a widget.
+widget := data.registry.widgets[input.token.claims["custom:wid"]]
+
+bound_channel := data.registry.channels[input.token.claims["custom:channel_id"]]
+
+path_channel := data.registry.channels[chat.channel]
 
 # A widget session works while its widget has anonymous sessions on, and only
 # in the Kite channel it was bound to when it started. Kite channels are fresh
 # ids the registry does not list: the binding is the authority.
 kite_reason := "widget_unknown" if {
-	not widget_known
+	not widget
 } else := "widget_disabled" if {
-	not widget_enabled
+	not widget.anonymous_sessions == true
 } else := "channel_not_bound" if {
 	not in_bound_channel
 } else := "allowed"
@@ -95,11 +93,11 @@ kite_reason := "widget_unknown" if {
 # A link works while its channel is public: making the channel private ends
 # every session it started. It acts in that channel only and creates none.
 link_reason := "channel_unknown" if {
-	not bound_channel_known
+	not bound_channel
 } else := "channel_not_public" if {
-	not bound_channel_public
+	not bound_channel.public == true
 } else := "channel_create_not_allowed" if {
-	creating_channel
+	chat.command == "CreateKiteChannelCommand"
 } else := "channel_not_bound" if {
 	not in_bound_channel
 } else := "allowed"
@@ -108,44 +106,24 @@ link_reason := "channel_unknown" if {
 # channels the registry assigns to its widget, creates none, and joins only
 # those assigned channels that are also public.
 unbound_reason := "widget_unknown" if {
-	not widget_known
+	not widget
 } else := "widget_disabled" if {
-	not widget_enabled
+	not widget.anonymous_sessions == true
 } else := "allowed" if {
 	# GetTokenCommand acts in no channel: the widget was all to check.
-	not path_channel
+	chat.channel == null
 } else := "channel_create_not_allowed" if {
-	creating_channel
+	chat.command == "CreateKiteChannelCommand"
 } else := "channel_unknown" if {
-	not path_channel_known
+	not path_channel
 } else := "channel_not_public" if {
-	joining_channel
-	not path_channel_public
+	chat.command == "JoinChannelCommand"
+	not path_channel.public == true
 } else := "channel_not_assigned" if {
 	not path_channel_assigned
 } else := "allowed"
 
-widget_known if data.registry.widgets[widget]
-
-widget_enabled if data.registry.widgets[widget].anonymous_sessions == true
-
-# The registry (registry/*.json) says which channels exist, which are public,
-# and which are assigned to a widget.
-bound_channel_known if data.registry.channels[bound_channel]
-
-bound_channel_public if data.registry.channels[bound_channel].public == true
-
-path_channel_known if data.registry.channels[path_channel]
-
-path_channel_public if data.registry.channels[path_channel].public == true
-
-path_channel_assigned if path_channel in data.registry.widgets[widget].channels
+path_channel_assigned if chat.channel in widget.channels
 
 # The request acts in the token's own channel, or in none (GetTokenCommand).
-in_bound_channel if path_channel == bound_channel
-
-in_bound_channel if not path_channel
-
-creating_channel if command == "CreateKiteChannelCommand"
-
-joining_channel if command == "JoinChannelCommand"
+in_bound_channel if chat.channel in {null, input.token.claims["custom:channel_id"]}
