@@ -234,14 +234,21 @@ func compile(snap *snapshot, query ast.Ref, strict bool, cacheSize int) (*policy
 	if err != nil {
 		return nil, fmt.Errorf("engine: preparing %s: %w", query, err)
 	}
+	// The data as one AST value, for evaluations to read without the store
+	// (evalcache.go).
+	root, err := ast.InterfaceToValue(res.Documents)
+	if err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
+	}
 	p := &policy{
-		query:    pq,
-		txn:      txn,
-		data:     res.Documents,
-		revision: snap.revision,
-		files:    len(snap.files),
-		loadedAt: time.Now(),
-		reads:    analyseInput(compiler, query),
+		dataCache: dataCache{root: root},
+		query:     pq,
+		txn:       txn,
+		data:      res.Documents,
+		revision:  snap.revision,
+		files:     len(snap.files),
+		loadedAt:  time.Now(),
+		reads:     analyseInput(compiler, query),
 	}
 	if cacheSize > 0 && p.reads.off() == "" {
 		p.cache = newDecisionCache(cacheSize)
