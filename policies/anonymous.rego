@@ -49,12 +49,18 @@ reason := "route_not_allowed" if {
 } else := "entry_unknown"
 
 # The command the path names and the channel it acts in (null for a command
-# sent without one). One rule for both: each rule OPA evaluates costs more
-# than the lookups inside it.
-chat := {"command": name, "channel": channel} if {
-	["conversations", "channels", channel, name] = input.parsed_path
-} else := {"command": name, "channel": null} if {
-	["conversations", name] = input.parsed_path
+# sent without one): /conversations/channels/{channelId}/{Command} or
+# /conversations/{Command}. One rule for both: each rule OPA evaluates costs
+# more than the lookups inside it. (Segments are read by position: matching
+# the path against an array pattern costs several times more, as OPA's rule
+# index copies the array at every step.)
+chat := {"command": input.parsed_path[3], "channel": input.parsed_path[2]} if {
+	input.parsed_path[0] == "conversations"
+	input.parsed_path[1] == "channels"
+	count(input.parsed_path) == 4
+} else := {"command": input.parsed_path[1], "channel": null} if {
+	input.parsed_path[0] == "conversations"
+	count(input.parsed_path) == 2
 }
 
 # What anonymous users may do is data: chat/commands.json.
