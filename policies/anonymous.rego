@@ -16,25 +16,33 @@
 # would be skipped.)
 package guestgate.anonymous
 
-# reason is "allowed", or the first thing this request gets wrong.
-#
-# How the visitor came in decides where it may act. guestgate's own issuer
-# says so in custom:entry; a token of an external user pool has only a widget.
-#   "kite"         a widget session: the widget and the visitor's own Kite channel
-#   "public_link"  a link into a public chat: that channel, no widget
-#   "unbound"      an external pool's token: the widget, no entry, no channel
-# Any other combination of claims is not a session this policy knows
-# ("entry_unknown"). The three exclude each other by custom:entry, so the
-# first that holds is the only one.
-reason := "route_not_allowed" if {
+# reason is "allowed", or the first thing this request gets wrong. The first
+# line hands a well-formed chat command to its session's checks; the lines
+# after it only name the check that failed, in order. (So a request that
+# passes evaluates each check once, not once more negated: a check added here
+# must be added to the first line, and its test, which expects its reason,
+# fails until it is.)
+reason := session_reason if {
+	input.attributes.request.http.method == "POST"
+	command_listed
+	path_fits_command
+} else := "route_not_allowed" if {
 	not chat
 } else := "method_not_allowed" if {
 	not input.attributes.request.http.method == "POST"
 } else := "command_not_allowed" if {
 	not command_listed
-} else := "command_path_mismatch" if {
-	not path_fits_command
-} else := kite_reason if {
+} else := "command_path_mismatch"
+
+# How the visitor came in decides where it may act. guestgate's own issuer
+# says so in custom:entry; a token of an external user pool has only a widget.
+#   "kite"         a widget session: the widget and the visitor's own Kite channel
+#   "public_link"  a link into a public chat: that channel, no widget
+#   "unbound"      an external pool's token: the widget, no entry, no channel
+# Any other combination of claims is not a session this policy knows. The
+# three exclude each other by custom:entry, so the first that holds is the
+# only one.
+session_reason := kite_reason if {
 	input.token.claims["custom:entry"] == "kite"
 	is_string(input.token.claims["custom:wid"])
 	is_string(input.token.claims["custom:channel_id"])
@@ -87,26 +95,31 @@ path_channel := data.registry.channels[chat.channel]
 
 # A widget session works while its widget has anonymous sessions on, and only
 # in the Kite channel it was bound to when it started. Kite channels are fresh
-# ids the registry does not list: the binding is the authority.
-kite_reason := "widget_unknown" if {
+# ids the registry does not list: the binding is the authority. (As in
+# reason, the first line lets through what passes every check; the others
+# name the first that failed.)
+kite_reason := "allowed" if {
+	widget.anonymous_sessions == true
+	in_bound_channel
+} else := "widget_unknown" if {
 	not widget
 } else := "widget_disabled" if {
 	not widget.anonymous_sessions == true
-} else := "channel_not_bound" if {
-	not in_bound_channel
-} else := "allowed"
+} else := "channel_not_bound"
 
 # A link works while its channel is public: making the channel private ends
 # every session it started. It acts in that channel only and creates none.
-link_reason := "channel_unknown" if {
+link_reason := "allowed" if {
+	bound_channel.public == true
+	chat.command != "CreateKiteChannelCommand"
+	in_bound_channel
+} else := "channel_unknown" if {
 	not bound_channel
 } else := "channel_not_public" if {
 	not bound_channel.public == true
 } else := "channel_create_not_allowed" if {
 	chat.command == "CreateKiteChannelCommand"
-} else := "channel_not_bound" if {
-	not in_bound_channel
-} else := "allowed"
+} else := "channel_not_bound"
 
 # A token of an external pool has no chat of its own: it acts only in the
 # channels the registry assigns to its widget, creates none, and joins only
