@@ -33,6 +33,18 @@ decision := {
 	input.token_error != "missing"
 }
 
+# A verified token its kind's package lets through: pass its identity upstream.
+# (Asked before the next line: only a token is ever allowed, and a request
+# that is allowed then skips that check.)
+else := {
+	"allowed": true,
+	"http_status": 200,
+	"reason": "allowed",
+	"headers": identity_headers,
+} if {
+	verdict == "allowed"
+}
+
 # No credential at all: 401 naming the scheme, without an error code (RFC 6750 section 3).
 else := {
 	"allowed": false,
@@ -41,16 +53,6 @@ else := {
 	"headers": {"www-authenticate": "Bearer"},
 } if {
 	not has_token
-}
-
-# A verified token its kind's package lets through: pass its identity upstream.
-else := {
-	"allowed": true,
-	"http_status": 200,
-	"reason": "allowed",
-	"headers": identity_headers,
-} if {
-	verdict == "allowed"
 }
 
 # A verified token that may not make this request: 403 with the precise reason.
