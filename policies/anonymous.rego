@@ -124,13 +124,20 @@ link_reason := "allowed" if {
 # A token of an external pool has no chat of its own: it acts only in the
 # channels the registry assigns to its widget, creates none, and joins only
 # those assigned channels that are also public.
-unbound_reason := "widget_unknown" if {
+unbound_reason := "allowed" if {
+	widget.anonymous_sessions == true
+
+	# GetTokenCommand acts in no channel: the widget was all to check.
+	chat.channel == null
+} else := "allowed" if {
+	widget.anonymous_sessions == true
+	chat.command != "CreateKiteChannelCommand"
+	path_channel_joinable
+	path_channel_assigned
+} else := "widget_unknown" if {
 	not widget
 } else := "widget_disabled" if {
 	not widget.anonymous_sessions == true
-} else := "allowed" if {
-	# GetTokenCommand acts in no channel: the widget was all to check.
-	chat.channel == null
 } else := "channel_create_not_allowed" if {
 	chat.command == "CreateKiteChannelCommand"
 } else := "channel_unknown" if {
@@ -138,9 +145,15 @@ unbound_reason := "widget_unknown" if {
 } else := "channel_not_public" if {
 	chat.command == "JoinChannelCommand"
 	not path_channel.public == true
-} else := "channel_not_assigned" if {
-	not path_channel_assigned
-} else := "allowed"
+} else := "channel_not_assigned"
+
+# A channel the registry knows, and public if the request joins it.
+path_channel_joinable if {
+	path_channel
+	chat.command != "JoinChannelCommand"
+}
+
+path_channel_joinable if path_channel.public == true
 
 path_channel_assigned if chat.channel in widget.channels
 
