@@ -1,9 +1,11 @@
 package engine
 
 import (
+	"context"
 	"testing"
 
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
 )
 
 // TestRuleCacheKeepsTopdownSemantics walks the pooled rule cache through
@@ -85,5 +87,120 @@ func TestDataCacheAnswersLoadedDataOnly(t *testing.T) {
 		if (got == nil) != (tc.want == "") || (got != nil && got.Compare(ast.MustParseTerm(tc.want).Value) != 0) {
 			t.Errorf("Get(%s) = %v, want %q", tc.ref, got, tc.want)
 		}
+	}
+}
+
+// TestEvalCachesChangeNoAnswer evaluates the shipped policy with the
+// engine's caches and with OPA's own, over requests of every kind of token
+// crossed with paths, methods and claims that allow and deny for every
+// reason, and with data a `with` statement overrides (a frame pushed on
+// the rule cache): the decisions must be the same, headers included.
+func TestEvalCachesChangeNoAnswer(t *testing.T) {
+	e, err := New(Options{Dir: "../policies", DecisionCacheSize: -1, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := e.current.Load()
+	plain := func(in ast.Value) ast.Value {
+		rs, err := p.query.Eval(context.Background(), rego.EvalParsedInput(in), rego.EvalTransaction(p.txn))
+		if err != nil || len(rs) != 1 {
+			t.Fatalf("plain eval: %v, %v", rs, err)
+		}
+		return rs[0].Expressions[0].Value.(ast.Value)
+	}
+
+	tokens := []string{
+		`{"kind": "xbs_anonymous", "claims": {"custom:wid": "W-DEMO", "custom:entry": "kite", "custom:channel_id": "kite-1"}}`,
+		`{"kind": "xbs_anonymous", "claims": {"custom:wid": "W-OFF", "custom:entry": "kite", "custom:channel_id": "kite-1"}}`,
+		`{"kind": "xbs_anonymous", "claims": {"custom:entry": "public_link", "custom:channel_id": "public-lobby"}}`,
+		`{"kind": "xbs_anonymous", "claims": {"custom:entry": "public_link", "custom:channel_id": "support-1"}}`,
+		`{"kind": "xbs_anonymous", "claims": {"custom:wid": "W-DEMO"}}`,
+		`{"kind": "xbs_anonymous", "claims": {"custom:wid": "W-NONE"}}`,
+		`{"kind": "guest", "claims": {}}`,
+		`{"kind": "access", "claims": {"scope": "messaging people"}}`,
+		`{"kind": "secure_anonymous", "claims": {"role": "launchpad_user", "scope": "launchpads/lp-1"}}`,
+		`{"kind": "regular", "claims": {"scope": "x"}}`,
+		`{"kind": "unknown", "claims": {}}`,
+		`{"kind": "access", "subject": "", "claims": {"scope": "messaging"}}`,
+	}
+	paths := []string{
+		`["conversations", "channels", "kite-1", "MarkReadCommand"]`,
+		`["conversations", "channels", "kite-1", "CreateKiteChannelCommand"]`,
+		`["conversations", "channels", "public-lobby", "JoinChannelCommand"]`,
+		`["conversations", "channels", "support-1", "JoinChannelCommand"]`,
+		`["conversations", "channels", "support-1", "MarkReadCommand"]`,
+		`["conversations", "channels", "nope", "MarkReadCommand"]`,
+		`["conversations", "channels", "kite-1", "GetTokenCommand"]`,
+		`["conversations", "GetTokenCommand"]`,
+		`["conversations", "ListChannelsCommand"]`,
+		`["conversations", "channels", "..", "MarkReadCommand"]`,
+		`["v1", "jwt", "login"]`,
+		`["v1", "messages"]`,
+		`["v1", "people", "guest-other"]`,
+		`["v1", "launchpads", "lp-1", "apps"]`,
+		`["v1", "launchpads", "lp-2"]`,
+		`["calendar", "events"]`,
+	}
+	bodies := []string{`null`, `{"toPersonId": "regular-1"}`, `{"toPersonId": "guest-other"}`}
+	allowed, denied := 0, 0
+	for _, tok := range tokens {
+		token := ast.MustParseTerm(tok).Value.(ast.Object)
+		if token.Get(ast.StringTerm("subject")) == nil {
+			token.Insert(ast.StringTerm("subject"), ast.StringTerm("guest-me"))
+		}
+		token.Insert(ast.StringTerm("issuer"), ast.StringTerm("https://issuer.example"))
+		token.Insert(ast.StringTerm("name"), ast.StringTerm("Visitor"))
+		for _, path := range paths {
+			for _, method := range []string{"POST", "GET"} {
+				for _, body := range bodies {
+					in := ast.MustParseTerm(`{"attributes": {"request": {"http": {"method": "` + method + `"}}}, "parsed_path": ` + path +
+						`, "parsed_query": {}, "parsed_body": ` + body + `, "truncated_body": false, "token_error": null}`).Value.(ast.Object)
+					in.Insert(ast.StringTerm("token"), ast.NewTerm(token))
+					got, err := e.Eval(context.Background(), in)
+					if err != nil || !got.Defined {
+						t.Fatalf("Eval(%v) = %v, %v", in, got, err)
+					}
+					if want := plain(in); got.Value.Compare(want) != 0 {
+						t.Fatalf("input %v:\n with the engine's caches %v\n with OPA's own          %v", in, got.Value, want)
+					}
+					if got.Value.(ast.Object).Get(ast.StringTerm("allowed")).Equal(ast.BooleanTerm(true)) {
+						allowed++
+					} else {
+						denied++
+					}
+				}
+			}
+		}
+	}
+	if allowed == 0 || denied == 0 {
+		t.Fatalf("%d allowed, %d denied: the requests must hold both", allowed, denied)
+	}
+}
+
+// TestEvalCachesKeepWithFrames runs a policy whose `with` pushes a frame on
+// the rule cache: the rule evaluated before, under and after the override
+// must each see their own data, not a result cached in another frame.
+func TestEvalCachesKeepWithFrames(t *testing.T) {
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"authz.rego": `package guestgate.authz
+
+state := "on" if data.registry.widgets.W.on == true else := "off"
+
+decision := [before, under, after] if {
+	before := state
+	under := state with data.registry.widgets.W.on as false
+	after := state
+}
+`,
+		"registry/widgets.json": `{"widgets": {"W": {"on": true}}}`,
+	})
+	e := newTestEngine(t, dir, nil)
+	res, err := e.Eval(context.Background(), ast.NewObject())
+	if err != nil || !res.Defined {
+		t.Fatalf("Eval = %v, %v", res, err)
+	}
+	if want := ast.MustParseTerm(`["on", "off", "on"]`).Value; res.Value.Compare(want) != 0 {
+		t.Fatalf("decision = %v, want %v", res.Value, want)
 	}
 }
