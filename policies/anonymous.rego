@@ -8,11 +8,13 @@
 #   POST /conversations/{Command}                       data.chat.commands_without_channel
 #   POST /conversations/channels/{channelId}/{Command}  every other command
 #
-# Every check below negates a rule ("not widget", "not widget.anonymous_sessions
-# == true"), so a claim, a path segment or a registry entry that is missing
-# denies rather than allows. (Negating a call instead, as in "not x in list" or
-# "not data.registry.widgets[x]", is undefined, not true, when x or list is
-# missing: OPA evaluates the call's arguments before the "not", and the check
+# A request is let through only by the first line of a chain, whose checks
+# must all hold: a claim, a path segment or a registry entry that is missing
+# makes it fail. Every line after it that names a reason negates a rule ("not
+# widget", "not widget.anonymous_sessions == true"), so that what is missing
+# is named too. (Negating a call instead, as in "not x in list" or "not
+# data.registry.widgets[x]", is undefined, not true, when x or list is
+# missing: OPA evaluates the call's arguments before the "not", and the line
 # would be skipped.)
 package guestgate.anonymous
 

@@ -3,8 +3,10 @@
 # token (kind "access") reaches messaging, calling and people within its
 # scopes, and never another guest.
 #
-# Every check below negates a rule ("not scope_granted"), so a claim, a path
-# segment or a body that is missing denies rather than allows. (Negating a call
+# A request is let through only by the first line of a chain, whose checks
+# must all hold: a claim, a path segment or a body that is missing makes it
+# fail. Every line after it that names a reason negates a rule ("not
+# scope_granted"), so that what is missing is named too. (Negating a call
 # instead, as in "not x in list", is undefined, not true, when x is missing.)
 package guestgate.guest
 

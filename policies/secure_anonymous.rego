@@ -2,8 +2,10 @@
 # (SAT) may do: its role and scope bound what it reaches, and nothing outside
 # that scope.
 #
-# Every check below negates a rule or a comparison ("not within_launchpad"), so
-# a claim or a path segment that is missing denies rather than allows.
+# A request is let through only by the first line of reason, whose checks
+# must all hold: a claim or a path segment that is missing makes it fail.
+# Every line after it that names a reason negates a rule or a comparison
+# ("not launchpad"), so that what is missing is named too.
 package guestgate.secure_anonymous
 
 # reason is "allowed", or the first thing this request gets wrong.
