@@ -234,11 +234,15 @@ func compile(snap *snapshot, query ast.Ref, strict bool, cacheSize int) (*policy
 	if err != nil {
 		return nil, fmt.Errorf("engine: preparing %s: %w", query, err)
 	}
-	// The data as one AST value, for evaluations to read without the store
-	// (evalcache.go).
-	root, err := ast.InterfaceToValue(res.Documents)
+	// The data as one AST value, for evaluations to read without going
+	// through the store (evalcache.go): the store's own, not a copy.
+	doc, err := store.Read(ctx, txn, storage.RootPath)
 	if err != nil {
 		return nil, fmt.Errorf("engine: %w", err)
+	}
+	root, ok := doc.(ast.Value)
+	if !ok {
+		return nil, fmt.Errorf("engine: the store returned %T for data, not an AST value", doc)
 	}
 	p := &policy{
 		dataCache: dataCache{root: root},
