@@ -217,6 +217,8 @@ type policy struct {
 	// decision cache, nil when off.
 	reads inputReads
 	cache *decisionCache
+	// dataCache serves the data to evaluations (evalcache.go).
+	dataCache dataCache
 }
 
 // New loads the policy directory once and returns an Engine serving it. It
@@ -339,11 +341,19 @@ func (e *Engine) eval(ctx context.Context, p *policy, input ast.Value) (Result, 
 	stop := context.AfterFunc(ctx, cancel.Cancel)
 	defer stop()
 
+	// The caches topdown keeps during the evaluation (evalcache.go): the
+	// revision's data, shared, and a pooled rule cache, both cheaper than the
+	// ones topdown would allocate afresh.
+	rules := getRuleCache()
+	defer rules.release()
+
 	rs, err := p.query.Eval(ctx,
 		rego.EvalParsedInput(input),
 		rego.EvalTransaction(p.txn),
 		rego.EvalMetrics(e.noopMetrics),
 		rego.EvalExternalCancel(cancel),
+		rego.EvalBaseCache(p.dataCache),
+		rego.EvalVirtualCache(rules),
 	)
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {

@@ -234,14 +234,25 @@ func compile(snap *snapshot, query ast.Ref, strict bool, cacheSize int) (*policy
 	if err != nil {
 		return nil, fmt.Errorf("engine: preparing %s: %w", query, err)
 	}
+	// The data as one AST value, for evaluations to read without going
+	// through the store (evalcache.go): the store's own, not a copy.
+	doc, err := store.Read(ctx, txn, storage.RootPath)
+	if err != nil {
+		return nil, fmt.Errorf("engine: %w", err)
+	}
+	root, ok := doc.(ast.Value)
+	if !ok {
+		return nil, fmt.Errorf("engine: the store returned %T for data, not an AST value", doc)
+	}
 	p := &policy{
-		query:    pq,
-		txn:      txn,
-		data:     res.Documents,
-		revision: snap.revision,
-		files:    len(snap.files),
-		loadedAt: time.Now(),
-		reads:    analyseInput(compiler, query),
+		dataCache: dataCache{root: root},
+		query:     pq,
+		txn:       txn,
+		data:      res.Documents,
+		revision:  snap.revision,
+		files:     len(snap.files),
+		loadedAt:  time.Now(),
+		reads:     analyseInput(compiler, query),
 	}
 	if cacheSize > 0 && p.reads.off() == "" {
 		p.cache = newDecisionCache(cacheSize)

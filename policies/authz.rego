@@ -20,6 +20,8 @@ default decision := {"allowed": false, "http_status": 403, "reason": "denied"}
 
 # A credential the verifier rejected: 401, and RFC 6750's error code tells the
 # client to get a new token. token_error wins even if a token is also present.
+# The verifier sets token_error (a stable code) whenever no token verified;
+# "missing" means the client sent nothing.
 decision := {
 	"allowed": false,
 	"http_status": 401,
@@ -27,7 +29,20 @@ decision := {
 	"token_error": input.token_error,
 	"headers": {"www-authenticate": `Bearer error="invalid_token"`},
 } if {
-	token_rejected
+	input.token_error != null
+	input.token_error != "missing"
+}
+
+# A verified token its kind's package lets through: pass its identity upstream.
+# (Asked before the next line: only a token is ever allowed, and a request
+# that is allowed then skips that check.)
+else := {
+	"allowed": true,
+	"http_status": 200,
+	"reason": "allowed",
+	"headers": identity_headers,
+} if {
+	verdict == "allowed"
 }
 
 # No credential at all: 401 naming the scheme, without an error code (RFC 6750 section 3).
@@ -40,40 +55,33 @@ else := {
 	not has_token
 }
 
-# A verified token its kind's package lets through: pass its identity upstream.
-else := {
-	"allowed": true,
-	"http_status": 200,
-	"reason": "allowed",
-	"headers": identity_headers,
-} if {
-	verdict == "allowed"
-}
-
 # A verified token that may not make this request: 403 with the precise reason.
 else := {"allowed": false, "http_status": 403, "reason": verdict}
 
 # A verified token is an object; null or absent means none was sent.
 has_token if is_object(input.token)
 
-# The verifier sets token_error (a stable code) whenever no token verified;
-# "missing" means the client sent nothing.
-token_rejected if {
-	input.token_error != null
-	input.token_error != "missing"
-}
-
 # verdict is "allowed" or the reason the verified token may not make this
-# request. Exactly one line applies: the first whose condition holds.
-verdict := "token_identity_missing" if {
-	not identity_complete
-} else := "path_not_canonical" if {
-	input.token.kind != "regular"
-	not path_canonical
-} else := "allowed" if {
+# request. The first two lines let through what passes every check; the
+# lines after them only name the check that failed, in order. (So a request
+# that passes evaluates each check once, not once more negated: a check
+# added here must be added to the first lines, and its test, which expects
+# its reason, fails until it is.)
+verdict := "allowed" if {
 	# Signed-in users are authorized by the services themselves.
 	input.token.kind == "regular"
-} else := anonymous.reason if {
+	identity_complete
+} else := kind_verdict if {
+	identity_complete
+	path_canonical
+} else := "token_identity_missing" if {
+	not identity_complete
+} else := "path_not_canonical"
+
+# The package that owns the token's kind decides. (One rule per kind, each
+# comparing input with a constant: OPA's rule index picks the one that
+# applies without evaluating the others.)
+kind_verdict := anonymous.reason if {
 	input.token.kind == "xbs_anonymous"
 } else := guest.guest_token_reason if {
 	input.token.kind == "guest"
@@ -95,51 +103,54 @@ identity_complete if {
 
 # Restricted kinds are matched on path segments. A dot segment, or a slash or
 # backslash that was percent-encoded inside a segment, could make an upstream
-# resolve another path than the one checked here, so such paths are refused.
+# resolve another path than the one checked here, so such paths are refused:
+# no segment may be "." or "..", or hold a slash or a backslash. (One regular
+# expression per segment, counted in a comprehension: cheaper to evaluate
+# than three checks, or a rule to negate.)
 path_canonical if {
 	is_array(input.parsed_path)
-	not unsafe_segment
-}
-
-# A segment that is "." or "..", or holds a slash or a backslash. (One
-# regular expression per segment: cheaper to evaluate than three checks.)
-unsafe_segment if {
-	some segment in input.parsed_path
-	regex.match(`^\.\.?$|[/\\]`, segment)
+	count([segment |
+		some segment in input.parsed_path
+		regex.match(`^\.\.?$|[/\\]`, segment)
+	]) == 0
 }
 
 # Who is calling, on every allowed request. The subject is namespaced by its
-# issuer because two issuers may hand out the same sub.
+# issuer because two issuers may hand out the same sub. (identity_complete
+# made sure issuer and subject are strings.)
 identity_headers := object.union(
 	{
-		"x-guestgate-subject": concat("|", [input.token.issuer, input.token.subject]),
+		"x-guestgate-subject": sprintf("%s|%s", [input.token.issuer, input.token.subject]),
 		"x-guestgate-kind": input.token.kind,
 		"x-guestgate-issuer": input.token.issuer,
 	},
-	optional_headers,
+	{header: value |
+		some header, path in optional_headers[input.token.kind]
+		value := object.get(input.token, path, null)
+		is_string(value)
+		value != ""
+	},
 )
 
-# The display name, when the token has one.
-optional_headers["x-guestgate-name"] := input.token.name if {
-	is_string(input.token.name)
-	input.token.name != ""
-}
-
-# What the token was issued for, where its kind carries it: a claim the token
-# lacks is left out.
-optional_headers[header] := value if {
-	some header, claim in context_claims[input.token.kind]
-	value := input.token.claims[claim]
-	is_string(value)
-	value != ""
-}
-
-# The claims each kind passes upstream besides who it is.
-context_claims := {
+# The headers each kind passes upstream besides who it is, and where in the
+# token each comes from: the display name, and what the token was issued for
+# where its kind carries it. A value the token lacks, or leaves empty, is
+# left out. (One comprehension over this table: cheaper to evaluate than a
+# rule per header.)
+optional_headers := {
+	"regular": {"x-guestgate-name": ["name"]},
 	"xbs_anonymous": {
-		"x-guestgate-widget": "custom:wid",
-		"x-guestgate-channel": "custom:channel_id",
+		"x-guestgate-name": ["name"],
+		"x-guestgate-widget": ["claims", "custom:wid"],
+		"x-guestgate-channel": ["claims", "custom:channel_id"],
 	},
-	"secure_anonymous": {"x-guestgate-scope": "scope"},
-	"access": {"x-guestgate-scope": "scope"},
+	"guest": {"x-guestgate-name": ["name"]},
+	"access": {
+		"x-guestgate-name": ["name"],
+		"x-guestgate-scope": ["claims", "scope"],
+	},
+	"secure_anonymous": {
+		"x-guestgate-name": ["name"],
+		"x-guestgate-scope": ["claims", "scope"],
+	},
 }

@@ -3,8 +3,10 @@
 # token (kind "access") reaches messaging, calling and people within its
 # scopes, and never another guest.
 #
-# Every check below negates a rule ("not scope_granted"), so a claim, a path
-# segment or a body that is missing denies rather than allows. (Negating a call
+# A request is let through only by the first line of a chain, whose checks
+# must all hold: a claim, a path segment or a body that is missing makes it
+# fail. Every line after it that names a reason negates a rule ("not
+# scope_granted"), so that what is missing is named too. (Negating a call
 # instead, as in "not x in list", is undefined, not true, when x is missing.)
 package guestgate.guest
 
@@ -15,26 +17,33 @@ guest_token_reason := "allowed" if {
 	input.attributes.request.http.method == "POST"
 } else := "guest_token_login_only"
 
-# access_token_reason is "allowed", or the first thing this request gets wrong.
-access_token_reason := "route_not_allowed" if {
+# access_token_reason is "allowed", or the first thing this request gets
+# wrong. The first line lets through what passes every check; the lines
+# after it only name the check that failed, in order. (So a request that
+# passes evaluates each check once, not once more negated: a check added
+# here must be added to the first line, and its test, which expects its
+# reason, fails until it is.)
+access_token_reason := "allowed" if {
+	method_allowed
+	scope_granted
+	not body_unreadable
+	not names_another_guest
+} else := "route_not_allowed" if {
 	not route
 } else := "method_not_allowed" if {
 	not method_allowed
 } else := "scope_missing" if {
 	not scope_granted
 } else := "body_required" if {
-	# The people a POST or PUT reaches are named in its body: a body the
-	# proxy did not forward whole cannot be checked.
-	carries_body
-	not body_readable
-} else := "guest_to_guest" if {
-	some id in targets
-	another_guest(id)
-} else := "allowed"
+	body_unreadable
+} else := "guest_to_guest"
 
 # The routes an access token may reach, /v1/<route>[/...]: the scope the token
 # must carry for each, the methods a guest may use, and the fields (query
-# parameters and body fields alike, any letter case) that name a person.
+# parameters and body fields alike, any letter case) that name a person. The
+# field names are written case-folded (see fold), as a request's field names
+# are before they are compared: folding them here once, rather than on every
+# request, keeps the check cheap.
 #   messages     POST {"toPersonId"} sends to a person; GET ?personId= lists a direct chat
 #   memberships  POST {"personId"} adds a person to a room; GET ?personId= finds memberships
 #   calls        POST {"toPersonId"} (or "personId") calls a person
@@ -48,17 +57,17 @@ routes := {
 	"messages": {
 		"scope": "messaging",
 		"methods": {"GET", "POST", "PUT", "DELETE"},
-		"person_fields": {"toPersonId", "personId"},
+		"person_fields": {"topersonid", "personid"},
 	},
 	"memberships": {
 		"scope": "messaging",
 		"methods": {"GET", "POST", "PUT", "DELETE"},
-		"person_fields": {"personId"},
+		"person_fields": {"personid"},
 	},
 	"calls": {
 		"scope": "calling",
 		"methods": {"GET", "POST", "PUT", "DELETE"},
-		"person_fields": {"toPersonId", "personId"},
+		"person_fields": {"topersonid", "personid"},
 	},
 	"people": {
 		"scope": "people",
@@ -72,14 +81,17 @@ route := routes[name] if {
 	name := input.parsed_path[1]
 }
 
-method := input.attributes.request.http.method
-
-method_allowed if method in route.methods
+method_allowed if input.attributes.request.http.method in route.methods
 
 # The access token's scope claim is a space-separated list.
 scope_granted if route.scope in split(input.token.claims.scope, " ")
 
-carries_body if method in {"POST", "PUT"}
+# The people a POST or PUT reaches are named in its body: a body the proxy
+# did not forward whole cannot be checked.
+body_unreadable if {
+	input.attributes.request.http.method in {"POST", "PUT"}
+	not body_readable
+}
 
 # A body can be checked when the proxy forwarded all of it and it parsed into
 # fields (JSON or a form).
@@ -102,7 +114,7 @@ targets contains fold(trim_space(id)) if {
 	some fields in request_fields
 	is_object(fields)
 	some name, value in fields
-	fold(name) in person_fields
+	fold(name) in route.person_fields
 	some item in as_list(value)
 	is_string(item)
 	some id in split(item, ",")
@@ -113,11 +125,8 @@ request_fields contains input.parsed_query
 
 request_fields contains input.parsed_body
 
-# The route's person fields, case-folded: field names are compared in any
-# letter case, since some JSON decoders match them so.
-person_fields := {fold(field) | some field in route.person_fields}
-
-# fold compares text in any letter case as Java's equalsIgnoreCase, .NET's
+# fold compares text in any letter case (field names are compared so, since
+# some JSON decoders match them so), as Java's equalsIgnoreCase, .NET's
 # OrdinalIgnoreCase and Go's encoding/json do: through upper case first, so
 # that "ſ" (long s) and "ı" (dotless i), whose upper case is ASCII but which
 # lower() leaves alone, meet "s" and "i" ("toPerſonId" is toPersonId to them).
@@ -128,10 +137,12 @@ as_list(value) := value if is_array(value)
 as_list(value) := [value] if not is_array(value)
 
 # Guest person ids start with "guest-" (regular ones never do). A guest may
-# name itself; any other guest is out of its reach.
-another_guest(id) if {
+# name itself; any other guest is out of its reach. (Negating the comparison
+# with own_id, a rule, denies when the token has no subject to compare.)
+names_another_guest if {
+	some id in targets
 	startswith(id, "guest-")
-	not own_id(id)
+	not id == own_id
 }
 
-own_id(id) if id == fold(input.token.subject)
+own_id := fold(input.token.subject)

@@ -214,3 +214,15 @@ test_guest_ids_are_recognised_under_unicode_case_folding if {
 		guest.access_token_reason == "guest_to_guest" with input as req
 	}
 }
+
+# The routes table holds its person fields already case-folded, since a
+# request's field names are folded before they are compared: a field written
+# there in another case would never match, and its people would go unchecked.
+test_route_person_fields_are_written_case_folded if {
+	every route in guest.routes {
+		count(route.person_fields) > 0
+		every field in route.person_fields {
+			field == guest.fold(field)
+		}
+	}
+}
