@@ -8,33 +8,26 @@
 #   POST /conversations/{Command}                       data.chat.commands_without_channel
 #   POST /conversations/channels/{channelId}/{Command}  every other command
 #
-# A request is let through only by the first line of a chain, whose checks
-# must all hold: a claim, a path segment or a registry entry that is missing
-# makes it fail. Every line after it that names a reason negates a rule ("not
-# widget", "not widget.anonymous_sessions == true"), so that what is missing
-# is named too. (Negating a call instead, as in "not x in list" or "not
-# data.registry.widgets[x]", is undefined, not true, when x or list is
-# missing: OPA evaluates the call's arguments before the "not", and the line
-# would be skipped.)
+# Every chain below names the first thing a request gets wrong, and "allowed"
+# only on its last line: a check added anywhere before that line applies.
+# Each check negates a rule or a comparison ("not widget", "not
+# widget.anonymous_sessions == true"), so a claim, a path segment or a
+# registry entry that is missing denies rather than allows. (Negating a call
+# instead, as in "not x in list" or "not data.registry.widgets[x]", is
+# undefined, not true, when x or list is missing: OPA evaluates the call's
+# arguments before the "not", and the check would be skipped.)
 package guestgate.anonymous
 
-# reason is "allowed", or the first thing this request gets wrong. The first
-# line hands a well-formed chat command to its session's checks; the lines
-# after it only name the check that failed, in order. (So a request that
-# passes evaluates each check once, not once more negated: a check added here
-# must be added to the first line, and its test, which expects its reason,
-# fails until it is.)
-reason := session_reason if {
-	input.attributes.request.http.method == "POST"
-	command_listed
-	path_fits_command
-} else := "route_not_allowed" if {
+# reason is "allowed", or the first thing this request gets wrong.
+reason := "route_not_allowed" if {
 	not chat
 } else := "method_not_allowed" if {
 	not input.attributes.request.http.method == "POST"
 } else := "command_not_allowed" if {
 	not command_listed
-} else := "command_path_mismatch"
+} else := "command_path_mismatch" if {
+	not path_fits_command
+} else := session_reason
 
 # How the visitor came in decides where it may act. guestgate's own issuer
 # says so in custom:entry; a token of an external user pool has only a widget.
@@ -97,49 +90,37 @@ path_channel := data.registry.channels[chat.channel]
 
 # A widget session works while its widget has anonymous sessions on, and only
 # in the Kite channel it was bound to when it started. Kite channels are fresh
-# ids the registry does not list: the binding is the authority. (As in
-# reason, the first line lets through what passes every check; the others
-# name the first that failed.)
-kite_reason := "allowed" if {
-	widget.anonymous_sessions == true
-	in_bound_channel
-} else := "widget_unknown" if {
+# ids the registry does not list: the binding is the authority.
+kite_reason := "widget_unknown" if {
 	not widget
 } else := "widget_disabled" if {
 	not widget.anonymous_sessions == true
-} else := "channel_not_bound"
+} else := "channel_not_bound" if {
+	not in_bound_channel
+} else := "allowed"
 
 # A link works while its channel is public: making the channel private ends
 # every session it started. It acts in that channel only and creates none.
-link_reason := "allowed" if {
-	bound_channel.public == true
-	chat.command != "CreateKiteChannelCommand"
-	in_bound_channel
-} else := "channel_unknown" if {
+link_reason := "channel_unknown" if {
 	not bound_channel
 } else := "channel_not_public" if {
 	not bound_channel.public == true
 } else := "channel_create_not_allowed" if {
 	chat.command == "CreateKiteChannelCommand"
-} else := "channel_not_bound"
+} else := "channel_not_bound" if {
+	not in_bound_channel
+} else := "allowed"
 
 # A token of an external pool has no chat of its own: it acts only in the
 # channels the registry assigns to its widget, creates none, and joins only
 # those assigned channels that are also public.
-unbound_reason := "allowed" if {
-	widget.anonymous_sessions == true
-
-	# GetTokenCommand acts in no channel: the widget was all to check.
-	chat.channel == null
-} else := "allowed" if {
-	widget.anonymous_sessions == true
-	chat.command != "CreateKiteChannelCommand"
-	path_channel_joinable
-	path_channel_assigned
-} else := "widget_unknown" if {
+unbound_reason := "widget_unknown" if {
 	not widget
 } else := "widget_disabled" if {
 	not widget.anonymous_sessions == true
+} else := "allowed" if {
+	# GetTokenCommand acts in no channel: the widget was all to check.
+	chat.channel == null
 } else := "channel_create_not_allowed" if {
 	chat.command == "CreateKiteChannelCommand"
 } else := "channel_unknown" if {
@@ -147,15 +128,9 @@ unbound_reason := "allowed" if {
 } else := "channel_not_public" if {
 	chat.command == "JoinChannelCommand"
 	not path_channel.public == true
-} else := "channel_not_assigned"
-
-# A channel the registry knows, and public if the request joins it.
-path_channel_joinable if {
-	path_channel
-	chat.command != "JoinChannelCommand"
-}
-
-path_channel_joinable if path_channel.public == true
+} else := "channel_not_assigned" if {
+	not path_channel_assigned
+} else := "allowed"
 
 path_channel_assigned if chat.channel in widget.channels
 

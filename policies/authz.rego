@@ -33,18 +33,6 @@ decision := {
 	input.token_error != "missing"
 }
 
-# A verified token its kind's package lets through: pass its identity upstream.
-# (Asked before the next line: only a token is ever allowed, and a request
-# that is allowed then skips that check.)
-else := {
-	"allowed": true,
-	"http_status": 200,
-	"reason": "allowed",
-	"headers": identity_headers,
-} if {
-	verdict == "allowed"
-}
-
 # No credential at all: 401 naming the scheme, without an error code (RFC 6750 section 3).
 else := {
 	"allowed": false,
@@ -55,6 +43,16 @@ else := {
 	not has_token
 }
 
+# A verified token its kind's package lets through: pass its identity upstream.
+else := {
+	"allowed": true,
+	"http_status": 200,
+	"reason": "allowed",
+	"headers": identity_headers,
+} if {
+	verdict == "allowed"
+}
+
 # A verified token that may not make this request: 403 with the precise reason.
 else := {"allowed": false, "http_status": 403, "reason": verdict}
 
@@ -62,21 +60,17 @@ else := {"allowed": false, "http_status": 403, "reason": verdict}
 has_token if is_object(input.token)
 
 # verdict is "allowed" or the reason the verified token may not make this
-# request. The first two lines let through what passes every check; the
-# lines after them only name the check that failed, in order. (So a request
-# that passes evaluates each check once, not once more negated: a check
-# added here must be added to the first lines, and its test, which expects
-# its reason, fails until it is.)
-verdict := "allowed" if {
+# request. Exactly one line applies: the first whose condition holds, so a
+# request is let through only when no line before names what it gets wrong
+# (a line added anywhere above the kind's own verdict applies to every kind).
+verdict := "token_identity_missing" if {
+	not identity_complete
+} else := "allowed" if {
 	# Signed-in users are authorized by the services themselves.
 	input.token.kind == "regular"
-	identity_complete
-} else := kind_verdict if {
-	identity_complete
-	path_canonical
-} else := "token_identity_missing" if {
-	not identity_complete
-} else := "path_not_canonical"
+} else := "path_not_canonical" if {
+	not path_canonical
+} else := kind_verdict
 
 # The package that owns the token's kind decides. (One rule per kind, each
 # comparing input with a constant: OPA's rule index picks the one that

@@ -3,11 +3,10 @@
 # token (kind "access") reaches messaging, calling and people within its
 # scopes, and never another guest.
 #
-# A request is let through only by the first line of a chain, whose checks
-# must all hold: a claim, a path segment or a body that is missing makes it
-# fail. Every line after it that names a reason negates a rule ("not
-# scope_granted"), so that what is missing is named too. (Negating a call
+# Every check below negates a rule ("not scope_granted"), so a claim, a path
+# segment or a body that is missing denies rather than allows. (Negating a call
 # instead, as in "not x in list", is undefined, not true, when x is missing.)
+# "allowed" is the last line of each chain: a check added before it applies.
 package guestgate.guest
 
 # A guest token reaches the login exchange and nothing else: whatever else it
@@ -17,18 +16,8 @@ guest_token_reason := "allowed" if {
 	input.attributes.request.http.method == "POST"
 } else := "guest_token_login_only"
 
-# access_token_reason is "allowed", or the first thing this request gets
-# wrong. The first line lets through what passes every check; the lines
-# after it only name the check that failed, in order. (So a request that
-# passes evaluates each check once, not once more negated: a check added
-# here must be added to the first line, and its test, which expects its
-# reason, fails until it is.)
-access_token_reason := "allowed" if {
-	method_allowed
-	scope_granted
-	not body_unreadable
-	not names_another_guest
-} else := "route_not_allowed" if {
+# access_token_reason is "allowed", or the first thing this request gets wrong.
+access_token_reason := "route_not_allowed" if {
 	not route
 } else := "method_not_allowed" if {
 	not method_allowed
@@ -36,7 +25,9 @@ access_token_reason := "allowed" if {
 	not scope_granted
 } else := "body_required" if {
 	body_unreadable
-} else := "guest_to_guest"
+} else := "guest_to_guest" if {
+	names_another_guest
+} else := "allowed"
 
 # The routes an access token may reach, /v1/<route>[/...]: the scope the token
 # must carry for each, the methods a guest may use, and the fields (query
