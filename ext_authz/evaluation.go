@@ -290,7 +290,9 @@ func buildInput(r *request, tok *engine.Shared, tokErr, id string, showCredentia
 		}
 		input.Insert(keyParsedPath, ast.ArrayTerm(segs...))
 	}
-	if need.has("parsed_query") {
+	if need.has("parsed_query") && len(r.params) == 0 {
+		input.Insert(keyParsedQuery, emptyObject)
+	} else if need.has("parsed_query") {
 		query := ast.NewObjectWithCapacity(len(r.params))
 		for k, vs := range r.params {
 			if r.credential.query == k && !showCredential {
@@ -334,6 +336,9 @@ func buildInput(r *request, tok *engine.Shared, tokErr, id string, showCredentia
 	}
 	return input
 }
+
+// emptyObject is parsed_query of the many requests without one.
+var emptyObject = ast.ObjectTerm()
 
 var versionTerm = ast.ObjectTerm(
 	ast.Item(ast.StringTerm("ext_authz"), ast.StringTerm("v3")),
