@@ -221,20 +221,44 @@ func (e *keyEncoder) decisionKey(r *inputReads, input ast.Value, shared []*Share
 		e.buf = append(e.buf, 'U')
 		return true
 	}
+	var top func(*ast.Term) *ast.Term
+	if obj, ok := input.(ast.Object); ok {
+		top = obj.Get
+	}
+	return e.readPaths(r, input, top, shared)
+}
+
+// inputKey is decisionKey of in.Value() without building it: the input's
+// top-level parts come from in.Get, which gives the very terms Value puts
+// in the document, so the key is the same, byte for byte.
+func (e *keyEncoder) inputKey(r *inputReads, in Input, shared []*Shared) bool {
+	e.buf, e.ok = e.buf[:0], true
+	return e.readPaths(r, nil, in.Get, shared)
+}
+
+// readPaths appends, for each path the policy reads, the value of input
+// there. top, when not nil, looks up input's top-level keys (input is then
+// an object, and may be nil when top stands for it).
+func (e *keyEncoder) readPaths(r *inputReads, input ast.Value, top func(*ast.Term) *ast.Term, shared []*Shared) bool {
 paths:
 	for _, path := range r.paths {
 		e.buf = append(e.buf, 'P')
 		v := input
 		var term *ast.Term // v's term, nil for input itself
 		depth := 0         // the keys of path v is under
-		for _, k := range path {
-			obj, ok := v.(ast.Object)
-			if !ok {
-				// A value under a key of a non-object: the whole value is
-				// what the policy can see (a set's membership, say).
-				break
+		for i, k := range path {
+			var t *ast.Term
+			if i == 0 && top != nil {
+				t = top(k)
+			} else {
+				obj, ok := v.(ast.Object)
+				if !ok {
+					// A value under a key of a non-object: the whole value is
+					// what the policy can see (a set's membership, say).
+					break
+				}
+				t = obj.Get(k)
 			}
-			t := obj.Get(k)
 			if t == nil {
 				v, term = nil, nil
 				break

@@ -171,6 +171,77 @@ func TestDecisionCacheGivesEveryAnswerEvaluationGives(t *testing.T) {
 		t.Fatal("want one engine with the cache and one without")
 	}
 	ctx := context.Background()
+	inputs := shippedPolicyInputs()
+	allowed := 0
+	for round := range 3 { // the third round is answered from the cache
+		for i, in := range inputs {
+			want, err1 := uncached.Eval(ctx, in)
+			got, err2 := cached.Eval(ctx, in)
+			if (err1 == nil) != (err2 == nil) || want.Defined != got.Defined || want.Revision != got.Revision ||
+				want.Defined && want.Value.Compare(got.Value) != 0 {
+				t.Fatalf("round %d input %d %v:\n cached   %v %v\n uncached %v %v", round, i, in, got, err2, want, err1)
+			}
+			if round == 0 && want.Defined && want.Value.(ast.Object).Get(ast.StringTerm("allowed")).Equal(ast.BooleanTerm(true)) {
+				allowed++
+			}
+		}
+	}
+	// The inputs must exercise both answers for the comparison to mean anything.
+	if allowed == 0 || allowed == len(inputs) {
+		t.Fatalf("%d of %d inputs allowed; want some of each", allowed, len(inputs))
+	}
+}
+
+// objectInput is an Input over a built document that counts how often the
+// whole of it is asked for.
+type objectInput struct {
+	obj    ast.Object
+	values int
+}
+
+func (in *objectInput) Get(k *ast.Term) *ast.Term { return in.obj.Get(k) }
+func (in *objectInput) Value() ast.Value          { in.values++; return in.obj }
+
+// TestEvalInputKeysAndDecidesAsEval: a document handed over part by part
+// keys the decision cache byte for byte as the built document does, gets
+// the answer evaluation gives, and is built only when the policy is
+// evaluated.
+func TestEvalInputKeysAndDecidesAsEval(t *testing.T) {
+	cached := newCacheEngine(t, Options{Dir: "../policies"})
+	uncached := newCacheEngine(t, Options{Dir: "../policies", DecisionCacheSize: -1})
+	p := cached.current.Load()
+	ctx := context.Background()
+	for i, v := range shippedPolicyInputs() {
+		obj, ok := v.(ast.Object)
+		if !ok {
+			continue
+		}
+		want, err := uncached.Eval(ctx, obj)
+		if err != nil {
+			t.Fatal(err)
+		}
+		whole, parts := newKeyEncoder(), newKeyEncoder()
+		okWhole := whole.decisionKey(&p.reads, obj, nil)
+		okParts := parts.inputKey(&p.reads, &objectInput{obj: obj}, nil)
+		if okWhole != okParts || string(whole.buf) != string(parts.buf) {
+			t.Fatalf("input %d %v: keyed by parts %v %q, whole %v %q", i, obj, okParts, parts.buf, okWhole, whole.buf)
+		}
+		for round := range 3 { // kept on the second sighting, answered from the cache on the third
+			in := &objectInput{obj: obj}
+			got, err := cached.Current().EvalInput(ctx, in)
+			if err != nil || got.Defined != want.Defined || want.Defined && want.Value.Compare(got.Value) != 0 {
+				t.Fatalf("round %d input %d %v: %v %v, want %v", round, i, obj, got, err, want)
+			}
+			if built := in.values > 0; built != (round < 2) {
+				t.Fatalf("round %d input %d: document built %d times", round, i, in.values)
+			}
+		}
+	}
+}
+
+// shippedPolicyInputs are input documents across the shipped policy's
+// rules, allowed and denied.
+func shippedPolicyInputs() []ast.Value {
 	var inputs []ast.Value
 	for _, kind := range []string{"xbs_anonymous", "guest", "access", "secure_anonymous", "regular", "other"} {
 		for _, path := range []string{
@@ -208,24 +279,7 @@ func TestDecisionCacheGivesEveryAnswerEvaluationGives(t *testing.T) {
 		ast.MustParseTerm(`{}`).Value,
 		nil,
 	)
-	allowed := 0
-	for round := range 3 { // the third round is answered from the cache
-		for i, in := range inputs {
-			want, err1 := uncached.Eval(ctx, in)
-			got, err2 := cached.Eval(ctx, in)
-			if (err1 == nil) != (err2 == nil) || want.Defined != got.Defined || want.Revision != got.Revision ||
-				want.Defined && want.Value.Compare(got.Value) != 0 {
-				t.Fatalf("round %d input %d %v:\n cached   %v %v\n uncached %v %v", round, i, in, got, err2, want, err1)
-			}
-			if round == 0 && want.Defined && want.Value.(ast.Object).Get(ast.StringTerm("allowed")).Equal(ast.BooleanTerm(true)) {
-				allowed++
-			}
-		}
-	}
-	// The inputs must exercise both answers for the comparison to mean anything.
-	if allowed == 0 || allowed == len(inputs) {
-		t.Fatalf("%d of %d inputs allowed; want some of each", allowed, len(inputs))
-	}
+	return inputs
 }
 
 func TestDecisionKeysOfDifferentValuesDiffer(t *testing.T) {

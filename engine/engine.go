@@ -331,6 +331,48 @@ func (r Revision) Eval(ctx context.Context, input ast.Value, shared ...*Shared) 
 	return res, err
 }
 
+// Input is an input document a caller can hand over part by part: the
+// decision cache reads the parts the policy can read through Get, and the
+// whole document is built only when the policy is evaluated. Value must
+// return an object, and Get, for each top-level key, the very term Value
+// puts under it (nil where Value puts none); the terms are never modified
+// once built.
+type Input interface {
+	Get(key *ast.Term) *ast.Term
+	Value() ast.Value
+}
+
+// EvalInput is Eval of in.Value(), with the same answer, that builds the
+// input document only when the decision cache cannot answer.
+func (r Revision) EvalInput(ctx context.Context, in Input, shared ...*Shared) (Result, error) {
+	e, p := r.e, r.p
+	if p == nil {
+		return Result{}, errors.New("engine: no policy loaded (use New)")
+	}
+	if p.cache == nil || len(p.reads.paths) == 0 {
+		// Nothing to key on (an input-less policy is keyed on the input
+		// being there at all): Eval decides as it would.
+		return r.Eval(ctx, in.Value(), shared...)
+	}
+	if err := ctx.Err(); err != nil {
+		return Result{Revision: p.revision}, fmt.Errorf("engine: evaluating %s: %w", e.query, err)
+	}
+	enc := keyEncoders.Get().(*keyEncoder)
+	defer keyEncoders.Put(enc)
+	keyed := enc.inputKey(&p.reads, in, shared)
+	if keyed {
+		if res, ok := p.cache.get(enc.buf); ok {
+			return res, nil
+		}
+	}
+	res, err := e.eval(ctx, p, in.Value())
+	if err == nil && keyed && p.cache.admit(enc.buf) {
+		res.memo = &resultMemo{}
+		p.cache.put(enc.buf, res, resultCost(res))
+	}
+	return res, err
+}
+
 // eval evaluates the decision query with OPA.
 func (e *Engine) eval(ctx context.Context, p *policy, input ast.Value) (Result, error) {
 	res := Result{Revision: p.revision}

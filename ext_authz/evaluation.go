@@ -115,16 +115,33 @@ func (c *Checker) decide(ctx context.Context, cr *authv3.CheckRequest, bodyAbsen
 		return d
 	}
 	// The input is built for one revision and evaluated by it: what that
-	// revision cannot read is left out.
+	// revision cannot read is left out. Its parts are built as the decision
+	// cache reads them, and the whole only when the policy is evaluated;
+	// but a full input.attributes is built first, as its conversion may
+	// fail.
 	rev := eng.Current()
-	input := buildInput(r, tokShared, d.TokenError, d.RequestID, st.check.ShowCredentialToPolicy, c.plan(rev))
-	if r.problem != "" {
-		// A part of the input the policy reads could not be built.
-		c.logger.Warn("input cannot be built; denied", "request_id", d.RequestID, "detail", r.detail)
-		d.deny(http.StatusBadRequest, r.problem)
-		return d
+	plan := c.plan(rev)
+	doc := &inputDoc{r: r, tok: tokShared, tokErr: d.TokenError, id: d.RequestID, showCredential: st.check.ShowCredentialToPolicy, need: plan}
+	var res engine.Result
+	var err error
+	if plan.lazy() {
+		res, err = rev.EvalInput(ctx, doc, tokShared)
+		if r.problem != "" {
+			// No lazy part finds a problem; should one ever, it denies.
+			c.logger.Warn("input cannot be built; denied", "request_id", d.RequestID, "detail", r.detail)
+			d.deny(http.StatusBadRequest, r.problem)
+			return d
+		}
+	} else {
+		input := doc.Value()
+		if r.problem != "" {
+			// A part of the input the policy reads could not be built.
+			c.logger.Warn("input cannot be built; denied", "request_id", d.RequestID, "detail", r.detail)
+			d.deny(http.StatusBadRequest, r.problem)
+			return d
+		}
+		res, err = rev.Eval(ctx, input, tokShared)
 	}
-	res, err := rev.Eval(ctx, input, tokShared)
 	d.Revision = res.Revision
 	switch {
 	case err != nil:
@@ -271,70 +288,143 @@ var (
 	keyTokenError    = ast.StringTerm("token_error")
 )
 
-// buildInput assembles the policy's input document as an ast.Value: the
-// whole document, less what the policy cannot read (need), which cannot
-// change its answer and is the most expensive part to build (headers).
-func buildInput(r *request, tok *engine.Shared, tokErr, id string, showCredential bool, need *inputPlan) ast.Value {
-	input := ast.NewObjectWithCapacity(need.count(""))
-	if need.has("attributes") {
+// The top-level parts of the input document, in the order they are built.
+const (
+	partAttributes = iota
+	partParsedPath
+	partParsedQuery
+	partParsedBody
+	partTruncatedBody
+	partVersion
+	partRequestID
+	partToken
+	partTokenError
+	numParts
+)
+
+var (
+	partKeys  = [numParts]*ast.Term{keyAttributes, keyParsedPath, keyParsedQuery, keyParsedBody, keyTruncatedBody, keyVersion, keyRequestID, keyToken, keyTokenError}
+	partNames = [numParts]string{"attributes", "parsed_path", "parsed_query", "parsed_body", "truncated_body", "version", "request_id", "token", "token_error"}
+)
+
+// inputDoc is one check's input document (an engine.Input): the whole
+// document, less what the policy cannot read (need), which cannot change
+// its answer and is the most expensive part to build (headers). Each part
+// is built at most once, when the decision cache's key or the evaluation
+// first needs it, so a decision the cache answers builds only the parts
+// the policy reads and no document.
+type inputDoc struct {
+	r              *request
+	tok            *engine.Shared
+	tokErr, id     string
+	showCredential bool
+	need           *inputPlan
+	parts          [numParts]*ast.Term
+	built          [numParts]bool
+}
+
+// Get returns the part under key, nil when the document has none there.
+func (d *inputDoc) Get(key *ast.Term) *ast.Term {
+	s, ok := key.Value.(ast.String)
+	if !ok {
+		return nil
+	}
+	for i, name := range partNames {
+		if name == string(s) {
+			return d.part(i)
+		}
+	}
+	return nil
+}
+
+// Value builds the document from its parts.
+func (d *inputDoc) Value() ast.Value {
+	input := ast.NewObjectWithCapacity(d.need.count(""))
+	for i, k := range partKeys {
+		if t := d.part(i); t != nil {
+			input.Insert(k, t)
+		}
+	}
+	return input
+}
+
+func (d *inputDoc) part(i int) *ast.Term {
+	if !d.built[i] {
+		d.parts[i], d.built[i] = d.build(i), true
+	}
+	return d.parts[i]
+}
+
+// build makes part i, or nil when the policy cannot read it.
+func (d *inputDoc) build(i int) *ast.Term {
+	r, need := d.r, d.need
+	if !need.has(partNames[i]) {
+		return nil
+	}
+	switch i {
+	case partAttributes:
 		if t, ok := need.methodOnly[r.method]; ok {
-			input.Insert(keyAttributes, t)
-		} else {
-			input.Insert(keyAttributes, ast.NewTerm(r.attributesValue(showCredential, need)))
+			return t
 		}
-	}
-	if need.has("parsed_path") {
+		return ast.NewTerm(r.attributesValue(d.showCredential, need))
+	case partParsedPath:
 		segs := make([]*ast.Term, len(r.segments))
-		for i, s := range r.segments {
-			segs[i] = ast.StringTerm(s)
+		for j, seg := range r.segments {
+			segs[j] = ast.StringTerm(seg)
 		}
-		input.Insert(keyParsedPath, ast.ArrayTerm(segs...))
-	}
-	if need.has("parsed_query") && len(r.params) == 0 {
-		input.Insert(keyParsedQuery, emptyObject)
-	} else if need.has("parsed_query") {
+		return ast.ArrayTerm(segs...)
+	case partParsedQuery:
+		if len(r.params) == 0 {
+			return emptyObject
+		}
 		query := ast.NewObjectWithCapacity(len(r.params))
 		for k, vs := range r.params {
-			if r.credential.query == k && !showCredential {
+			if r.credential.query == k && !d.showCredential {
 				vs = []string{redacted}
 			}
 			terms := make([]*ast.Term, len(vs))
-			for i, v := range vs {
-				terms[i] = ast.StringTerm(v)
+			for j, v := range vs {
+				terms[j] = ast.StringTerm(v)
 			}
 			query.Insert(ast.StringTerm(k), ast.ArrayTerm(terms...))
 		}
-		input.Insert(keyParsedQuery, ast.NewTerm(query))
-	}
-	if need.has("parsed_body") {
-		body := ast.InternedNullTerm
-		if r.body != nil {
-			body = ast.NewTerm(r.body)
+		return ast.NewTerm(query)
+	case partParsedBody:
+		if r.body == nil {
+			return ast.InternedNullTerm
 		}
-		input.Insert(keyParsedBody, body)
+		return ast.NewTerm(r.body)
+	case partTruncatedBody:
+		return ast.InternedTerm(r.truncated)
+	case partVersion:
+		return versionTerm
+	case partRequestID:
+		return ast.StringTerm(d.id)
+	case partToken:
+		if d.tok != nil {
+			return d.tok.Term()
+		}
+		return ast.InternedNullTerm
+	case partTokenError:
+		if d.tok != nil {
+			return ast.InternedNullTerm
+		}
+		return ast.StringTerm(d.tokErr)
 	}
-	if need.has("truncated_body") {
-		input.Insert(keyTruncatedBody, ast.InternedTerm(r.truncated))
-	}
-	if need.has("version") {
-		input.Insert(keyVersion, versionTerm)
-	}
-	if need.has("request_id") {
-		input.Insert(keyRequestID, ast.StringTerm(id))
-	}
-	tokTerm, errTerm := ast.InternedNullTerm, ast.InternedNullTerm
-	if tok != nil {
-		tokTerm = tok.Term()
-	} else {
-		errTerm = ast.StringTerm(tokErr)
-	}
-	if need.has("token") {
-		input.Insert(keyToken, tokTerm)
-	}
-	if need.has("token_error") {
-		input.Insert(keyTokenError, errTerm)
-	}
-	return input
+	return nil
+}
+
+// lazy reports whether the document's parts can be built on demand: every
+// part but a full input.attributes, whose conversion may fail (and must
+// then deny before the policy decides).
+func (p *inputPlan) lazy() bool {
+	return !p.has("attributes") || p.methodOnly != nil
+}
+
+// buildInput assembles the whole input document at once.
+func buildInput(r *request, tok *engine.Shared, tokErr, id string, showCredential bool, need *inputPlan) ast.Value {
+	d := &inputDoc{r: r, tok: tok, tokErr: tokErr, id: id, showCredential: showCredential, need: need}
+	return d.Value()
 }
 
 // emptyObject is parsed_query of the many requests without one.
