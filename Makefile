@@ -41,6 +41,7 @@ fuzz:
 	$(GO) test ./issuer/ -run '^$$' -fuzz '^FuzzSATRequest$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./ext_authz/ -run '^$$' -fuzz '^FuzzHTTPCheck$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./ext_authz/ -run '^$$' -fuzz '^FuzzJSONValue$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./ext_authz/ -run '^$$' -fuzz '^FuzzCheckRequestCodec$$' -fuzztime $(FUZZTIME)
 
 # One table, every figure from one run: the Go benchmarks (in-process Check
 # per token kind, policy evaluation, token verification), a loopback load
