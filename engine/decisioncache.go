@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/binary"
 	"fmt"
@@ -300,12 +301,15 @@ type Shared struct {
 
 // NewShared wraps v as a shared input part.
 func NewShared(v ast.Value) *Shared {
-	e := newKeyEncoder()
-	e.ok = true
+	e := keyEncoders.Get().(*keyEncoder)
+	defer keyEncoders.Put(e)
+	e.buf, e.ok = e.buf[:0], true
 	e.value(v)
 	s := &Shared{term: ast.NewTerm(v)}
 	if e.ok {
-		s.enc = slices.Clip(e.buf)
+		// A copy of its own length: a token kept in the token cache keeps
+		// this, not the encoder's buffer.
+		s.enc = bytes.Clone(e.buf)
 	}
 	return s
 }

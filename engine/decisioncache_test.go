@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -427,6 +428,25 @@ func TestSharedInputPartsKeyAsTheirValue(t *testing.T) {
 	}
 	if key(ast.NewObject(ast.Item(ast.StringTerm("token"), other.Term())), other) == plain {
 		t.Error("another token keys alike")
+	}
+}
+
+// TestSharedPartKeepsOnlyItsEncoding: a shared part lives as long as its
+// token is cached, so it keeps its encoding, not an encoder's buffer.
+func TestSharedPartKeepsOnlyItsEncoding(t *testing.T) {
+	v := ast.MustParseTerm(`{"kind": "guest", "issuer": "iss", "subject": "s"}`).Value
+	kept := make([]*Shared, 1000)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range kept {
+		kept[i] = NewShared(v)
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(kept)
+	if per := (int64(after.HeapAlloc) - int64(before.HeapAlloc)) / int64(len(kept)); per > 1024 {
+		t.Fatalf("each shared part keeps %d bytes for an encoding of %d", per, len(kept[0].enc))
 	}
 }
 
