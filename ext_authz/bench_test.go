@@ -4,14 +4,11 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net"
 	"reflect"
 	"sync/atomic"
 	"testing"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/guestgate/guestgate/bench/workload"
@@ -172,20 +169,7 @@ func BenchmarkCheckLoopbackMix(b *testing.B) {
 		}
 		cases = append(cases, workload.Cases(toks, n)...)
 	}
-	srv := grpc.NewServer(ServerOptions(1 << 20)...)
-	c.Register(srv)
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	go func() { _ = srv.Serve(lis) }()
-	b.Cleanup(srv.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { conn.Close() })
-	client := authv3.NewAuthorizationClient(conn)
+	client := authv3.NewAuthorizationClient(loopback(b, c.Register))
 	ctx := context.Background()
 	var next atomic.Uint64
 	b.SetParallelism(8)

@@ -4,14 +4,12 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"testing"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -178,19 +176,7 @@ func FuzzCheckRequestCodec(f *testing.F) {
 // a request the protobuf runtime would refuse with the same gRPC error.
 func TestGRPCServerDecodesHeadersWithTheCheckCodec(t *testing.T) {
 	got := make(chan map[string]string, 1)
-	srv := grpc.NewServer(ServerOptions(1 << 20)...)
-	authv3.RegisterAuthorizationServer(srv, recordHeaders(got))
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
-	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := loopback(t, func(s *grpc.Server) { authv3.RegisterAuthorizationServer(s, recordHeaders(got)) })
 	ctx := context.Background()
 
 	req := sampleCheckRequest(rand.New(rand.NewPCG(1, 1)), 8)
@@ -203,7 +189,7 @@ func TestGRPCServerDecodesHeadersWithTheCheckCodec(t *testing.T) {
 
 	// Raw bytes with a header name that is not UTF-8: refused, not checked.
 	bad := inHTTP(entry("a\xff", "1"))
-	err = conn.Invoke(ctx, "/envoy.service.auth.v3.Authorization/Check", rawMessage(bad), &authv3.CheckResponse{}, grpc.ForceCodecV2(rawCodec{}))
+	err := conn.Invoke(ctx, "/envoy.service.auth.v3.Authorization/Check", rawMessage(bad), &authv3.CheckResponse{}, grpc.ForceCodecV2(rawCodec{}))
 	if status.Code(err) != codes.Internal {
 		t.Fatalf("a header name that is not UTF-8: %v, want Internal", err)
 	}

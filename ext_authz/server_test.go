@@ -102,20 +102,28 @@ func startHarness(t *testing.T, policy string, ready bool) *harness {
 	if ready {
 		checker.SetEngine(eng)
 	}
-	srv := grpc.NewServer(grpc.MaxRecvMsgSize(1 << 20))
-	checker.Register(srv)
+	conn := loopback(t, checker.Register)
+	return &harness{client: authv3.NewAuthorizationClient(conn), health: healthpb.NewHealthClient(conn), checker: checker, eng: eng, logs: logs}
+}
+
+// loopback serves what register puts on a gRPC server with the check's
+// own ServerOptions, on 127.0.0.1, and returns a connection to it.
+func loopback(tb testing.TB, register func(*grpc.Server)) *grpc.ClientConn {
+	tb.Helper()
+	srv := grpc.NewServer(ServerOptions(1 << 20)...)
+	register(srv)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	go func() { _ = srv.Serve(lis) }()
-	t.Cleanup(srv.Stop)
+	tb.Cleanup(srv.Stop)
 	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	t.Cleanup(func() { conn.Close() })
-	return &harness{client: authv3.NewAuthorizationClient(conn), health: healthpb.NewHealthClient(conn), checker: checker, eng: eng, logs: logs}
+	tb.Cleanup(func() { conn.Close() })
+	return conn
 }
 
 // logBuffer collects log lines written from the server's goroutines.
