@@ -655,25 +655,9 @@ func loopbackRows(t *load.Table, o options, gg, floor *load.Process, r *abResult
 	t.Add(load.Row{Group: g, Name: "runs guestgate/floor (A B A B)", Value: strings.Join(perRun, " ")})
 	t.Add(load.Row{Group: g, Name: "throughput ratio guestgate/floor (median pair)", Value: fmt.Sprintf("%.2f (all runs: %.2f)", ratio, ga.RPS()/fa.RPS()),
 		Target: "≥ 0.80", Verdict: load.Verdict(ratio >= 0.8)})
-	for _, x := range []struct {
-		name string
-		r    load.Result
-	}{{"guestgate", ga}, {"floor", fa}} {
-		row := load.Row{Group: g, Name: x.name + " latency p50/p95/p99",
-			Value: fmt.Sprintf("%s / %s / %s", load.Micros(x.r.Percentile(.5)), load.Micros(x.r.Percentile(.95)), load.Micros(x.r.Percentile(.99)))}
-		if x.name == "guestgate" {
-			row.Target, row.Verdict = "p99 ≤ 2 ms", load.Verdict(x.r.Percentile(.99) <= 2*time.Millisecond)
-		}
-		t.Add(row)
-	}
-	failed := ga.Errors + ga.Wrong
-	row := load.Row{Group: g, Name: "guestgate errors / wrong answers", Value: fmt.Sprintf("%d / %d of %d", ga.Errors, ga.Wrong, ga.Requests),
-		Target: "0", Verdict: load.Verdict(failed == 0)}
-	if s := ga.FirstError + ga.FirstWrong; s != "" {
-		row.Value += " (" + s + ")"
-	}
-	t.Add(row)
-	row = load.Row{Group: g, Name: "floor errors", Value: fmt.Sprintf("%d of %d", fa.Errors, fa.Requests)}
+	latencyRows(t, g, ga, fa)
+	errorsRow(t, g, ga)
+	row := load.Row{Group: g, Name: "floor errors", Value: fmt.Sprintf("%d of %d", fa.Errors, fa.Requests)}
 	if fa.FirstError != "" {
 		row.Value += " (" + fa.FirstError + ")"
 	}
@@ -734,8 +718,6 @@ func pairs(gg, floor []load.Result) ([]string, float64) {
 	return perRun, ratio
 }
 
-// varyingRows reports the mix whose chat commands and message posts carry
-// a body of their own, so four checks in ten evaluate the policy.
 // altRows reports the second set of runs, with the other GOMAXPROCS.
 func altRows(t *load.Table, r *abResult) {
 	g := "loopback, GOMAXPROCS " + procsName(r.procs)
@@ -744,23 +726,8 @@ func altRows(t *load.Table, r *abResult) {
 	t.Add(load.Row{Group: g, Name: "runs guestgate/floor (A B A B)", Value: strings.Join(perRun, " ")})
 	t.Add(load.Row{Group: g, Name: "throughput ratio guestgate/floor (median pair)", Value: fmt.Sprintf("%.2f", ratio),
 		Target: "≥ 0.80", Verdict: load.Verdict(ratio >= 0.8)})
-	for _, x := range []struct {
-		name string
-		r    load.Result
-	}{{"guestgate", ga}, {"floor", fa}} {
-		row := load.Row{Group: g, Name: x.name + " latency p50/p95/p99",
-			Value: fmt.Sprintf("%s / %s / %s", load.Micros(x.r.Percentile(.5)), load.Micros(x.r.Percentile(.95)), load.Micros(x.r.Percentile(.99)))}
-		if x.name == "guestgate" {
-			row.Target, row.Verdict = "p99 ≤ 2 ms", load.Verdict(x.r.Percentile(.99) <= 2*time.Millisecond)
-		}
-		t.Add(row)
-	}
-	row := load.Row{Group: g, Name: "guestgate errors / wrong answers", Value: fmt.Sprintf("%d / %d of %d", ga.Errors, ga.Wrong, ga.Requests),
-		Target: "0", Verdict: load.Verdict(ga.Errors+ga.Wrong == 0)}
-	if s := ga.FirstError + ga.FirstWrong; s != "" {
-		row.Value += " (" + s + ")"
-	}
-	t.Add(row)
+	latencyRows(t, g, ga, fa)
+	errorsRow(t, g, ga)
 	t.Add(load.Row{Group: g, Name: "guestgate / floor CPU per check", Value: fmt.Sprintf("%s / %s",
 		load.Micros(r.ggCPU/time.Duration(max(ga.Requests, 1))), load.Micros(r.floorCPU/time.Duration(max(fa.Requests, 1))))})
 	t.Add(load.Row{Group: g, Name: "guestgate garbage collections", Value: gcValue(r.ggGC, ga.Elapsed)})
@@ -775,6 +742,34 @@ func gcValue(gc load.GCStats, elapsed time.Duration) string {
 		float64(gc.Cycles)/elapsed.Seconds(), load.Micros(gc.Pause/time.Duration(max(gc.Cycles, 1))))
 }
 
+// latencyRows reports guestgate's latency percentiles, judged, and the
+// floor's beside them.
+func latencyRows(t *load.Table, g string, ga, fa load.Result) {
+	for _, x := range []struct {
+		name string
+		r    load.Result
+	}{{"guestgate", ga}, {"floor", fa}} {
+		row := load.Row{Group: g, Name: x.name + " latency p50/p95/p99",
+			Value: fmt.Sprintf("%s / %s / %s", load.Micros(x.r.Percentile(.5)), load.Micros(x.r.Percentile(.95)), load.Micros(x.r.Percentile(.99)))}
+		if x.name == "guestgate" {
+			row.Target, row.Verdict = "p99 ≤ 2 ms", load.Verdict(x.r.Percentile(.99) <= 2*time.Millisecond)
+		}
+		t.Add(row)
+	}
+}
+
+// errorsRow reports guestgate's failed and wrong checks, which must be 0.
+func errorsRow(t *load.Table, g string, ga load.Result) {
+	row := load.Row{Group: g, Name: "guestgate errors / wrong answers", Value: fmt.Sprintf("%d / %d of %d", ga.Errors, ga.Wrong, ga.Requests),
+		Target: "0", Verdict: load.Verdict(ga.Errors+ga.Wrong == 0)}
+	if s := ga.FirstError + ga.FirstWrong; s != "" {
+		row.Value += " (" + s + ")"
+	}
+	t.Add(row)
+}
+
+// varyingRows reports the mix whose chat commands and message posts carry
+// a body of their own, so four checks in ten evaluate the policy.
 func varyingRows(t *load.Table, gg, floor []load.Result) {
 	if len(gg) == 0 {
 		return
@@ -786,12 +781,7 @@ func varyingRows(t *load.Table, gg, floor []load.Result) {
 	t.Add(load.Row{Group: g, Name: "throughput ratio guestgate/floor (median pair)", Value: fmt.Sprintf("%.2f", ratio)})
 	t.Add(load.Row{Group: g, Name: "guestgate latency p50/p95/p99",
 		Value: fmt.Sprintf("%s / %s / %s", load.Micros(ga.Percentile(.5)), load.Micros(ga.Percentile(.95)), load.Micros(ga.Percentile(.99)))})
-	row := load.Row{Group: g, Name: "guestgate errors / wrong answers", Value: fmt.Sprintf("%d / %d of %d", ga.Errors, ga.Wrong, ga.Requests),
-		Target: "0", Verdict: load.Verdict(ga.Errors+ga.Wrong == 0)}
-	if s := ga.FirstError + ga.FirstWrong; s != "" {
-		row.Value += " (" + s + ")"
-	}
-	t.Add(row)
+	errorsRow(t, g, ga)
 }
 
 func reloadRows(t *load.Table, rr *reloadResult) {
