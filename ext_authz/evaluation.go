@@ -421,12 +421,6 @@ func (p *inputPlan) lazy() bool {
 	return !p.has("attributes") || p.methodOnly != nil
 }
 
-// buildInput assembles the whole input document at once.
-func buildInput(r *request, tok *engine.Shared, tokErr, id string, showCredential bool, need *inputPlan) ast.Value {
-	d := &inputDoc{r: r, tok: tok, tokErr: tokErr, id: id, showCredential: showCredential, need: need}
-	return d.Value()
-}
-
 // emptyObject is parsed_query of the many requests without one.
 var emptyObject = ast.ObjectTerm()
 

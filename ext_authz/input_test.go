@@ -169,3 +169,9 @@ func TestTokenWhoseClaimsCannotBeShownIsNotVerified(t *testing.T) {
 		t.Fatalf("tokenInput = %v, want nil: the claims were dropped, the token still verified", s.Term())
 	}
 }
+
+// buildInput assembles a check's whole input document at once.
+func buildInput(r *request, tok *engine.Shared, tokErr, id string, showCredential bool, need *inputPlan) ast.Value {
+	d := &inputDoc{r: r, tok: tok, tokErr: tokErr, id: id, showCredential: showCredential, need: need}
+	return d.Value()
+}
