@@ -25,6 +25,11 @@ import (
 //     in anything the policy could read has another key; what the policy
 //     never refers to (the request id, headers it does not read) is left
 //     out, which is what makes repeated decisions hit.
+//   - What the policy can read is narrowed by input.token.kind, the kind of
+//     the verified token, where rule bodies require a kind: a body that
+//     requires another kind than the request's fails there, so what only
+//     its later expressions and its value read cannot change the answer
+//     (analyseKinds). The key then starts with the kind.
 //   - The encoding is tagged and length-prefixed, so two different values
 //     never encode alike; a path that stops at a value that is not an
 //     object keys that value with the depth it stopped at. Keys are
@@ -80,7 +85,44 @@ type inputReads struct {
 	// nondet names a built-in the policy calls whose answer could differ
 	// for the same input ("" when none).
 	nondet string
+	// byKind narrows paths for an input whose input.token.kind is a
+	// string: the paths to key on for each kind some rule requires, and
+	// otherKinds for any other (see analyseKinds). Nil when not narrowed.
+	byKind     map[string][][]*ast.Term
+	otherKinds [][]*ast.Term
 }
+
+// keyPaths returns the paths to key input on: narrowed by the token's kind
+// when there is one (kind is then not nil), else every path.
+func (r *inputReads) keyPaths(top func(*ast.Term) *ast.Term) (paths [][]*ast.Term, kind ast.String, narrowed bool) {
+	if r.byKind == nil || top == nil {
+		return r.paths, "", false
+	}
+	tok := top(keyToken)
+	if tok == nil {
+		return r.paths, "", false
+	}
+	obj, ok := tok.Value.(ast.Object)
+	if !ok {
+		return r.paths, "", false
+	}
+	k := obj.Get(keyKind)
+	if k == nil {
+		return r.paths, "", false
+	}
+	if kind, ok = k.Value.(ast.String); !ok {
+		return r.paths, "", false
+	}
+	if paths, ok := r.byKind[string(kind)]; ok {
+		return paths, kind, true
+	}
+	return r.otherKinds, kind, true
+}
+
+var (
+	keyToken = ast.StringTerm("token")
+	keyKind  = ast.StringTerm("kind")
+)
 
 // off says why decisions of this policy may not be cached ("" when they
 // may).
@@ -118,16 +160,48 @@ func (r *inputReads) reads(path []string) bool {
 // analyseInput walks the decision query and every rule of the compiled
 // modules: a configured query may itself read input (data.x[input.y]).
 func analyseInput(c *ast.Compiler, query ast.Ref) inputReads {
-	var r inputReads
-	var paths [][]*ast.Term
-	var vis *ast.GenericVisitor
-	vis = ast.NewGenericVisitor(func(x any) bool {
+	rc := newReadCollector(nil)
+	rc.vis.Walk(query)
+	for _, name := range slices.Sorted(mapKeys(c.Modules)) {
+		for _, rule := range c.Modules[name].Rules {
+			rc.vis.Walk(rule)
+		}
+	}
+	r := inputReads{whole: rc.whole, nondet: rc.nondet}
+	if r.whole != "" {
+		return r
+	}
+	r.paths = rc.minimal()
+	r.byKind, r.otherKinds = analyseKinds(c, query)
+	return r
+}
+
+// readCollector gathers the input paths a walk meets.
+type readCollector struct {
+	whole, nondet string
+	paths         [][]*ast.Term
+	with          bool // an expression with a with modifier was met
+	vis           *ast.GenericVisitor
+}
+
+// newReadCollector returns a collector that also calls onData, when not
+// nil, with each reference under data it meets.
+func newReadCollector(onData func(ast.Ref)) *readCollector {
+	rc := &readCollector{}
+	rc.vis = ast.NewGenericVisitor(func(x any) bool {
 		switch x := x.(type) {
+		case *ast.Expr:
+			if len(x.With) > 0 {
+				rc.with = true
+			}
 		case ast.Ref:
-			if name := x.String(); r.nondet == "" {
+			if name := x.String(); rc.nondet == "" {
 				if b, ok := ast.BuiltinMap[name]; ok && (b.Nondeterministic || clockBuiltins[name]) {
-					r.nondet = name
+					rc.nondet = name
 				}
+			}
+			if onData != nil && x[0].Equal(ast.DefaultRootDocument) {
+				onData(x)
 			}
 			if !x[0].Equal(ast.InputRootDocument) {
 				return false
@@ -142,45 +216,156 @@ func analyseInput(c *ast.Compiler, query ast.Ref) inputReads {
 			switch {
 			case len(x) == 1:
 				// The compiler turns a bare input into a one-term ref.
-				r.whole = cmp.Or(r.whole, "the policy uses input as a whole")
+				rc.whole = cmp.Or(rc.whole, "the policy uses input as a whole")
 			case len(p) == 0:
-				r.whole = cmp.Or(r.whole, "the policy reads input under a computed key")
+				rc.whole = cmp.Or(rc.whole, "the policy reads input under a computed key")
 			}
-			paths = append(paths, p)
+			rc.paths = append(rc.paths, p)
 			// The keys that are not strings may themselves read input.
 			for _, t := range x[1:] {
-				vis.Walk(t)
+				rc.vis.Walk(t)
 			}
 			return true
 		case ast.Var:
 			// Any other form of a bare input.
 			if x.Equal(ast.InputRootDocument.Value) {
-				r.whole = cmp.Or(r.whole, "the policy uses input as a whole")
+				rc.whole = cmp.Or(rc.whole, "the policy uses input as a whole")
 			}
 		}
 		return false
 	})
-	vis.Walk(query)
-	for _, name := range slices.Sorted(mapKeys(c.Modules)) {
-		for _, rule := range c.Modules[name].Rules {
-			vis.Walk(rule)
-		}
-	}
-	if r.whole != "" {
-		return r
-	}
+	return rc
+}
+
+// minimal is the collected paths less those under another.
+func (rc *readCollector) minimal() [][]*ast.Term {
+	paths := slices.Clone(rc.paths)
 	slices.SortFunc(paths, func(a, b []*ast.Term) int {
 		if len(a) != len(b) {
 			return len(a) - len(b)
 		}
 		return ast.Ref(a).Compare(ast.Ref(b))
 	})
+	var out [][]*ast.Term
 	for _, p := range paths {
-		if !slices.ContainsFunc(r.paths, func(q []*ast.Term) bool { return ast.Ref(p).HasPrefix(ast.Ref(q)) }) {
-			r.paths = append(r.paths, p)
+		if !slices.ContainsFunc(out, func(q []*ast.Term) bool { return ast.Ref(p).HasPrefix(ast.Ref(q)) }) {
+			out = append(out, p)
 		}
 	}
-	return r
+	return out
+}
+
+// tokenKindRef is what guestgate's policies dispatch on: the verified
+// token's kind.
+var tokenKindRef = ast.MustParseRef("input.token.kind")
+
+// kindGuard returns the kind a rule body's expression requires, when it
+// is input.token.kind == "<kind>" (or =), not negated and without with.
+func kindGuard(expr *ast.Expr) (string, bool) {
+	if expr.Negated || len(expr.With) > 0 || !expr.IsCall() || len(expr.Operands()) != 2 {
+		return "", false
+	}
+	if op := expr.Operator(); !op.Equal(ast.Equal.Ref()) && !op.Equal(ast.Equality.Ref()) {
+		return "", false
+	}
+	a, b := expr.Operand(0), expr.Operand(1)
+	if ref, ok := b.Value.(ast.Ref); ok && ref.Equal(tokenKindRef) {
+		a, b = b, a
+	}
+	if ref, ok := a.Value.(ast.Ref); !ok || !ref.Equal(tokenKindRef) {
+		return "", false
+	}
+	kind, ok := b.Value.(ast.String)
+	return string(kind), ok
+}
+
+// analyseKinds narrows the paths to key on by the token's kind. A rule
+// body that requires input.token.kind to be another kind than the
+// request's fails at that expression: what comes after it, and the rule's
+// value, are never evaluated, so what only they read cannot change the
+// answer. For each kind some body requires, and for every other kind, it
+// walks what the decision query reaches (rules through the references to
+// them, every definition and else of each, and each body up to a guard
+// that excludes the kind) and collects what that reads. (An XBS anonymous
+// token never reaches the guest package, which reads the parsed body: the
+// chat commands of anonymous visitors, whose bodies differ, share their
+// decisions.)
+//
+// It gives up (nil) where it cannot be sure: no guard at all, a with
+// modifier anywhere reached (it can change input.token.kind for what it
+// evaluates), or input used as a whole.
+func analyseKinds(c *ast.Compiler, query ast.Ref) (byKind map[string][][]*ast.Term, other [][]*ast.Term) {
+	kinds := map[string]bool{}
+	for _, mod := range c.Modules {
+		for _, rule := range mod.Rules {
+			for r := rule; r != nil; r = r.Else {
+				for _, expr := range r.Body {
+					if kind, ok := kindGuard(expr); ok {
+						kinds[kind] = true
+					}
+				}
+			}
+		}
+	}
+	if len(kinds) == 0 {
+		return nil, nil
+	}
+	// reached is what the query reaches when input.token.kind is kind, or
+	// any kind no guard names when known is false.
+	reached := func(kind string, known bool) ([][]*ast.Term, bool) {
+		seen := map[*ast.Rule]bool{}
+		var queue []*ast.Rule
+		rc := newReadCollector(func(ref ast.Ref) {
+			for _, rule := range c.GetRulesDynamicWithOpts(ref, ast.RulesOptions{IncludeHiddenModules: true}) {
+				if !seen[rule] {
+					seen[rule] = true
+					queue = append(queue, rule)
+				}
+			}
+		})
+		rc.vis.Walk(query)
+		for len(queue) > 0 {
+			rule := queue[len(queue)-1]
+			queue = queue[:len(queue)-1]
+			for r := rule; r != nil; r = r.Else {
+				rc.vis.Walk(r.Head.Args)
+				rc.vis.Walk(r.Head.Reference)
+				excluded := false
+				for _, expr := range r.Body {
+					if required, ok := kindGuard(expr); ok && (!known || required != kind) {
+						excluded = true
+						break
+					}
+					rc.vis.Walk(expr)
+				}
+				if !excluded {
+					if r.Head.Key != nil {
+						rc.vis.Walk(r.Head.Key)
+					}
+					if r.Head.Value != nil {
+						rc.vis.Walk(r.Head.Value)
+					}
+				}
+			}
+		}
+		if rc.whole != "" || rc.with {
+			return nil, false
+		}
+		return rc.minimal(), true
+	}
+	byKind = make(map[string][][]*ast.Term, len(kinds))
+	for kind := range kinds {
+		paths, ok := reached(kind, true)
+		if !ok {
+			return nil, nil
+		}
+		byKind[kind] = paths
+	}
+	other, ok := reached("", false)
+	if !ok {
+		return nil, nil
+	}
+	return byKind, other
 }
 
 func mapKeys[V any](m map[string]V) func(func(string) bool) {
@@ -241,8 +426,16 @@ func (e *keyEncoder) inputKey(r *inputReads, in Input, shared []*Shared) bool {
 // there. top, when not nil, looks up input's top-level keys (input is then
 // an object, and may be nil when top stands for it).
 func (e *keyEncoder) readPaths(r *inputReads, input ast.Value, top func(*ast.Term) *ast.Term, shared []*Shared) bool {
+	keyPaths, kind, narrowed := r.keyPaths(top)
+	if narrowed {
+		// Keyed on the kind's own paths: the kind itself comes first, and
+		// no key of every path starts with 'K'.
+		e.buf = append(e.buf, 'K')
+		e.buf = binary.AppendUvarint(e.buf, uint64(len(kind)))
+		e.buf = append(e.buf, kind...)
+	}
 paths:
-	for _, path := range r.paths {
+	for _, path := range keyPaths {
 		e.buf = append(e.buf, 'P')
 		v := input
 		var term *ast.Term // v's term, nil for input itself
@@ -374,8 +567,8 @@ type decisionCache struct {
 	maxLen            int // entries per generation
 
 	// seen admits a decision on its second sighting only: a request that
-	// never repeats (a chat command whose body names a new message each
-	// time) is not kept, so one-off keys cannot crowd out the repeated
+	// never repeats (a message post whose body is new each time) is not
+	// kept, so one-off keys cannot crowd out the repeated
 	// ones or fill memory. It holds hashes of keys; a collision only
 	// admits a decision early, it never answers one.
 	seenMu  sync.Mutex
@@ -468,6 +661,8 @@ func resultCost(r Result) int {
 // and if not, why.
 func (p *policy) decisionCacheState() string {
 	switch {
+	case p.cache != nil && p.reads.byKind != nil:
+		return fmt.Sprintf("on: keyed on %d input paths, fewer for some token kinds", len(p.reads.paths))
 	case p.cache != nil:
 		return fmt.Sprintf("on: keyed on %d input paths", len(p.reads.paths))
 	case p.reads.off() != "":

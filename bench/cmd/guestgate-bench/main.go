@@ -145,8 +145,10 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	}
 
 	// The same mix with a body that differs on every request for the chat
-	// command and the message post (four checks in ten): what the policy
-	// reads differs, so the decision cache cannot answer them.
+	// command and the message post (four checks in ten). The policy reads
+	// the message post's body, so the decision cache cannot answer those;
+	// an anonymous token's chat command is decided without its body, so
+	// those share their decisions all the same.
 	var unique atomic.Uint64 // bodies never repeat, across runs too
 	varying := func(verify bool) func(w, i int) load.Request {
 		return func(w, i int) load.Request {
@@ -769,7 +771,8 @@ func errorsRow(t *load.Table, g string, ga load.Result) {
 }
 
 // varyingRows reports the mix whose chat commands and message posts carry
-// a body of their own, so four checks in ten evaluate the policy.
+// a body of their own: the message posts (two checks in ten) evaluate the
+// policy.
 func varyingRows(t *load.Table, gg, floor []load.Result) {
 	if len(gg) == 0 {
 		return
