@@ -93,7 +93,7 @@ type inputReads struct {
 }
 
 // keyPaths returns the paths to key input on: narrowed by the token's kind
-// when there is one (kind is then not nil), else every path.
+// when there is one (narrowed, with the kind), else every path.
 func (r *inputReads) keyPaths(top func(*ast.Term) *ast.Term) (paths [][]*ast.Term, kind ast.String, narrowed bool) {
 	if r.byKind == nil || top == nil {
 		return r.paths, "", false
