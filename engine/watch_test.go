@@ -7,20 +7,9 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// eventually polls cond until it holds, failing the test after 10 s. It
-// waits for a state, never measures how long getting there took.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up after 10s waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
+	"github.com/guestgate/guestgate/internal/testsupport"
+)
 
 // startWatch runs e.Watch until the test ends and waits until it receives
 // file notifications.
@@ -38,12 +27,12 @@ func startWatch(t *testing.T, e *Engine) {
 			t.Error("Status.Watching still true after Watch returned")
 		}
 	})
-	eventually(t, "the watcher to start", func() bool { return e.Status().Watching })
+	testsupport.Eventually(t, "the watcher to start", func() bool { return e.Status().Watching })
 }
 
 func waitForReason(t *testing.T, e *Engine, want string) {
 	t.Helper()
-	eventually(t, "decision reason "+want, func() bool { return reason(t, e) == want })
+	testsupport.Eventually(t, "decision reason "+want, func() bool { return reason(t, e) == want })
 }
 
 func TestWatchReloadsAPolicyRewrittenInPlace(t *testing.T) {
@@ -112,7 +101,7 @@ decision := {"allowed": true, "reason": "opened"} if data.guestgate.extra.open
 	writeFiles(t, dir, map[string]string{"extra/deeper/open.rego": "package guestgate.extra\n\nopen := false\n"})
 	waitForReason(t, e, "closed")
 	writeFiles(t, dir, map[string]string{"extra/deeper/flags/open.json": `{"open": true}`})
-	eventually(t, "data from the newest folder", func() bool {
+	testsupport.Eventually(t, "data from the newest folder", func() bool {
 		v, ok := e.Data("extra", "deeper", "flags", "open")
 		return ok && v == true
 	})
@@ -154,7 +143,7 @@ func TestWatchFollowsAConfigMapSymlinkSwap(t *testing.T) {
 	if err := os.RemoveAll(filepath.Join(dir, "..v1")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the widget disabled by the swap", func() bool {
+	testsupport.Eventually(t, "the widget disabled by the swap", func() bool {
 		return decisionField(t, e, `{"wid": "W-DEMO"}`, "allowed") == "false"
 	})
 	if st := e.Status(); st.LastError != "" {
@@ -173,7 +162,7 @@ func TestWatchFollowsAConfigMapSymlinkSwap(t *testing.T) {
 	}
 	symlink(t, filepath.Join("..data", "limits.json"), filepath.Join(dir, "limits.json"))
 	waitForReason(t, e, "v3")
-	eventually(t, "the added key's data", func() bool {
+	testsupport.Eventually(t, "the added key's data", func() bool {
 		_, ok := e.Data("limits", "max")
 		return ok
 	})
@@ -195,7 +184,7 @@ func TestWatchRefusesABrokenPolicyAndKeepsServing(t *testing.T) {
 	startWatch(t, e)
 
 	writeFiles(t, dir, map[string]string{"authz.rego": "package guestgate.authz\n\ndecision := {\"allowed\": true\n"})
-	eventually(t, "the refusal in Status", func() bool { return e.Status().LastError != "" })
+	testsupport.Eventually(t, "the refusal in Status", func() bool { return e.Status().LastError != "" })
 	if st := e.Status(); !strings.Contains(st.LastError, "authz.rego:4: rego_parse_error") {
 		t.Errorf("Status.LastError = %q, want the file and line", st.LastError)
 	}
@@ -211,7 +200,7 @@ func TestWatchRefusesABrokenPolicyAndKeepsServing(t *testing.T) {
 
 	// Emptying the directory is refused too.
 	removeAll(t, dir)
-	eventually(t, "the empty directory refused", func() bool {
+	testsupport.Eventually(t, "the empty directory refused", func() bool {
 		return strings.Contains(e.Status().LastError, ErrNoPolicy.Error())
 	})
 	if got := reason(t, e); got != "v1" {
@@ -237,7 +226,7 @@ func TestWatchIgnoresChangesThatLeaveTheContentAlone(t *testing.T) {
 	// An unrelated file triggers an attempt that finds nothing new, then a
 	// real change follows: the revision moves exactly once.
 	writeFiles(t, dir, map[string]string{"README.md": "notes", "authz.rego": taggedPolicy("v1")})
-	eventually(t, "a reload attempt", func() bool { return rec.count() > before })
+	testsupport.Eventually(t, "a reload attempt", func() bool { return rec.count() > before })
 	if e.Revision() != first {
 		t.Errorf("revision changed without a content change")
 	}
@@ -269,7 +258,7 @@ func TestPollingReloadsWhenNotificationsAreUnavailable(t *testing.T) {
 	// Polling an unchanged directory reports nothing; a broken one is
 	// reported once, not on every tick.
 	writeFiles(t, dir, map[string]string{"authz.rego": "package guestgate.authz\n\ndecision := {\n"})
-	eventually(t, "the refusal", func() bool { return e.Status().LastError != "" })
+	testsupport.Eventually(t, "the refusal", func() bool { return e.Status().LastError != "" })
 	reported := rec.count()
 	writeFiles(t, dir, map[string]string{"authz.rego": taggedPolicy("v3")})
 	waitForReason(t, e, "v3")
@@ -290,7 +279,7 @@ func TestWatchSurvivesTheDirectoryBeingReplaced(t *testing.T) {
 	if err := os.RemoveAll(dir); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "the missing directory refused", func() bool {
+	testsupport.Eventually(t, "the missing directory refused", func() bool {
 		return strings.Contains(e.Status().LastError, "no such file or directory")
 	})
 	if got := reason(t, e); got != "v1" {
@@ -301,7 +290,7 @@ func TestWatchSurvivesTheDirectoryBeingReplaced(t *testing.T) {
 
 	// Later changes to the new directory are seen too.
 	writeFiles(t, dir, map[string]string{"sub/more.json": `{"x": 1}`})
-	eventually(t, "data in the new directory", func() bool {
+	testsupport.Eventually(t, "data in the new directory", func() bool {
 		_, ok := e.Data("sub", "x")
 		return ok
 	})

@@ -14,6 +14,7 @@ import (
 	"github.com/guestgate/guestgate/bench/workload"
 	"github.com/guestgate/guestgate/config"
 	"github.com/guestgate/guestgate/engine"
+	"github.com/guestgate/guestgate/internal/testsupport"
 )
 
 // devConfig is the development setup; its policy dir is the shipped
@@ -26,9 +27,9 @@ const devConfig = "../testdata/dev/guestgate.yaml"
 //
 // cacheSize is the verified-token cache's (negative: off) and
 // decisionCache the engine's decision cache's (negative: off).
-func shippedChecker(tb testing.TB, cacheSize, decisionCache int) (*Checker, *workload.Setup) {
+func shippedChecker(tb testing.TB, cacheSize, decisionCache int) (*Checker, *testsupport.Development) {
 	tb.Helper()
-	ws, err := workload.Load(devConfig)
+	ws, err := testsupport.LoadDevelopment(devConfig)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -8,7 +8,7 @@ import (
 	"net/url"
 	"testing"
 
-	"github.com/guestgate/guestgate/bench/workload"
+	"github.com/guestgate/guestgate/internal/testsupport"
 )
 
 // TestCompressedBodyIsNotReadAsIfItWereTheBody: a body sent with a
@@ -38,7 +38,7 @@ func TestCompressedBodyIsNotReadAsIfItWereTheBody(t *testing.T) {
 			body = b.Bytes()
 		}
 	}
-	req := workload.Request("POST", "/v1/messages", toks.Access, string(body))
+	req := testsupport.CheckRequest("POST", "/v1/messages", toks.Access, string(body))
 	h := req.GetAttributes().GetRequest().GetHttp()
 	h.Headers["content-type"] = "application/x-www-form-urlencoded"
 	h.Headers["content-encoding"] = "gzip"
@@ -48,7 +48,7 @@ func TestCompressedBodyIsNotReadAsIfItWereTheBody(t *testing.T) {
 		t.Fatalf("a gzip form naming another guest was allowed")
 	}
 	// Without the encoding, the same words are the policy's to read.
-	plain := workload.Request("POST", "/v1/messages", toks.Access, "toPersonId=regular-person-1&text=hi")
+	plain := testsupport.CheckRequest("POST", "/v1/messages", toks.Access, "toPersonId=regular-person-1&text=hi")
 	plain.GetAttributes().GetRequest().GetHttp().Headers["content-type"] = "application/x-www-form-urlencoded"
 	if d := c.Decide(context.Background(), plain); !d.Allowed {
 		t.Fatalf("plain form denied: %s", d.Reason)

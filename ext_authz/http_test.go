@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/guestgate/guestgate/config"
+	"github.com/guestgate/guestgate/internal/testsupport"
 )
 
 // httpHarness is the HTTP check on a real loopback server, in one form.
@@ -17,7 +18,7 @@ type httpHarness struct {
 	url     string
 	form    string
 	checker *Checker
-	logs    *logBuffer
+	logs    *testsupport.LogBuffer
 }
 
 func startHTTPHarness(t *testing.T, form string, extra string, ready bool) *httpHarness {
@@ -27,7 +28,7 @@ func startHTTPHarness(t *testing.T, form string, extra string, ready bool) *http
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &logBuffer{}
+	logs := &testsupport.LogBuffer{}
 	c := New(Settings{Check: cfg.Check, DecisionLog: cfg.DecisionLog, HTTPCheck: cfg.HTTPCheck},
 		Options{Logger: slog.New(slog.NewJSONHandler(logs, nil))})
 	if ready {
@@ -351,7 +352,7 @@ func FuzzHTTPCheck(f *testing.F) {
 	f.Add(uint8(0), "POST", "/body", "", `{"name":"a","name":"b"}`)
 	eng, dir := policyEngine(f, testPolicy)
 	handlers := make([]http.Handler, len(forms))
-	logs := &logBuffer{}
+	logs := &testsupport.LogBuffer{}
 	for i, form := range forms {
 		cfg, err := config.Parse([]byte("http_check:\n  form: "+form+"\n"), dir)
 		if err != nil {

@@ -6,7 +6,7 @@ import (
 	"log/slog"
 	"testing"
 
-	"github.com/guestgate/guestgate/bench/workload"
+	"github.com/guestgate/guestgate/internal/testsupport"
 )
 
 // TestPathParametersAndOverlongEscapesCannotLeaveTheScopeThePolicyChecked
@@ -24,7 +24,7 @@ func TestPathParametersAndOverlongEscapesCannotLeaveTheScopeThePolicyChecked(t *
 	if err != nil {
 		t.Fatal(err)
 	}
-	own := "/v1/launchpads/" + workload.Launchpad(1)
+	own := "/v1/launchpads/" + testsupport.Launchpad(1)
 	cases := []struct{ name, method, path, tok, body string }{
 		{"dot-dot with a parameter", "GET", own + "/..;/lp-other/apps", toks.SAT, ""},
 		{"dot-dot with a named parameter", "GET", own + "/..;jsessionid=x/lp-other/apps", toks.SAT, ""},
@@ -40,7 +40,7 @@ func TestPathParametersAndOverlongEscapesCannotLeaveTheScopeThePolicyChecked(t *
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			d := c.Decide(context.Background(), workload.Request(tc.method, tc.path, tc.tok, tc.body))
+			d := c.Decide(context.Background(), testsupport.CheckRequest(tc.method, tc.path, tc.tok, tc.body))
 			if d.Allowed || d.Reason != ReasonBadPath {
 				t.Fatalf("%s %q: allowed=%v reason=%s, want denied %s", tc.method, tc.path, d.Allowed, d.Reason, ReasonBadPath)
 			}
@@ -49,7 +49,7 @@ func TestPathParametersAndOverlongEscapesCannotLeaveTheScopeThePolicyChecked(t *
 	// The same requests without the confusing part are the policy's to
 	// allow: the refusals above are the path rules', not the policy's.
 	for _, p := range []string{own + "/apps", own + "/caf%C3%A9", own + "/100%25", own + "/%25x"} {
-		if d := c.Decide(context.Background(), workload.Request("GET", p, toks.SAT, "")); !d.Allowed {
+		if d := c.Decide(context.Background(), testsupport.CheckRequest("GET", p, toks.SAT, "")); !d.Allowed {
 			t.Fatalf("GET %s denied (%s), want allowed", p, d.Reason)
 		}
 	}

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 
 	"github.com/guestgate/guestgate/config"
 	"github.com/guestgate/guestgate/engine"
+	"github.com/guestgate/guestgate/internal/testsupport"
 )
 
 // testPolicy decides on the request path alone, so each case below names
@@ -71,7 +71,7 @@ type harness struct {
 	health  healthpb.HealthClient
 	checker *Checker
 	eng     *engine.Engine
-	logs    *logBuffer
+	logs    *testsupport.LogBuffer
 }
 
 // policyEngine serves policy, the one file of a fresh directory (returned
@@ -96,7 +96,7 @@ func startHarness(t *testing.T, policy string, ready bool) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &logBuffer{}
+	logs := &testsupport.LogBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, nil))
 	checker := New(Settings{Check: cfg.Check, DecisionLog: cfg.DecisionLog}, Options{Logger: logger})
 	if ready {
@@ -124,24 +124,6 @@ func loopback(tb testing.TB, register func(*grpc.Server)) *grpc.ClientConn {
 	}
 	tb.Cleanup(func() { conn.Close() })
 	return conn
-}
-
-// logBuffer collects log lines written from the server's goroutines.
-type logBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 func checkRequest(method, path string, headers map[string]string, body string) *authv3.CheckRequest {

@@ -2,8 +2,6 @@ package metrics
 
 import (
 	"errors"
-	"io"
-	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"strings"
@@ -11,23 +9,17 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/guestgate/guestgate/internal/testsupport"
 )
 
-// scrape reads /metrics as Prometheus would.
-func scrape(t *testing.T, m *Metrics) string {
+// exposition is m's /metrics, served by its handler on loopback and read
+// as Prometheus reads it.
+func exposition(t *testing.T, m *Metrics) string {
 	t.Helper()
 	srv := httptest.NewServer(m.Handler())
 	defer srv.Close()
-	resp, err := http.Get(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
+	return testsupport.Scrape(t, srv.URL)
 }
 
 func TestChecksAreCountedByDecisionReasonAndKind(t *testing.T) {
@@ -41,7 +33,7 @@ func TestChecksAreCountedByDecisionReasonAndKind(t *testing.T) {
 	if got := testutil.ToFloat64(m.checks.WithLabelValues("deny", "missing_token", "none")); got != 1 {
 		t.Errorf("denials without a token = %v, want 1", got)
 	}
-	out := scrape(t, m)
+	out := exposition(t, m)
 	for _, want := range []string{
 		`guestgate_check_duration_seconds_count{decision="allow"} 2`,
 		`guestgate_check_duration_seconds_count{decision="deny"} 1`,
@@ -56,7 +48,7 @@ func TestChecksAreCountedByDecisionReasonAndKind(t *testing.T) {
 
 func TestReloadsCountRefusalsAndTrackTheServingRevision(t *testing.T) {
 	m := New()
-	if out := scrape(t, m); !strings.Contains(out, `guestgate_policy_reloads_total{result="refused"} 0`) {
+	if out := exposition(t, m); !strings.Contains(out, `guestgate_policy_reloads_total{result="refused"} 0`) {
 		t.Fatal("refusal counter not exported before the first refusal")
 	}
 	m.PolicyReload("rev-a", nil)
@@ -65,7 +57,7 @@ func TestReloadsCountRefusalsAndTrackTheServingRevision(t *testing.T) {
 	m.ConfigReload(nil)
 	m.ConfigReload(errors.New("listen: needs a restart"))
 	m.ConfigReload(errors.New("tokens.issuers[0].kind"))
-	out := scrape(t, m)
+	out := exposition(t, m)
 	for _, want := range []string{
 		`guestgate_policy_reloads_total{result="ok"} 2`,
 		`guestgate_policy_reloads_total{result="refused"} 1`,

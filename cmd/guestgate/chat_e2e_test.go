@@ -18,6 +18,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/lestrrat-go/jwx/v2/jwk"
 
+	"github.com/guestgate/guestgate/internal/testsupport"
 	"github.com/guestgate/guestgate/tokens"
 )
 
@@ -551,7 +552,7 @@ func TestRegistryEditsReachLiveTokens(t *testing.T) {
 	}
 	until := func(what string, c httpCall, want string) {
 		t.Helper()
-		eventually(t, what, func() (bool, string) {
+		testsupport.EventuallyState(t, what, func() (bool, string) {
 			_, got := reasonOf(c)()
 			return got == want, got
 		})
@@ -589,7 +590,7 @@ func TestRegistryEditsReachLiveTokens(t *testing.T) {
 	// A broken policy: refused, the last good policy keeps deciding.
 	before := e.s.engine.Revision()
 	writeFile(t, filepath.Join(e.policyDir, "broken.rego"), "package guestgate.authz\n\ndecision := {\n")
-	eventually(t, "/readyz shows the refused reload", func() (bool, string) {
+	testsupport.EventuallyState(t, "/readyz shows the refused reload", func() (bool, string) {
 		rd := e.readyz()
 		return strings.Contains(rd.Policy.LastError, "broken.rego"), rd.Policy.LastError
 	})
@@ -608,7 +609,7 @@ func TestRegistryEditsReachLiveTokens(t *testing.T) {
 	if err := os.Remove(filepath.Join(e.policyDir, "broken.rego")); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "/readyz clears the error once the policy loads again", func() (bool, string) {
+	testsupport.EventuallyState(t, "/readyz clears the error once the policy loads again", func() (bool, string) {
 		rd := e.readyz()
 		return rd.Policy.LastError == "", rd.Policy.LastError
 	})

@@ -16,7 +16,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -33,7 +32,9 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/guestgate/guestgate/config"
+	"github.com/guestgate/guestgate/internal/testsupport"
 	"github.com/guestgate/guestgate/tokens"
+	"github.com/guestgate/guestgate/wiring"
 )
 
 // The development setup's issuers, as testdata/dev/guestgate.yaml names them.
@@ -62,8 +63,8 @@ type e2e struct {
 }
 
 // startE2E copies the development setup and the shipped policies into a
-// temporary directory (with edits made to the config, as copyDevSetup does)
-// and serves them.
+// temporary directory (testsupport.CopyDevelopment, with edits made to
+// the config) and serves them.
 func startE2E(t testing.TB, edits map[string]string) *e2e {
 	t.Helper()
 	return startE2EWith(t, edits, nil)
@@ -73,7 +74,7 @@ func startE2E(t testing.TB, edits map[string]string) *e2e {
 // content) added to the policy copy before the sidecar starts.
 func startE2EWith(t testing.TB, edits, files map[string]string) *e2e {
 	t.Helper()
-	dir, cfgPath := copyDevSetup(t, edits)
+	dir, cfgPath := testsupport.CopyDevelopment(t, edits)
 	for rel, content := range files {
 		writeFile(t, filepath.Join(dir, "policies", rel), content)
 	}
@@ -82,7 +83,7 @@ func startE2EWith(t testing.TB, edits, files map[string]string) *e2e {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if e.signer, err = buildSigner(cfg); err != nil {
+	if e.signer, err = wiring.Signer(cfg); err != nil {
 		t.Fatal(err)
 	}
 	if e.xbsKey, err = tokens.LoadSigningKey(cfg.Minting.XBS.KeyFiles[0]); err != nil {
@@ -102,50 +103,6 @@ func startE2EWith(t testing.TB, edits, files map[string]string) *e2e {
 	t.Cleanup(func() { conn.Close() })
 	e.client = authv3.NewAuthorizationClient(conn)
 	return e
-}
-
-// copyDevSetup copies the development setup (config, keys, secrets) and
-// the shipped policies into a temporary directory, with every listener on
-// 127.0.0.1 port 0 and the replacements in edits made to the config text.
-// It returns the directory and the config's path.
-func copyDevSetup(t testing.TB, edits map[string]string) (string, string) {
-	t.Helper()
-	root, err := filepath.Abs(filepath.Join("..", ".."))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	copyTree(t, filepath.Join(root, "policies"), filepath.Join(dir, "policies"))
-	copyTree(t, filepath.Join(root, "testdata", "dev", "keys"), filepath.Join(dir, "dev", "keys"))
-	copyTree(t, filepath.Join(root, "testdata", "dev", "secrets"), filepath.Join(dir, "dev", "secrets"))
-	yaml, err := os.ReadFile(filepath.Join(root, config.DevelopmentFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfgText := string(yaml)
-	replace := [][2]string{
-		{"grpc: 127.0.0.1:9191", "grpc: 127.0.0.1:0"},
-		{"http: 127.0.0.1:8181", "http: 127.0.0.1:0"},
-		{"admin: 127.0.0.1:8282", "admin: 127.0.0.1:0"},
-		{"dir: ../../policies", "dir: ../policies"},
-	}
-	for from, to := range edits {
-		replace = append(replace, [2]string{from, to})
-	}
-	for _, r := range replace {
-		if !strings.Contains(cfgText, r[0]) {
-			t.Fatalf("the development setup no longer has %q; update the harness", r[0])
-		}
-		cfgText = strings.Replace(cfgText, r[0], r[1], 1)
-	}
-	cfgPath := filepath.Join(dir, "dev", "guestgate.yaml")
-	writeFile(t, cfgPath, cfgText)
-	if strings.Contains(cfgText, "development: false") {
-		// Outside the development setup the published credentials are
-		// refused: the copy gets fresh ones.
-		replaceDevelopmentCredentials(t, filepath.Join(dir, "dev"))
-	}
-	return dir, cfgPath
 }
 
 // readGuestSecret decodes the guest issuer's secret file of the copy.
@@ -255,7 +212,7 @@ type decisionLine struct {
 
 // lineBuffer collects the sidecar's JSON log lines and finds decisions in
 // them.
-type lineBuffer struct{ syncBuffer }
+type lineBuffer struct{ testsupport.LogBuffer }
 
 // decision finds the decision log line of request id. The line is written
 // before Check answers, so it is there when the answer is.
@@ -269,29 +226,6 @@ func (l *lineBuffer) decision(id string) (decisionLine, bool) {
 		}
 	}
 	return decisionLine{}, false
-}
-
-// eventually polls cond until it holds, for at most 10s: reloads are
-// asynchronous, and the test is about what happens, not how fast.
-func eventually(t *testing.T, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	last := ""
-	for time.Now().Before(deadline) {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		last = state
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("%s: not within 10s; last: %s", what, last)
-}
-
-// eventuallyTrue is eventually for a condition with nothing to report.
-func eventuallyTrue(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	eventually(t, what, func() (bool, string) { return cond(), "" })
 }
 
 // The tokens, each minted as its issuer mints it.
@@ -387,7 +321,7 @@ func (e *e2e) pastSigner(ago time.Duration) *tokens.Signer {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	sc, err := signerConfig(cfg)
+	sc, err := wiring.SignerConfig(cfg)
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -438,35 +372,6 @@ func writeFile(t testing.TB, p, data string) {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// copyTree copies the regular files under src to dst.
-func copyTree(t testing.TB, src, dst string) {
-	t.Helper()
-	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, p)
-		if err != nil {
-			return err
-		}
-		target := filepath.Join(dst, rel)
-		if d.IsDir() {
-			return os.MkdirAll(target, 0o700)
-		}
-		if !d.Type().IsRegular() {
-			return nil
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(target, b, 0o600)
-	})
-	if err != nil {
 		t.Fatal(err)
 	}
 }

@@ -4,15 +4,12 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net/http"
-	"strconv"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/guestgate/guestgate/config"
 	"github.com/guestgate/guestgate/tokens"
+	"github.com/guestgate/guestgate/wiring"
 )
 
 // startSidecar runs cfg on loopback port 0 in-process, logging JSON to
@@ -74,58 +71,14 @@ func devConfig(t *testing.T) *config.Config {
 // keys, so what it mints the sidecar verifies.
 func signerOf(t *testing.T, s *sidecar) *tokens.Signer {
 	t.Helper()
-	signer, err := buildSigner(s.cfg.Load())
+	signer, err := wiring.Signer(s.cfg.Load())
 	if err != nil || signer == nil {
 		t.Fatalf("signer: %v (nil: %t)", err, signer == nil)
 	}
 	return signer
 }
 
-// syncBuffer collects log lines written from many goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *syncBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *syncBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// scrape reads the admin listener's /metrics.
-func scrape(t *testing.T, s *sidecar) string {
-	t.Helper()
-	resp, err := http.Get("http://" + s.adminLis.Addr().String() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("/metrics: %d %v", resp.StatusCode, err)
-	}
-	return string(b)
-}
-
-// metric is the value of one sample in an exposition, labels written as
-// Prometheus writes them (sorted by name), or 0 when it is absent.
-func metric(t *testing.T, exposition, sample string) float64 {
-	t.Helper()
-	for _, line := range strings.Split(exposition, "\n") {
-		if v, ok := strings.CutPrefix(line, sample+" "); ok {
-			f, err := strconv.ParseFloat(v, 64)
-			if err != nil {
-				t.Fatalf("%s: %v", line, err)
-			}
-			return f
-		}
-	}
-	return 0
+// metricsURL is the admin listener's /metrics.
+func metricsURL(s *sidecar) string {
+	return "http://" + s.adminLis.Addr().String() + "/metrics"
 }

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/guestgate/guestgate/internal/testsupport"
 	"github.com/guestgate/guestgate/tokens"
 )
 
@@ -195,7 +196,7 @@ func TestMintToolsTakeSecretsOnlyFromEnvFileOrStdin(t *testing.T) {
 // development setup (here with fresh keys of its own) xbs-anonymous tokens
 // are never minted by hand.
 func TestMintXBSAnonymousRefusesKeysOtherThanTheDevelopmentOnes(t *testing.T) {
-	_, cfgPath := copyDevSetup(t, map[string]string{"development: true": "development: false"})
+	_, cfgPath := testsupport.CopyDevelopment(t, map[string]string{"development: true": "development: false"})
 	var out, errOut bytes.Buffer
 	if code := run([]string{"mint", "xbs-anonymous", "--widget", "W-DEMO", "--config", cfgPath}, nil, &out, &errOut); code == 0 || !strings.Contains(errOut.String(), "only with the development setup") {
 		t.Fatalf("exit %d: %s", code, errOut.String())
@@ -253,7 +254,7 @@ func TestMintsAreCountedInMetrics(t *testing.T) {
 	const okSample = `guestgate_mints_total{outcome="ok",route="widget_session"}`
 	const unknownSample = `guestgate_mints_total{outcome="widget_unknown",route="widget_session"}`
 	const badSigSample = `guestgate_mints_total{outcome="signature_invalid",route="secure_anonymous"}`
-	before := scrape(t, s)
+	before := testsupport.Scrape(t, metricsURL(s))
 
 	if st := post(t, public, "/v1/anonymous/widgets/W-DEMO/token", nil, nil); st != 200 {
 		t.Fatalf("widget session: %d", st)
@@ -267,9 +268,9 @@ func TestMintsAreCountedInMetrics(t *testing.T) {
 		t.Fatalf("bad signature: %d", st)
 	}
 
-	after := scrape(t, s)
+	after := testsupport.Scrape(t, metricsURL(s))
 	for _, sample := range []string{okSample, unknownSample, badSigSample} {
-		if d := metric(t, after, sample) - metric(t, before, sample); d != 1 {
+		if d := testsupport.Metric(t, after, sample) - testsupport.Metric(t, before, sample); d != 1 {
 			t.Errorf("%s moved by %v, want 1", sample, d)
 		}
 	}

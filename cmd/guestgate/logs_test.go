@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/guestgate/guestgate/config"
+	"github.com/guestgate/guestgate/internal/testsupport"
 	"github.com/guestgate/guestgate/tokens"
 )
 
@@ -35,7 +36,7 @@ func TestLogsHoldNoTokenSecretOrBody(t *testing.T) {
 		{PathPrefix: "/c/", Cookie: "gg_session"},
 		{Header: "authorization", Scheme: "Bearer"},
 	}
-	logs := &syncBuffer{}
+	logs := &testsupport.LogBuffer{}
 	s := startSidecar(t, cfg, logs)
 
 	secretB64, err := os.ReadFile(filepath.Join("testdata", "dev", "secrets", "guest-dev.b64"))

@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/guestgate/guestgate/config"
+	"github.com/guestgate/guestgate/internal/testsupport"
 	"github.com/guestgate/guestgate/tokens"
+	"github.com/guestgate/guestgate/wiring"
 )
 
 // repoRoot makes the development setup's relative paths resolve.
@@ -30,20 +32,18 @@ func startDev(t *testing.T) (*sidecar, context.CancelFunc, chan error) {
 	return runSidecar(t, devConfig(t), nil)
 }
 
+// waitReady waits for the sidecar's /readyz to answer 200: it comes up in
+// its own goroutine.
 func waitReady(t testing.TB, url string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for time.Now().Before(deadline) {
+	testsupport.Eventually(t, url+" to be ready", func() bool {
 		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
+		if err != nil {
+			return false
 		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("%s not ready within 10s", url)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 }
 
 func TestCheckAgainstARunningServerPrintsTheAnswer(t *testing.T) {
@@ -188,7 +188,7 @@ func TestCheckOfflineWithATokenFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	signer, err := buildSigner(cfg)
+	signer, err := wiring.Signer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

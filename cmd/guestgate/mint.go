@@ -15,6 +15,7 @@ import (
 	"github.com/guestgate/guestgate/config"
 	"github.com/guestgate/guestgate/issuer"
 	"github.com/guestgate/guestgate/tokens"
+	"github.com/guestgate/guestgate/wiring"
 )
 
 const mintUsage = `usage:
@@ -152,12 +153,9 @@ func mintCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	}
 	// As serve and validate do: a token signed with a published key is
 	// not minted for a config that is not the development setup.
-	if err := refuseDevelopmentMaterial(cfg); err != nil {
-		return fmt.Errorf("mint %s: %w", kind, err)
-	}
-	signer, err := buildSigner(cfg)
+	signer, err := wiring.Signer(cfg)
 	if err != nil {
-		return err
+		return fmt.Errorf("mint %s: %w", kind, err)
 	}
 	if signer == nil {
 		return fmt.Errorf("mint %s: the config has no minting keys", kind)

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/guestgate/guestgate/config"
+	"github.com/guestgate/guestgate/internal/testsupport"
 	"github.com/guestgate/guestgate/tokens"
 )
 
@@ -97,7 +98,7 @@ func startNginx(t *testing.T, bin, guestgate, checkPrefix, upstream string) stri
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		cmd := exec.CommandContext(ctx, bin, "-p", dir, "-c", conf, "-e", filepath.Join(dir, "error.log"))
-		var out syncBuffer
+		var out testsupport.LogBuffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		// The master stops its workers on TERM; KILL only if it does not.
 		cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
@@ -149,7 +150,7 @@ func TestNginxAuthRequestInFrontOfGuestgate(t *testing.T) {
 	}
 	cfg := devConfig(t)
 	cfg.HTTPCheck = config.HTTPCheck{Form: config.HTTPCheckNginx, PathPrefix: config.DefaultHTTPCheckPrefix}
-	logs := &syncBuffer{}
+	logs := &testsupport.LogBuffer{}
 	s := startSidecar(t, cfg, logs)
 	upstream, hits := startEcho(t)
 	addr := startNginx(t, bin, s.httpLis.Addr().String(), cfg.HTTPCheck.PathPrefix, strings.TrimPrefix(upstream.URL, "http://"))
@@ -280,14 +281,14 @@ func TestNginxAuthRequestInFrontOfGuestgate(t *testing.T) {
 	})
 
 	// Every request above was decided once, by guestgate, through nginx.
-	m := scrape(t, s)
+	m := testsupport.Scrape(t, metricsURL(s))
 	for sample, want := range map[string]float64{
 		`guestgate_checks_total{decision="allow",kind="xbs_anonymous",reason="allowed"}`:            4,
 		`guestgate_checks_total{decision="deny",kind="none",reason="missing_token"}`:                2,
 		`guestgate_checks_total{decision="deny",kind="xbs_anonymous",reason="command_not_allowed"}`: 1,
 		`guestgate_checks_total{decision="deny",kind="xbs_anonymous",reason="channel_not_bound"}`:   1,
 	} {
-		if got := metric(t, m, sample); got != want {
+		if got := testsupport.Metric(t, m, sample); got != want {
 			t.Errorf("%s = %v, want %v", sample, got, want)
 		}
 	}

@@ -10,16 +10,17 @@ import (
 	"testing"
 
 	"github.com/guestgate/guestgate/config"
+	"github.com/guestgate/guestgate/internal/testsupport"
 	"github.com/guestgate/guestgate/tokens"
 )
 
 // tempSetup copies the development setup and the shipped policies into a
-// scratch directory (copyDevSetup), so a test can break and mend them while
-// guestgate watches. It returns the config file's path and content. The
+// scratch directory (testsupport.CopyDevelopment), so a test can break
+// and mend them while guestgate watches. It returns the config file's path and content. The
 // development setup serves the nginx form of the HTTP check (nginxCheck).
 func tempSetup(t *testing.T) (string, string) {
 	t.Helper()
-	_, path := copyDevSetup(t, nil)
+	_, path := testsupport.CopyDevelopment(t, nil)
 	b, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -84,18 +85,18 @@ func TestMetricsMoveForChecksAndReloadsAndReadyzShowsRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuffer{}
+	logs := &testsupport.LogBuffer{}
 	s := startSidecar(t, cfg, logs)
 	rev := s.engine.Revision()
 
-	m := scrape(t, s)
+	m := testsupport.Scrape(t, metricsURL(s))
 	for sample, want := range map[string]float64{
 		`guestgate_policy_reloads_total{result="ok"}`:            1,
 		`guestgate_policy_reloads_total{result="refused"}`:       0,
 		`guestgate_policy_revision_info{revision="` + rev + `"}`: 1,
 		`guestgate_config_reloads_total{result="refused"}`:       0,
 	} {
-		if got := metric(t, m, sample); got != want {
+		if got := testsupport.Metric(t, m, sample); got != want {
 			t.Errorf("at start: %s = %v, want %v", sample, got, want)
 		}
 	}
@@ -113,7 +114,7 @@ func TestMetricsMoveForChecksAndReloadsAndReadyzShowsRefusals(t *testing.T) {
 	if got := nginxCheck(t, s, "POST", "/calendar/events", ""); got != 401 {
 		t.Fatalf("deny: %d", got)
 	}
-	m = scrape(t, s)
+	m = testsupport.Scrape(t, metricsURL(s))
 	for sample, want := range map[string]float64{
 		`guestgate_checks_total{decision="allow",kind="xbs_anonymous",reason="allowed"}`: 2,
 		`guestgate_checks_total{decision="deny",kind="none",reason="missing_token"}`:     1,
@@ -122,7 +123,7 @@ func TestMetricsMoveForChecksAndReloadsAndReadyzShowsRefusals(t *testing.T) {
 		`guestgate_token_cache_misses_total`:                                             1,
 		`guestgate_token_cache_hits_total`:                                               1,
 	} {
-		if got := metric(t, m, sample); got != want {
+		if got := testsupport.Metric(t, m, sample); got != want {
 			t.Errorf("%s = %v, want %v", sample, got, want)
 		}
 	}
@@ -134,7 +135,7 @@ func TestMetricsMoveForChecksAndReloadsAndReadyzShowsRefusals(t *testing.T) {
 	if err := os.WriteFile(broken, []byte("package guestgate.broken\n\nx := {\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	eventuallyTrue(t, "/readyz shows the refused policy", func() bool {
+	testsupport.Eventually(t, "/readyz shows the refused policy", func() bool {
 		_, rd := readyz(t, s)
 		return strings.Contains(rd.Policy.LastError, "broken.rego")
 	})
@@ -142,8 +143,8 @@ func TestMetricsMoveForChecksAndReloadsAndReadyzShowsRefusals(t *testing.T) {
 	if code != http.StatusOK || rd.Policy.Revision != rev {
 		t.Fatalf("after a refused policy: %d %+v (the last good revision must keep serving)", code, rd.Policy)
 	}
-	m = scrape(t, s)
-	if got := metric(t, m, `guestgate_policy_reloads_total{result="refused"}`); got < 1 {
+	m = testsupport.Scrape(t, metricsURL(s))
+	if got := testsupport.Metric(t, m, `guestgate_policy_reloads_total{result="refused"}`); got < 1 {
 		t.Errorf("refused policy reload not counted")
 	}
 	if !logged(logs.String(), "ERROR", "policy reload refused") {
@@ -151,21 +152,21 @@ func TestMetricsMoveForChecksAndReloadsAndReadyzShowsRefusals(t *testing.T) {
 	}
 
 	// Mended with a change: a new revision serves and is the one exported.
-	okBefore := metric(t, m, `guestgate_policy_reloads_total{result="ok"}`)
+	okBefore := testsupport.Metric(t, m, `guestgate_policy_reloads_total{result="ok"}`)
 	if err := os.Remove(broken); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(polDir, "extra.rego"), []byte("package guestgate.extra\n\nx := 1\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	eventuallyTrue(t, "a new revision serves", func() bool {
+	testsupport.Eventually(t, "a new revision serves", func() bool {
 		_, rd := readyz(t, s)
 		return rd.Policy.Revision != rev && rd.Policy.LastError == ""
 	})
-	m = scrape(t, s)
+	m = testsupport.Scrape(t, metricsURL(s))
 	newRev := s.engine.Revision()
-	if metric(t, m, `guestgate_policy_reloads_total{result="ok"}`) <= okBefore ||
-		metric(t, m, `guestgate_policy_revision_info{revision="`+newRev+`"}`) != 1 ||
+	if testsupport.Metric(t, m, `guestgate_policy_reloads_total{result="ok"}`) <= okBefore ||
+		testsupport.Metric(t, m, `guestgate_policy_revision_info{revision="`+newRev+`"}`) != 1 ||
 		strings.Contains(m, `revision="`+rev+`"`) {
 		t.Errorf("after the reload to %s:\n%s", newRev, grep(m, "guestgate_policy"))
 	}
@@ -174,14 +175,14 @@ func TestMetricsMoveForChecksAndReloadsAndReadyzShowsRefusals(t *testing.T) {
 	if err := os.WriteFile(path, []byte(doc+"check:\n  max_body_bytes: -1\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	eventuallyTrue(t, "/readyz shows the refused config", func() bool {
+	testsupport.Eventually(t, "/readyz shows the refused config", func() bool {
 		_, rd := readyz(t, s)
 		return strings.Contains(rd.Config.LastError, "check.max_body_bytes")
 	})
 	if code, _ := readyz(t, s); code != http.StatusOK {
 		t.Fatalf("a refused config made guestgate unready (%d): the last good config serves", code)
 	}
-	if got := metric(t, scrape(t, s), `guestgate_config_reloads_total{result="refused"}`); got < 1 {
+	if got := testsupport.Metric(t, testsupport.Scrape(t, metricsURL(s)), `guestgate_config_reloads_total{result="refused"}`); got < 1 {
 		t.Error("refused config reload not counted")
 	}
 	if !logged(logs.String(), "ERROR", "config reload refused") {
@@ -190,11 +191,11 @@ func TestMetricsMoveForChecksAndReloadsAndReadyzShowsRefusals(t *testing.T) {
 	if err := os.WriteFile(path, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	eventuallyTrue(t, "the mended config reloads", func() bool {
+	testsupport.Eventually(t, "the mended config reloads", func() bool {
 		_, rd := readyz(t, s)
 		return rd.Config.LastError == ""
 	})
-	if got := metric(t, scrape(t, s), `guestgate_config_reloads_total{result="ok"}`); got < 1 {
+	if got := testsupport.Metric(t, testsupport.Scrape(t, metricsURL(s)), `guestgate_config_reloads_total{result="ok"}`); got < 1 {
 		t.Error("config reload not counted")
 	}
 	// And checks still answer with the reloaded config.

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/guestgate/guestgate/internal/testsupport"
 )
 
 // TestGuestSecretRotationTakesEffectWithoutRestart rewrites the guest
@@ -40,7 +42,7 @@ func TestGuestSecretRotationTakesEffectWithoutRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	newGuest := e.guest("ada-1", "Ada", newKey)
-	eventually(t, "the rotated secret takes effect", func() (bool, string) {
+	testsupport.EventuallyState(t, "the rotated secret takes effect", func() (bool, string) {
 		o, n := e.check(login(oldGuest)), e.check(login(newGuest))
 		return !o.allowed && o.tokenError == "bad_signature" && n.allowed,
 			"old: " + o.reason + "/" + o.tokenError + ", new: " + n.reason + "/" + n.tokenError
@@ -61,7 +63,7 @@ func TestGuestSecretRotationTakesEffectWithoutRestart(t *testing.T) {
 	if err := os.WriteFile(secretFile, []byte(short), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "/readyz shows the refused config reload", func() (bool, string) {
+	testsupport.EventuallyState(t, "/readyz shows the refused config reload", func() (bool, string) {
 		rd := e.readyz()
 		// The error names the config key the secret came from.
 		return strings.Contains(rd.Config.LastError, "tokens.issuers[1].secret_file"), rd.Config.LastError

@@ -14,6 +14,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/guestgate/guestgate/internal/testsupport"
 )
 
 // TestSIGTERMStopsWithinTheShutdownTimeout runs `guestgate serve` as the
@@ -22,14 +24,14 @@ import (
 // sends the process SIGTERM: the watcher is told NOT_SERVING, the drain
 // gives up at the configured shutdown timeout, and serve exits 0.
 func TestSIGTERMStopsWithinTheShutdownTimeout(t *testing.T) {
-	_, cfgPath := copyDevSetup(t, map[string]string{"admin: 127.0.0.1:0": "admin: 127.0.0.1:0\n  shutdown_timeout: 1s"})
+	_, cfgPath := testsupport.CopyDevelopment(t, map[string]string{"admin: 127.0.0.1:0": "admin: 127.0.0.1:0\n  shutdown_timeout: 1s"})
 	stderr := &lineBuffer{}
 	exit := make(chan int, 1)
 	go func() { exit <- run([]string{"serve", "--config", cfgPath}, nil, io.Discard, stderr) }()
 
 	// The listeners are on port 0: their addresses are in the start line.
 	var serving struct{ GRPC, Admin string }
-	eventually(t, "guestgate serving", func() (bool, string) {
+	testsupport.EventuallyState(t, "guestgate serving", func() (bool, string) {
 		for _, line := range strings.Split(stderr.String(), "\n") {
 			var l struct{ Msg, GRPC, Admin string }
 			if json.Unmarshal([]byte(line), &l) == nil && l.Msg == "guestgate serving" {

@@ -20,6 +20,7 @@ import (
 	"github.com/guestgate/guestgate/issuer"
 	"github.com/guestgate/guestgate/metrics"
 	"github.com/guestgate/guestgate/tokens"
+	"github.com/guestgate/guestgate/wiring"
 )
 
 // sidecar is one running guestgate: the check, the policy engine, the
@@ -50,7 +51,7 @@ type sidecar struct {
 // It binds nothing yet.
 func newSidecar(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*sidecar, error) {
 	s := &sidecar{logger: logger, metrics: metrics.New()}
-	signer, verifier, err := buildTokens(ctx, cfg, tokenHooks(s.metrics))
+	signer, verifier, err := wiring.Tokens(ctx, cfg, wiring.Options{Hooks: tokenHooks(s.metrics)})
 	if err != nil {
 		return nil, err
 	}
@@ -78,16 +79,12 @@ func newSidecar(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*
 	}
 	// The issuer reads widgets and channels from the engine's data: the
 	// same registry the policy decides with.
-	s.issuer, err = issuer.New(issuerSettings(cfg, signer, verifier), issuer.Options{Registry: s.engine, Observer: s.metrics, Logger: logger.With("log", "issuer")})
+	s.issuer, err = issuer.New(wiring.IssuerSettings(cfg, signer, verifier), issuer.Options{Registry: s.engine, Observer: s.metrics, Logger: logger.With("log", "issuer")})
 	if err != nil {
 		verifier.Close()
 		return nil, err
 	}
 	return s, nil
-}
-
-func issuerSettings(cfg *config.Config, signer *tokens.Signer, v *tokens.Verifier) issuer.Settings {
-	return issuer.Settings{Config: cfg.Issuer, Signer: signer, Verifier: v}
 }
 
 func settingsOf(cfg *config.Config, v *tokens.Verifier) ext_authz.Settings {
@@ -204,10 +201,10 @@ func (s *sidecar) reloadConfig() {
 	var signer *tokens.Signer
 	var verifier *tokens.Verifier
 	if err == nil {
-		signer, verifier, err = buildTokens(context.Background(), next, tokenHooks(s.metrics))
+		signer, verifier, err = wiring.Tokens(context.Background(), next, wiring.Options{Hooks: tokenHooks(s.metrics)})
 	}
 	if err == nil {
-		if err = s.issuer.Update(issuerSettings(next, signer, verifier)); err != nil {
+		if err = s.issuer.Update(wiring.IssuerSettings(next, signer, verifier)); err != nil {
 			verifier.Close()
 		}
 	}

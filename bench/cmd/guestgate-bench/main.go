@@ -29,6 +29,7 @@ import (
 
 	"github.com/guestgate/guestgate/bench/load"
 	"github.com/guestgate/guestgate/bench/workload"
+	"github.com/guestgate/guestgate/internal/testsupport"
 	"github.com/guestgate/guestgate/tokens"
 )
 
@@ -116,14 +117,14 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		return err
 	}
 
-	ws, err := workload.Load(filepath.Join(repo, "testdata/dev/guestgate.yaml"))
+	dev, err := testsupport.LoadDevelopment(filepath.Join(repo, "testdata/dev/guestgate.yaml"))
 	if err != nil {
 		return err
 	}
 	progress("minting tokens for %d visitors", o.visitors)
 	visitors := make([][]workload.Case, o.visitors)
 	for n := range visitors {
-		toks, err := ws.Mint(n)
+		toks, err := dev.Mint(n)
 		if err != nil {
 			return err
 		}
@@ -229,7 +230,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 
 	progress("reload under load: %d policy rewrites", o.reloads())
 	loads0 := len(gg.PolicyLoads())
-	rl, err := reloadUnderLoad(ctx, o, gg, ws, widgetsPath, next(true))
+	rl, err := reloadUnderLoad(ctx, o, gg, dev, widgetsPath, next(true))
 	if err != nil {
 		return err
 	}
@@ -571,13 +572,13 @@ type reloadResult struct {
 // sends the marker request until the answer flips (the time from the file
 // landing to the new policy deciding), then keeps checking that the answer
 // stays flipped for the hold time, and flips again.
-func reloadUnderLoad(ctx context.Context, o options, gg *load.Process, ws *workload.Setup, widgetsPath string,
+func reloadUnderLoad(ctx context.Context, o options, gg *load.Process, dev *testsupport.Development, widgetsPath string,
 	next func(w, i int) load.Request) (*reloadResult, error) {
-	marker, err := ws.Signer.MintXBSAnonymous(tokens.XBSClaims{Entry: tokens.EntryKite, WidgetID: markerWidget, ChannelID: "kite-bench-marker"})
+	marker, err := dev.Signer.MintXBSAnonymous(tokens.XBSClaims{Entry: tokens.EntryKite, WidgetID: markerWidget, ChannelID: "kite-bench-marker"})
 	if err != nil {
 		return nil, err
 	}
-	probe := workload.Request("POST", "/conversations/channels/kite-bench-marker/MarkReadCommand", marker.Token, "")
+	probe := testsupport.CheckRequest("POST", "/conversations/channels/kite-bench-marker/MarkReadCommand", marker.Token, "")
 	rr := &reloadResult{}
 	problem := func(format string, args ...any) {
 		if rr.firstProblem == "" {

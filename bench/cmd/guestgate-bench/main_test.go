@@ -7,10 +7,11 @@ import (
 	"testing"
 
 	"github.com/guestgate/guestgate/bench/workload"
+	"github.com/guestgate/guestgate/internal/testsupport"
 )
 
 func TestMixWeighsEveryCaseOfTheWorkload(t *testing.T) {
-	cases := workload.Cases(workload.Tokens{Kite: "k", Link: "l", Guest: "g", Access: "a", SAT: "s"}, 0)
+	cases := workload.Cases(testsupport.Tokens{Kite: "k", Link: "l", Guest: "g", Access: "a", SAT: "s"}, 0)
 	s, err := schedule(cases)
 	if err != nil {
 		t.Fatal(err)

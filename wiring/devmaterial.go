@@ -1,4 +1,4 @@
-package main
+package wiring
 
 import (
 	"crypto"
@@ -65,7 +65,7 @@ func publishedCredential(key, fp string) error {
 // refuseDevelopmentMaterial refuses a config that is not the development
 // setup but verifies with a published development key or secret (trusted
 // issuers' key sets and guest secrets, SAT integrations' secrets). The
-// minting keys are checked where signerConfig loads them.
+// minting keys are checked where SignerConfig loads them.
 func refuseDevelopmentMaterial(cfg *config.Config) error {
 	if cfg.Development {
 		return nil
