@@ -75,7 +75,7 @@ func (c *Checker) Decide(ctx context.Context, cr *authv3.CheckRequest) *Decision
 // rules deny.
 func (c *Checker) decide(ctx context.Context, cr *authv3.CheckRequest, bodyAbsent bool) (d *Decision) {
 	start := time.Now()
-	st := c.settings.Load()
+	cs := c.compiled.Load()
 	d = &Decision{RequestID: requestID(cr)}
 	defer func() {
 		if p := recover(); p != nil {
@@ -83,18 +83,18 @@ func (c *Checker) decide(ctx context.Context, cr *authv3.CheckRequest, bodyAbsen
 			d.deny(http.StatusForbidden, ReasonInternal)
 		}
 		d.Latency = time.Since(start)
-		st.finish(d)
-		c.observe(st, d)
+		cs.finish(d)
+		c.observe(cs, d)
 	}()
 
-	r := readRequest(cr, &st.check, bodyAbsent)
+	r := readRequest(cr, &cs.check, bodyAbsent)
 	d.Method, d.Path = r.method, r.path
 	if r.problem != "" {
 		d.deny(http.StatusBadRequest, r.problem)
 		return d
 	}
 
-	tok, tokErr := st.verify(ctx, r.rawToken)
+	tok, tokErr := cs.verify(ctx, r.rawToken)
 	var tokShared *engine.Shared
 	if tok != nil {
 		if tokShared = tokenInput(tok); tokShared == nil {
@@ -121,7 +121,7 @@ func (c *Checker) decide(ctx context.Context, cr *authv3.CheckRequest, bodyAbsen
 	// fail.
 	rev := eng.Current()
 	plan := c.plan(rev)
-	doc := &inputDoc{r: r, tok: tokShared, tokErr: d.TokenError, id: d.RequestID, showCredential: st.check.ShowCredentialToPolicy, need: plan}
+	doc := &inputDoc{r: r, tok: tokShared, tokErr: d.TokenError, id: d.RequestID, showCredential: cs.check.ShowCredentialToPolicy, need: plan}
 	var res engine.Result
 	var err error
 	if plan.lazy() {
@@ -171,7 +171,7 @@ func (c *Checker) decide(ctx context.Context, cr *authv3.CheckRequest, bodyAbsen
 		return d
 	}
 	if d.Allowed {
-		d.upstream(r, st)
+		d.upstream(r, cs)
 	}
 	return d
 }

@@ -19,7 +19,7 @@ const identityPrefix = "x-guestgate-"
 // upstream completes an allow: the request id goes upstream, every
 // client-sent x-guestgate-* header that the policy does not set is removed,
 // and the credential is removed unless configured to be forwarded.
-func (d *Decision) upstream(r *request, st *settings) {
+func (d *Decision) upstream(r *request, cs *compiled) {
 	if !headerSet(d.UpstreamHeaders).has(identityPrefix + "request-id") {
 		d.UpstreamHeaders = append(d.UpstreamHeaders, Header{identityPrefix + "request-id", d.RequestID})
 	}
@@ -32,7 +32,7 @@ func (d *Decision) upstream(r *request, st *settings) {
 			d.RemoveHeaders = append(d.RemoveHeaders, name)
 		}
 	}
-	if r.credential.present && !st.check.ForwardCredential {
+	if r.credential.present && !cs.check.ForwardCredential {
 		switch {
 		case r.credential.header != "" && !set.has(r.credential.header):
 			d.RemoveHeaders = append(d.RemoveHeaders, r.credential.header)
@@ -71,7 +71,7 @@ func (hs headerSet) has(name string) bool {
 // finish completes a deny: the client gets a coarse reason and the request
 // id (the precise reason only where configured), and a 401 always says how
 // to authenticate.
-func (st *settings) finish(d *Decision) {
+func (cs *compiled) finish(d *Decision) {
 	if d.Allowed {
 		return
 	}
@@ -88,7 +88,7 @@ func (st *settings) finish(d *Decision) {
 	}
 	if d.DenyBody == "" {
 		body := denyBody{Error: CoarseReason(d.Status), RequestID: d.RequestID}
-		if st.preciseReasons {
+		if cs.preciseReasons {
 			body.Reason = d.Reason
 		}
 		b, _ := json.Marshal(&body)

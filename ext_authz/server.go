@@ -37,11 +37,12 @@ type Checker struct {
 	engine atomic.Pointer[engine.Engine]
 	// inputPlan is what the serving revision reads of the input.
 	inputPlan atomic.Pointer[inputPlan]
-	settings  atomic.Pointer[settings]
-	health    *health.Server
-	logger    *slog.Logger // operational log
-	decision  *slog.Logger // the decision log
-	observer  Observer
+	// compiled is the current Settings, as checks read them.
+	compiled atomic.Pointer[compiled]
+	health   *health.Server
+	logger   *slog.Logger // operational log
+	decision *slog.Logger // the decision log
+	observer Observer
 }
 
 // Observer is told of every decision (metrics hang here).
@@ -57,7 +58,9 @@ type Settings struct {
 	HTTPCheck   config.HTTPCheck // the HTTP form of the check (http.go)
 }
 
-type settings struct {
+// compiled is Settings as a check reads them, made once per Update: the
+// rates and flags resolved from their defaults, the trusted proxies parsed.
+type compiled struct {
 	verifier       *tokens.Verifier
 	check          config.Check
 	preciseReasons bool
@@ -97,27 +100,27 @@ func New(s Settings, opts Options) *Checker {
 // Update swaps in new settings (a config reload). In-flight checks finish
 // with the settings they started with.
 func (c *Checker) Update(s Settings) {
-	st := &settings{verifier: s.Verifier, check: s.Check, allowRate: 1, denyRate: 1, http: s.HTTPCheck}
+	cs := &compiled{verifier: s.Verifier, check: s.Check, allowRate: 1, denyRate: 1, http: s.HTTPCheck}
 	if s.HTTPCheck.Enabled() {
 		proxies, err := s.HTTPCheck.Proxies()
 		if err != nil {
 			// Validated at load; a bad list built in code trusts no one.
 			c.logger.Error("HTTP check: trusted proxies refused; every HTTP check is denied", "error", err)
 		}
-		st.proxies = proxies
+		cs.proxies = proxies
 	}
 	if s.Check.PreciseReasons != nil {
-		st.preciseReasons = *s.Check.PreciseReasons
+		cs.preciseReasons = *s.Check.PreciseReasons
 	}
 	if !s.DecisionLog.Full {
 		if r := s.DecisionLog.AllowSampleRate; r != nil {
-			st.allowRate = *r
+			cs.allowRate = *r
 		}
 		if r := s.DecisionLog.DenySampleRate; r != nil {
-			st.denyRate = *r
+			cs.denyRate = *r
 		}
 	}
-	c.settings.Store(st)
+	c.compiled.Store(cs)
 }
 
 // SetEngine makes the checker ready: health reports SERVING from now on.
@@ -159,27 +162,27 @@ func (c *Checker) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.
 }
 
 // verify returns the verified token, or the stable token_error code.
-func (st *settings) verify(ctx context.Context, raw string) (*tokens.Token, string) {
+func (cs *compiled) verify(ctx context.Context, raw string) (*tokens.Token, string) {
 	if raw == "" {
 		return nil, tokens.CodeMissing
 	}
-	if st.verifier == nil {
+	if cs.verifier == nil {
 		return nil, tokens.CodeUntrustedIssuer
 	}
-	tok, err := st.verifier.Verify(ctx, raw)
+	tok, err := cs.verifier.Verify(ctx, raw)
 	if err != nil || tok == nil {
 		return nil, tokens.CodeOf(err)
 	}
 	return tok, ""
 }
 
-func (c *Checker) observe(st *settings, d *Decision) {
+func (c *Checker) observe(cs *compiled, d *Decision) {
 	if c.observer != nil {
 		c.observer.Decided(d)
 	}
-	rate := st.denyRate
+	rate := cs.denyRate
 	if d.Allowed {
-		rate = st.allowRate
+		rate = cs.allowRate
 	}
 	if rate <= 0 || rate < 1 && rand.Float64() >= rate {
 		return
