@@ -217,10 +217,45 @@ type inputPlan struct {
 	methodOnly map[string]*ast.Term
 }
 
-// inputPaths are the parts of the input buildInput leaves out when the
+// The top-level parts of the input document, in the order they are built.
+const (
+	partAttributes = iota
+	partParsedPath
+	partParsedQuery
+	partParsedBody
+	partTruncatedBody
+	partVersion
+	partRequestID
+	partToken
+	partTokenError
+	numParts
+)
+
+// partNames are the input's top-level names: the one list of them.
+var partNames = [numParts]string{
+	partAttributes:    "attributes",
+	partParsedPath:    "parsed_path",
+	partParsedQuery:   "parsed_query",
+	partParsedBody:    "parsed_body",
+	partTruncatedBody: "truncated_body",
+	partVersion:       "version",
+	partRequestID:     "request_id",
+	partToken:         "token",
+	partTokenError:    "token_error",
+}
+
+// partKeys are the keys of the input document, shared by every request's
+// input: terms are never modified once built.
+var partKeys = func() (keys [numParts]*ast.Term) {
+	for i, name := range partNames {
+		keys[i] = ast.StringTerm(name)
+	}
+	return keys
+}()
+
+// attributePaths are the parts of input.attributes left out when the
 // policy cannot read them.
-var inputPaths = []string{
-	"attributes", "parsed_path", "parsed_query", "parsed_body", "truncated_body", "version", "request_id", "token", "token_error",
+var attributePaths = []string{
 	"attributes.source", "attributes.destination", "attributes.request", "attributes.request.time", "attributes.request.http",
 	"attributes.contextExtensions", "attributes.metadataContext", "attributes.routeMetadataContext", "attributes.tlsSession",
 	"attributes.request.http.id", "attributes.request.http.method", "attributes.request.http.headers",
@@ -228,6 +263,11 @@ var inputPaths = []string{
 	"attributes.request.http.query", "attributes.request.http.fragment", "attributes.request.http.size",
 	"attributes.request.http.protocol", "attributes.request.http.body",
 }
+
+// inputPaths are the parts of the input the document leaves out when the
+// policy cannot read them: every top-level part and those of
+// input.attributes.
+var inputPaths = slices.Concat(partNames[:], attributePaths)
 
 func newInputPlan(rev engine.Revision) *inputPlan {
 	p := &inputPlan{rev: rev, need: make(map[string]bool, len(inputPaths)), counts: map[string]int{}}
@@ -273,39 +313,6 @@ func (c *Checker) plan(rev engine.Revision) *inputPlan {
 	c.inputPlan.Store(p)
 	return p
 }
-
-// Keys of the input document, shared by every request's input: terms are
-// never modified once built.
-var (
-	keyAttributes    = ast.StringTerm("attributes")
-	keyParsedPath    = ast.StringTerm("parsed_path")
-	keyParsedQuery   = ast.StringTerm("parsed_query")
-	keyParsedBody    = ast.StringTerm("parsed_body")
-	keyTruncatedBody = ast.StringTerm("truncated_body")
-	keyVersion       = ast.StringTerm("version")
-	keyRequestID     = ast.StringTerm("request_id")
-	keyToken         = ast.StringTerm("token")
-	keyTokenError    = ast.StringTerm("token_error")
-)
-
-// The top-level parts of the input document, in the order they are built.
-const (
-	partAttributes = iota
-	partParsedPath
-	partParsedQuery
-	partParsedBody
-	partTruncatedBody
-	partVersion
-	partRequestID
-	partToken
-	partTokenError
-	numParts
-)
-
-var (
-	partKeys  = [numParts]*ast.Term{keyAttributes, keyParsedPath, keyParsedQuery, keyParsedBody, keyTruncatedBody, keyVersion, keyRequestID, keyToken, keyTokenError}
-	partNames = [numParts]string{"attributes", "parsed_path", "parsed_query", "parsed_body", "truncated_body", "version", "request_id", "token", "token_error"}
-)
 
 // inputDoc is one check's input document (an engine.Input): the whole
 // document, less what the policy cannot read (need), which cannot change

@@ -401,12 +401,15 @@ func valuesToAST(vs url.Values) ast.Value {
 }
 
 // keyTerms are the object keys of input.attributes, made once and shared
-// by every request's input (terms are never modified once built).
+// by every request's input (terms are never modified once built): the last
+// names of attributePaths and the keys of a peer.
 var keyTerms = func() map[string]*ast.Term {
 	m := map[string]*ast.Term{}
-	for _, k := range []string{"source", "destination", "request", "time", "http", "contextExtensions", "metadataContext",
-		"routeMetadataContext", "tlsSession", "id", "method", "headers", "path", "host", "scheme", "query", "fragment",
-		"size", "protocol", "body", "address", "socketAddress", "portValue", "service", "principal", "certificate", "labels"} {
+	for _, p := range attributePaths {
+		k := p[strings.LastIndexByte(p, '.')+1:]
+		m[k] = ast.StringTerm(k)
+	}
+	for _, k := range []string{"address", "socketAddress", "portValue", "service", "principal", "certificate", "labels"} {
 		m[k] = ast.StringTerm(k)
 	}
 	return m
