@@ -1,20 +1,9 @@
-// Package ext_authz is guestgate's check: Envoy's ext_authz gRPC server
-// (and, sharing everything but the wire, the HTTP forms of the same check).
-//
-// One request flows through three steps, each in its own file:
-// request.go turns a CheckRequest into the policy's input, evaluation.go
-// verifies the token and asks the policy engine, response.go turns the
-// decision into Envoy's answer. Whatever goes wrong in between denies.
 package ext_authz
 
 import (
 	"context"
-	cryptorand "crypto/rand"
-	"encoding/hex"
 	"log/slog"
-	"math/rand/v2"
 	"net/netip"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -159,69 +148,4 @@ func ServerOptions(maxMessageBytes int) []grpc.ServerOption {
 // CheckResponse, never a bare gRPC error: a denial on any failure.
 func (c *Checker) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	return c.Decide(ctx, req).CheckResponse(), nil
-}
-
-// verify returns the verified token, or the stable token_error code.
-func (cs *compiled) verify(ctx context.Context, raw string) (*tokens.Token, string) {
-	if raw == "" {
-		return nil, tokens.CodeMissing
-	}
-	if cs.verifier == nil {
-		return nil, tokens.CodeUntrustedIssuer
-	}
-	tok, err := cs.verifier.Verify(ctx, raw)
-	if err != nil || tok == nil {
-		return nil, tokens.CodeOf(err)
-	}
-	return tok, ""
-}
-
-func (c *Checker) observe(cs *compiled, d *Decision) {
-	if c.observer != nil {
-		c.observer.Decided(d)
-	}
-	rate := cs.denyRate
-	if d.Allowed {
-		rate = cs.allowRate
-	}
-	if rate <= 0 || rate < 1 && rand.Float64() >= rate {
-		return
-	}
-	// Never the token, a header, a body or a query string: the path and the
-	// codes only.
-	c.decision.LogAttrs(context.Background(), slog.LevelInfo, "decision",
-		slog.String("request_id", d.RequestID),
-		slog.String("method", d.Method),
-		slog.String("path", d.Path),
-		slog.Bool("allowed", d.Allowed),
-		slog.Int("status", d.Status),
-		slog.String("reason", d.Reason),
-		slog.String("token_error", d.TokenError),
-		slog.String("kind", d.Kind),
-		slog.String("issuer", d.Issuer),
-		slog.String("subject", d.Subject),
-		slog.String("revision", d.Revision),
-		slog.Int64("latency_us", d.Latency.Microseconds()),
-	)
-}
-
-// requestID takes Envoy's x-request-id when it is a plain id, else makes one.
-func requestID(cr *authv3.CheckRequest) string {
-	if id := cr.GetAttributes().GetRequest().GetHttp().GetHeaders()["x-request-id"]; validRequestID(id) {
-		return id
-	}
-	return newRequestID()
-}
-
-func newRequestID() string {
-	var b [12]byte
-	_, _ = cryptorand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
-func validRequestID(id string) bool {
-	if id == "" || len(id) > 64 {
-		return false
-	}
-	return strings.Trim(id, "0123456789abcdefABCDEF-") == ""
 }
