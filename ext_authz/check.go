@@ -95,7 +95,7 @@ func (c *Checker) decide(ctx context.Context, cr *authv3.CheckRequest, bodyAbsen
 			d.deny(http.StatusForbidden, ReasonInternal)
 		}
 		d.Latency = time.Since(start)
-		cs.finish(d)
+		cs.finish(d) // a denial's answer (response.go)
 		c.observe(cs, d)
 	}()
 
@@ -107,7 +107,7 @@ func (c *Checker) decide(ctx context.Context, cr *authv3.CheckRequest, bodyAbsen
 		return d
 	}
 
-	// 2. Verify its token (tokens), as input.token will show it.
+	// 2. Verify its token (tokens) and make it input.token (input.go).
 	tok := c.verify(ctx, cs, r.rawToken, d)
 
 	eng := c.engine.Load()
