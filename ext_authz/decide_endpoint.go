@@ -173,7 +173,7 @@ func (c *Checker) checkRequestFor(req *DecideRequest) (*authv3.CheckRequest, err
 	}
 	path, _, _ := strings.Cut(req.Path, "?")
 	if req.Token != "" {
-		if err := placeToken(headers, &req.Path, path, req.Token, c.settings.Load().check.Credentials); err != nil {
+		if err := placeToken(headers, &req.Path, path, req.Token, c.compiled.Load().check.Credentials); err != nil {
 			return nil, err
 		}
 	}

@@ -57,37 +57,37 @@ var transportHeaders = map[string][]string{
 // changes them.
 func (c *Checker) HTTP(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		st := c.settings.Load()
-		if !st.http.Enabled() || !strings.HasPrefix(r.URL.Path, st.http.PathPrefix) {
+		cs := c.compiled.Load()
+		if !cs.http.Enabled() || !strings.HasPrefix(r.URL.Path, cs.http.PathPrefix) {
 			next.ServeHTTP(w, r)
 			return
 		}
-		c.serveHTTPCheck(w, r, st)
+		c.serveHTTPCheck(w, r, cs)
 	})
 }
 
-func (c *Checker) serveHTTPCheck(w http.ResponseWriter, r *http.Request, st *settings) {
+func (c *Checker) serveHTTPCheck(w http.ResponseWriter, r *http.Request, cs *compiled) {
 	start := time.Now()
 	var d *Decision
 	defer func() {
 		// decide recovers its own panics; this is for the wire's part.
 		if p := recover(); p != nil {
 			c.logger.Error("HTTP check panicked; denied", "panic", fmt.Sprint(p))
-			writeHTTPDecision(w, c.refuse(st, start, http.StatusForbidden, ReasonInternal, r.Method, r.URL.Path), st.http.Form)
+			writeHTTPDecision(w, c.refuse(cs, start, http.StatusForbidden, ReasonInternal, r.Method, r.URL.Path), cs.http.Form)
 		}
 	}()
-	cr, status, reason := httpCheckRequest(r, st)
+	cr, status, reason := httpCheckRequest(r, cs)
 	if reason != "" {
-		d = c.refuse(st, start, status, reason, r.Method, r.URL.Path)
+		d = c.refuse(cs, start, status, reason, r.Method, r.URL.Path)
 	} else {
-		d = c.decide(r.Context(), cr, st.http.Form != config.HTTPCheckEnvoy)
-		if d.Allowed && !wireCarries(d, st.http.Form) {
+		d = c.decide(r.Context(), cr, cs.http.Form != config.HTTPCheckEnvoy)
+		if d.Allowed && !wireCarries(d, cs.http.Form) {
 			// Letting it through would send upstream a request the policy
 			// (or the credential's removal) said to change.
-			d = c.refuse(st, start, http.StatusForbidden, ReasonUnsupportedByWire, d.Method, d.Path)
+			d = c.refuse(cs, start, http.StatusForbidden, ReasonUnsupportedByWire, d.Method, d.Path)
 		}
 	}
-	writeHTTPDecision(w, d, st.http.Form)
+	writeHTTPDecision(w, d, cs.http.Form)
 }
 
 // proxyClearedHeaders are the request headers a proxy in the nginx or
@@ -130,28 +130,28 @@ func wireCarries(d *Decision, form string) bool {
 
 // refuse denies before or instead of the policy, with everything a
 // decision gets: the coarse answer, the request id, metrics and the log.
-func (c *Checker) refuse(st *settings, start time.Time, status int, reason, method, path string) *Decision {
+func (c *Checker) refuse(cs *compiled, start time.Time, status int, reason, method, path string) *Decision {
 	d := &Decision{RequestID: newRequestID(), Method: method, Path: path}
 	d.deny(status, reason)
 	d.Latency = time.Since(start)
-	st.finish(d)
-	c.observe(st, d)
+	cs.finish(d)
+	c.observe(cs, d)
 	return d
 }
 
 // httpCheckRequest builds the CheckRequest Envoy would have sent for the
 // original request the proxy describes. It returns a deny status and
 // reason instead when the call cannot be trusted or read.
-func httpCheckRequest(r *http.Request, st *settings) (*authv3.CheckRequest, int, string) {
+func httpCheckRequest(r *http.Request, cs *compiled) (*authv3.CheckRequest, int, string) {
 	peer, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil || !trusted(peer.Addr(), st.proxies) {
+	if err != nil || !trusted(peer.Addr(), cs.proxies) {
 		return nil, http.StatusForbidden, ReasonUntrustedProxy
 	}
 	headers := make(map[string]string, len(r.Header)+3)
 	for name, vs := range r.Header {
 		headers[strings.ToLower(name)] = strings.Join(vs, headerJoiner(name))
 	}
-	form := st.http.Form
+	form := cs.http.Form
 	method, uri, host, scheme := r.Method, "", r.Host, "http"
 	if r.TLS != nil {
 		scheme = "https"
@@ -160,12 +160,12 @@ func httpCheckRequest(r *http.Request, st *settings) (*authv3.CheckRequest, int,
 	switch form {
 	case config.HTTPCheckEnvoy:
 		// Envoy calls prefix + original path with the original method.
-		rest, ok := strings.CutPrefix(r.RequestURI, st.http.PathPrefix)
+		rest, ok := strings.CutPrefix(r.RequestURI, cs.http.PathPrefix)
 		if !ok {
 			return nil, http.StatusBadRequest, ReasonBadPath
 		}
 		uri = "/" + rest
-		max := st.check.MaxBodyBytes
+		max := cs.check.MaxBodyBytes
 		body, err = io.ReadAll(io.LimitReader(r.Body, int64(max)+1))
 		if err != nil {
 			return nil, http.StatusBadRequest, ReasonBadBody

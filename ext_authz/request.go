@@ -1,9 +1,9 @@
 package ext_authz
 
 import (
-	"encoding/json"
+	cryptorand "crypto/rand"
+	"encoding/hex"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -11,14 +11,30 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/open-policy-agent/opa/v1/ast"
-	"google.golang.org/protobuf/encoding/protojson"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/guestgate/guestgate/config"
 )
 
-// redacted replaces the credential's value in input.attributes.
-const redacted = "<redacted>"
+// requestID takes Envoy's x-request-id when it is a plain id, else makes one.
+func requestID(cr *authv3.CheckRequest) string {
+	if id := cr.GetAttributes().GetRequest().GetHttp().GetHeaders()["x-request-id"]; validRequestID(id) {
+		return id
+	}
+	return newRequestID()
+}
+
+func newRequestID() string {
+	var b [12]byte
+	_, _ = cryptorand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 64 {
+		return false
+	}
+	return strings.Trim(id, "0123456789abcdefABCDEF-") == ""
+}
 
 // request is what guestgate reads of a CheckRequest before asking the
 // policy: the path checked and split, the credential found, the body parsed.
@@ -50,21 +66,6 @@ type credential struct {
 	// removed all the same, since its value is a token nonetheless.
 	present bool
 }
-
-// Reasons guestgate itself gives, before or instead of the policy.
-const (
-	ReasonBadPath      = "bad_path"
-	ReasonBadQuery     = "bad_query"
-	ReasonBadBody      = "bad_body"
-	ReasonBadRequest   = "bad_request"
-	ReasonUndefined    = "decision_undefined"
-	ReasonInvalid      = "decision_invalid"
-	ReasonPolicyError  = "policy_error"
-	ReasonInternal     = "internal_error"
-	ReasonNotReady     = "not_ready"
-	ReasonAllowed      = "allowed"
-	ReasonDeniedPolicy = "denied"
-)
 
 // readRequest checks and takes apart a CheckRequest. It never fails: a
 // problem is recorded as the deny reason the check answers with.
@@ -308,34 +309,6 @@ func cookieValue(header, name string) (value string, present bool) {
 	return value, present
 }
 
-// redactCookie replaces the value of every cookie named name with
-// <redacted>, leaving the rest of the header as it was written. It works
-// on whole cookies: another cookie whose name or value merely contains
-// "name=<token>" is not the credential.
-func redactCookie(header, name string) string {
-	parts := strings.Split(header, ";")
-	for i, part := range parts {
-		p := strings.TrimLeft(part, " \t")
-		if k, _, _ := strings.Cut(strings.TrimSpace(p), "="); k == name {
-			parts[i] = part[:len(part)-len(p)] + name + "=" + redacted
-		}
-	}
-	return strings.Join(parts, ";")
-}
-
-// withoutCookie returns the cookie header without the named cookie.
-func withoutCookie(header, name string) string {
-	var kept []string
-	for _, part := range strings.Split(header, ";") {
-		p := strings.TrimSpace(part)
-		if k, _, _ := strings.Cut(p, "="); k == name || p == "" {
-			continue
-		}
-		kept = append(kept, p)
-	}
-	return strings.Join(kept, "; ")
-}
-
 // readBody parses a JSON or form body into parsed_body. A body Envoy cut
 // short, one over the bound, or one with a Content-Encoding is not
 // parsed: the policy sees
@@ -398,239 +371,4 @@ func valuesToAST(vs url.Values) ast.Value {
 		obj.Insert(ast.StringTerm(k), ast.ArrayTerm(terms...))
 	}
 	return obj
-}
-
-// keyTerms are the object keys of input.attributes, made once and shared
-// by every request's input (terms are never modified once built).
-var keyTerms = func() map[string]*ast.Term {
-	m := map[string]*ast.Term{}
-	for _, k := range []string{"source", "destination", "request", "time", "http", "contextExtensions", "metadataContext",
-		"routeMetadataContext", "tlsSession", "id", "method", "headers", "path", "host", "scheme", "query", "fragment",
-		"size", "protocol", "body", "address", "socketAddress", "portValue", "service", "principal", "certificate", "labels"} {
-		m[k] = ast.StringTerm(k)
-	}
-	return m
-}()
-
-func keyTerm(k string) *ast.Term {
-	if t, ok := keyTerms[k]; ok {
-		return t
-	}
-	return ast.StringTerm(k)
-}
-
-// attributesValue builds input.attributes directly as an ast.Value with
-// protojson's field names, as opa-envoy-plugin's policies expect, with the
-// credential's value redacted unless showCredential. Parts the policy
-// cannot read (need) are left out.
-func (r *request) attributesValue(showCredential bool, need *inputPlan) ast.Value {
-	a := r.attrs
-	obj := ast.NewObjectWithCapacity(need.count("attributes."))
-	if need.has("attributes.source") {
-		if p := peerValue(a.GetSource()); p != nil {
-			obj.Insert(keyTerm("source"), ast.NewTerm(p))
-		}
-	}
-	if need.has("attributes.destination") {
-		if p := peerValue(a.GetDestination()); p != nil {
-			obj.Insert(keyTerm("destination"), ast.NewTerm(p))
-		}
-	}
-	if need.has("attributes.request") {
-		req := ast.NewObjectWithCapacity(need.count("attributes.request."))
-		if t := a.GetRequest().GetTime(); t != nil && need.has("attributes.request.time") {
-			req.Insert(keyTerm("time"), ast.StringTerm(t.AsTime().UTC().Format("2006-01-02T15:04:05.999999999Z")))
-		}
-		if need.has("attributes.request.http") {
-			req.Insert(keyTerm("http"), ast.NewTerm(r.httpValue(showCredential, need)))
-		}
-		obj.Insert(keyTerm("request"), ast.NewTerm(req))
-	}
-	if ce := a.GetContextExtensions(); len(ce) > 0 && need.has("attributes.contextExtensions") {
-		obj.Insert(keyTerm("contextExtensions"), ast.NewTerm(stringMap(ce)))
-	}
-	// Rare, open-ended parts go through protojson; they are small or absent.
-	for _, x := range [...]struct {
-		name, path string
-		m          proto.Message
-	}{
-		{"metadataContext", "attributes.metadataContext", a.GetMetadataContext()},
-		{"routeMetadataContext", "attributes.routeMetadataContext", a.GetRouteMetadataContext()},
-		{"tlsSession", "attributes.tlsSession", a.GetTlsSession()},
-	} {
-		if !need.has(x.path) {
-			continue
-		}
-		v, err := protoValue(x.m)
-		if err != nil {
-			// Left out, it would read as absent to the policy: deny.
-			r.problem, r.detail = ReasonBadRequest, x.name+" cannot be shown to the policy: "+err.Error()
-			continue
-		}
-		if v != nil {
-			obj.Insert(keyTerm(x.name), ast.NewTerm(v))
-		}
-	}
-	return obj
-}
-
-func (r *request) httpValue(showCredential bool, need *inputPlan) ast.Value {
-	h := r.http
-	const prefix = "attributes.request.http."
-	obj := ast.NewObjectWithCapacity(need.count(prefix))
-	put := func(k, v string) {
-		if v != "" && need.has(prefix+k) {
-			obj.Insert(keyTerm(k), ast.StringTerm(v))
-		}
-	}
-	path, query := h.GetPath(), h.GetQuery()
-	headers := r.headers
-	if !showCredential && r.credential.present {
-		switch {
-		case r.credential.header != "":
-			if need.has("attributes.request.http.headers") {
-				headers = copyWith(headers, r.credential.header, redactedHeader(r.credential.scheme))
-			}
-		case r.credential.cookie != "":
-			if need.has("attributes.request.http.headers") {
-				headers = copyWith(headers, "cookie", redactCookie(headers["cookie"], r.credential.cookie))
-			}
-		case r.credential.query != "":
-			// The query appears in the path, the query and Envoy's :path
-			// (and x-envoy-original-path after a rewrite), each as the
-			// client spelled it: a token may be percent-encoded there, so
-			// the parameter is found by its decoded name, not the token text.
-			name := r.credential.query
-			path, query = redactPathQuery(path, name), redactQuery(query, name)
-			for _, k := range []string{":path", "x-envoy-original-path"} {
-				if v, ok := headers[k]; ok {
-					headers = copyWith(headers, k, redactPathQuery(v, name))
-				}
-			}
-		}
-	}
-	put("id", h.GetId())
-	put("method", h.GetMethod())
-	if need.has("attributes.request.http.headers") {
-		obj.Insert(keyTerm("headers"), ast.NewTerm(stringMap(headers)))
-	}
-	put("path", path)
-	put("host", h.GetHost())
-	put("scheme", h.GetScheme())
-	put("query", query)
-	put("fragment", h.GetFragment())
-	if h.GetSize() != 0 && need.has("attributes.request.http.size") {
-		obj.Insert(keyTerm("size"), ast.StringTerm(strconv.FormatInt(h.GetSize(), 10)))
-	}
-	put("protocol", h.GetProtocol())
-	put("body", h.GetBody())
-	return obj
-}
-
-func redactedHeader(scheme string) string {
-	if scheme == "" || scheme == "-" {
-		return redacted
-	}
-	return scheme + " " + redacted
-}
-
-// redactPathQuery redacts the query parameter name in the query part of
-// a path.
-func redactPathQuery(p, name string) string {
-	before, q, ok := strings.Cut(p, "?")
-	if !ok {
-		return p
-	}
-	return before + "?" + redactQuery(q, name)
-}
-
-// redactQuery replaces the value of every parameter whose decoded name is
-// name with <redacted>, leaving the rest of the query as it was written.
-func redactQuery(q, name string) string {
-	if q == "" {
-		return q
-	}
-	parts := strings.Split(q, "&")
-	for i, part := range parts {
-		k, _, _ := strings.Cut(part, "=")
-		if dk, err := url.QueryUnescape(k); err == nil && dk == name || k == name {
-			parts[i] = k + "=" + redacted
-		}
-	}
-	return strings.Join(parts, "&")
-}
-
-// querySpellings returns every spelling of the parameter name in the
-// query q as written (always name itself): Envoy removes a parameter by
-// the name as written, so "to%6Ben" must be named to remove the token.
-func querySpellings(q, name string) []string {
-	out := []string{name}
-	for _, part := range strings.Split(q, "&") {
-		k, _, _ := strings.Cut(part, "=")
-		if dk, err := url.QueryUnescape(k); err == nil && dk == name && !slices.Contains(out, k) {
-			out = append(out, k)
-		}
-	}
-	return out
-}
-
-func copyWith(m map[string]string, k, v string) map[string]string {
-	c := make(map[string]string, len(m))
-	for kk, vv := range m {
-		c[kk] = vv
-	}
-	c[k] = v
-	return c
-}
-
-func stringMap(m map[string]string) ast.Value {
-	obj := ast.NewObject()
-	for k, v := range m {
-		obj.Insert(ast.StringTerm(k), ast.StringTerm(v))
-	}
-	return obj
-}
-
-func peerValue(p *authv3.AttributeContext_Peer) ast.Value {
-	if p == nil {
-		return nil
-	}
-	obj := ast.NewObject()
-	if sa := p.GetAddress().GetSocketAddress(); sa != nil {
-		s := ast.NewObject(
-			ast.Item(keyTerm("address"), ast.StringTerm(sa.GetAddress())),
-			ast.Item(keyTerm("portValue"), ast.IntNumberTerm(int(sa.GetPortValue()))),
-		)
-		obj.Insert(keyTerm("address"), ast.ObjectTerm(ast.Item(keyTerm("socketAddress"), ast.NewTerm(s))))
-	}
-	if v := p.GetService(); v != "" {
-		obj.Insert(keyTerm("service"), ast.StringTerm(v))
-	}
-	if v := p.GetPrincipal(); v != "" {
-		obj.Insert(keyTerm("principal"), ast.StringTerm(v))
-	}
-	if v := p.GetCertificate(); v != "" {
-		obj.Insert(keyTerm("certificate"), ast.StringTerm(v))
-	}
-	if l := p.GetLabels(); len(l) > 0 {
-		obj.Insert(keyTerm("labels"), ast.NewTerm(stringMap(l)))
-	}
-	return obj
-}
-
-// protoValue renders a rarely used message as protojson would, or nil when
-// it is empty. It fails on a message protojson refuses (a NaN number).
-func protoValue(m proto.Message) (ast.Value, error) {
-	if m == nil || !m.ProtoReflect().IsValid() || proto.Size(m) == 0 {
-		return nil, nil
-	}
-	b, err := protojson.Marshal(m)
-	if err != nil {
-		return nil, err
-	}
-	var x any
-	if err := json.Unmarshal(b, &x); err != nil {
-		return nil, err
-	}
-	return ast.InterfaceToValue(x)
 }

@@ -1,20 +1,9 @@
-// Package ext_authz is guestgate's check: Envoy's ext_authz gRPC server
-// (and, sharing everything but the wire, the HTTP forms of the same check).
-//
-// One request flows through three steps, each in its own file:
-// request.go turns a CheckRequest into the policy's input, evaluation.go
-// verifies the token and asks the policy engine, response.go turns the
-// decision into Envoy's answer. Whatever goes wrong in between denies.
 package ext_authz
 
 import (
 	"context"
-	cryptorand "crypto/rand"
-	"encoding/hex"
 	"log/slog"
-	"math/rand/v2"
 	"net/netip"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -37,11 +26,12 @@ type Checker struct {
 	engine atomic.Pointer[engine.Engine]
 	// inputPlan is what the serving revision reads of the input.
 	inputPlan atomic.Pointer[inputPlan]
-	settings  atomic.Pointer[settings]
-	health    *health.Server
-	logger    *slog.Logger // operational log
-	decision  *slog.Logger // the decision log
-	observer  Observer
+	// compiled is the current Settings, as checks read them.
+	compiled atomic.Pointer[compiled]
+	health   *health.Server
+	logger   *slog.Logger // operational log
+	decision *slog.Logger // the decision log
+	observer Observer
 }
 
 // Observer is told of every decision (metrics hang here).
@@ -57,7 +47,9 @@ type Settings struct {
 	HTTPCheck   config.HTTPCheck // the HTTP form of the check (http.go)
 }
 
-type settings struct {
+// compiled is Settings as a check reads them, made once per Update: the
+// rates and flags resolved from their defaults, the trusted proxies parsed.
+type compiled struct {
 	verifier       *tokens.Verifier
 	check          config.Check
 	preciseReasons bool
@@ -97,27 +89,27 @@ func New(s Settings, opts Options) *Checker {
 // Update swaps in new settings (a config reload). In-flight checks finish
 // with the settings they started with.
 func (c *Checker) Update(s Settings) {
-	st := &settings{verifier: s.Verifier, check: s.Check, allowRate: 1, denyRate: 1, http: s.HTTPCheck}
+	cs := &compiled{verifier: s.Verifier, check: s.Check, allowRate: 1, denyRate: 1, http: s.HTTPCheck}
 	if s.HTTPCheck.Enabled() {
 		proxies, err := s.HTTPCheck.Proxies()
 		if err != nil {
 			// Validated at load; a bad list built in code trusts no one.
 			c.logger.Error("HTTP check: trusted proxies refused; every HTTP check is denied", "error", err)
 		}
-		st.proxies = proxies
+		cs.proxies = proxies
 	}
 	if s.Check.PreciseReasons != nil {
-		st.preciseReasons = *s.Check.PreciseReasons
+		cs.preciseReasons = *s.Check.PreciseReasons
 	}
 	if !s.DecisionLog.Full {
 		if r := s.DecisionLog.AllowSampleRate; r != nil {
-			st.allowRate = *r
+			cs.allowRate = *r
 		}
 		if r := s.DecisionLog.DenySampleRate; r != nil {
-			st.denyRate = *r
+			cs.denyRate = *r
 		}
 	}
-	c.settings.Store(st)
+	c.compiled.Store(cs)
 }
 
 // SetEngine makes the checker ready: health reports SERVING from now on.
@@ -156,69 +148,4 @@ func ServerOptions(maxMessageBytes int) []grpc.ServerOption {
 // CheckResponse, never a bare gRPC error: a denial on any failure.
 func (c *Checker) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
 	return c.Decide(ctx, req).CheckResponse(), nil
-}
-
-// verify returns the verified token, or the stable token_error code.
-func (st *settings) verify(ctx context.Context, raw string) (*tokens.Token, string) {
-	if raw == "" {
-		return nil, tokens.CodeMissing
-	}
-	if st.verifier == nil {
-		return nil, tokens.CodeUntrustedIssuer
-	}
-	tok, err := st.verifier.Verify(ctx, raw)
-	if err != nil || tok == nil {
-		return nil, tokens.CodeOf(err)
-	}
-	return tok, ""
-}
-
-func (c *Checker) observe(st *settings, d *Decision) {
-	if c.observer != nil {
-		c.observer.Decided(d)
-	}
-	rate := st.denyRate
-	if d.Allowed {
-		rate = st.allowRate
-	}
-	if rate <= 0 || rate < 1 && rand.Float64() >= rate {
-		return
-	}
-	// Never the token, a header, a body or a query string: the path and the
-	// codes only.
-	c.decision.LogAttrs(context.Background(), slog.LevelInfo, "decision",
-		slog.String("request_id", d.RequestID),
-		slog.String("method", d.Method),
-		slog.String("path", d.Path),
-		slog.Bool("allowed", d.Allowed),
-		slog.Int("status", d.Status),
-		slog.String("reason", d.Reason),
-		slog.String("token_error", d.TokenError),
-		slog.String("kind", d.Kind),
-		slog.String("issuer", d.Issuer),
-		slog.String("subject", d.Subject),
-		slog.String("revision", d.Revision),
-		slog.Int64("latency_us", d.Latency.Microseconds()),
-	)
-}
-
-// requestID takes Envoy's x-request-id when it is a plain id, else makes one.
-func requestID(cr *authv3.CheckRequest) string {
-	if id := cr.GetAttributes().GetRequest().GetHttp().GetHeaders()["x-request-id"]; validRequestID(id) {
-		return id
-	}
-	return newRequestID()
-}
-
-func newRequestID() string {
-	var b [12]byte
-	_, _ = cryptorand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
-func validRequestID(id string) bool {
-	if id == "" || len(id) > 64 {
-		return false
-	}
-	return strings.Trim(id, "0123456789abcdefABCDEF-") == ""
 }

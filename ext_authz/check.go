@@ -1,0 +1,204 @@
+package ext_authz
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/guestgate/guestgate/engine"
+	"github.com/guestgate/guestgate/tokens"
+)
+
+// Header is one header (or query parameter) name and value; the decision
+// endpoint answers with it as {"name", "value"}.
+type Header struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+}
+
+// Decision is the outcome of one check, in a form both the gRPC and the HTTP
+// check answer from. Every field that reaches a client or upstream is
+// already encoded.
+type Decision struct {
+	Allowed    bool
+	Status     int    // HTTP status: 200 on an allow
+	Reason     string // the precise reason: decision log and metrics
+	TokenError string // input.token_error when no token verified
+	RequestID  string
+	Revision   string // policy revision that decided ("" if none did)
+	Kind       string // token kind, when one verified
+	Issuer     string
+	Subject    string
+	Method     string
+	Path       string // without the query string
+	Latency    time.Duration
+
+	// On an allow: what changes on the way upstream.
+	UpstreamHeaders []Header
+	RemoveHeaders   []string
+	SetQuery        []Header
+	RemoveQuery     []string
+	ResponseHeaders []Header // added to the upstream's response
+
+	// On a deny: what the client gets.
+	DenyHeaders []Header
+	DenyBody    string
+
+	DynamicMetadata *structpb.Struct
+
+	// The wire form of the policy's own headers of a cached decision,
+	// built once and shared by every answer of it (read only): the leading
+	// entries of UpstreamHeaders and DenyHeaders, when they still match.
+	upstreamOpts, denyOpts []*corev3.HeaderValueOption
+}
+
+// Reasons guestgate itself gives, before or instead of the policy.
+const (
+	ReasonBadPath      = "bad_path"
+	ReasonBadQuery     = "bad_query"
+	ReasonBadBody      = "bad_body"
+	ReasonBadRequest   = "bad_request"
+	ReasonUndefined    = "decision_undefined"
+	ReasonInvalid      = "decision_invalid"
+	ReasonPolicyError  = "policy_error"
+	ReasonInternal     = "internal_error"
+	ReasonNotReady     = "not_ready"
+	ReasonAllowed      = "allowed"
+	ReasonDeniedPolicy = "denied"
+)
+
+// Decide runs one check: read the request, verify its token, evaluate the
+// policy, and shape the answer. It never fails: whatever goes wrong inside
+// is a denial with a stable reason.
+func (c *Checker) Decide(ctx context.Context, cr *authv3.CheckRequest) *Decision {
+	return c.decide(ctx, cr, false)
+}
+
+// decide is Decide for both wires. bodyAbsent says the proxy forwards no
+// body (nginx auth_request, Traefik forwardAuth): a request that may carry
+// one is then shown to the policy as truncated_body, so body-dependent
+// rules deny.
+func (c *Checker) decide(ctx context.Context, cr *authv3.CheckRequest, bodyAbsent bool) (d *Decision) {
+	start := time.Now()
+	cs := c.compiled.Load()
+	d = &Decision{RequestID: requestID(cr)}
+	defer func() {
+		if p := recover(); p != nil {
+			c.logger.Error("check panicked; denied", "request_id", d.RequestID, "panic", fmt.Sprint(p))
+			d.deny(http.StatusForbidden, ReasonInternal)
+		}
+		d.Latency = time.Since(start)
+		cs.finish(d) // a denial's answer (response.go)
+		c.observe(cs, d)
+	}()
+
+	// 1. Read the request (request.go).
+	r := readRequest(cr, &cs.check, bodyAbsent)
+	d.Method, d.Path = r.method, r.path
+	if r.problem != "" {
+		d.deny(http.StatusBadRequest, r.problem)
+		return d
+	}
+
+	// 2. Verify its token (tokens) and make it input.token (input.go).
+	tok := c.verify(ctx, cs, r.rawToken, d)
+
+	eng := c.engine.Load()
+	if eng == nil {
+		d.deny(http.StatusServiceUnavailable, ReasonNotReady)
+		return d
+	}
+
+	// 3. Build the input for the serving revision (input.go) and
+	// evaluate it there (evaluation.go).
+	in := &inputDoc{r: r, tok: tok, tokErr: d.TokenError, id: d.RequestID,
+		showCredential: cs.check.ShowCredentialToPolicy, need: c.plan(eng.Current())}
+	res, ok := c.evaluate(ctx, in, d)
+	if !ok {
+		return d
+	}
+
+	// 4. Shape the decision into the answer (response.go).
+	if err := d.respond(res, r, cs); err != nil {
+		c.logger.Warn("policy decision has the wrong shape; denied", "request_id", d.RequestID, "revision", res.Revision, "error", err)
+	}
+	return d
+}
+
+// verify returns input.token for the request's token, or nil with
+// d.TokenError the stable code of why no token verified; d records who a
+// verified token names.
+func (c *Checker) verify(ctx context.Context, cs *compiled, raw string, d *Decision) *engine.Shared {
+	var tok *tokens.Token
+	var code string
+	switch {
+	case raw == "":
+		code = tokens.CodeMissing
+	case cs.verifier == nil:
+		code = tokens.CodeUntrustedIssuer
+	default:
+		var err error
+		if tok, err = cs.verifier.Verify(ctx, raw); err != nil || tok == nil {
+			tok, code = nil, tokens.CodeOf(err)
+		}
+	}
+	var shown *engine.Shared
+	if tok != nil {
+		if shown = tokenInput(tok); shown == nil {
+			// Claims the policy cannot be shown: not a verified token.
+			c.logger.Warn("token claims cannot be shown to the policy; token refused", "request_id", d.RequestID)
+			tok, code = nil, tokens.CodeBadClaims
+		}
+	}
+	if tok != nil {
+		d.Kind, d.Issuer, d.Subject = string(tok.Kind), tok.Issuer, tok.Subject
+	} else {
+		d.TokenError = code
+	}
+	return shown
+}
+
+// deny makes d a denial: nothing of an allow's changes remains.
+func (d *Decision) deny(status int, reason string) {
+	d.Allowed, d.Status, d.Reason = false, status, reason
+	d.UpstreamHeaders, d.RemoveHeaders, d.SetQuery, d.RemoveQuery, d.ResponseHeaders = nil, nil, nil, nil, nil
+	d.upstreamOpts = nil
+}
+
+// observe tells the observer of the decision and writes it to the decision
+// log, sampled as configured.
+func (c *Checker) observe(cs *compiled, d *Decision) {
+	if c.observer != nil {
+		c.observer.Decided(d)
+	}
+	rate := cs.denyRate
+	if d.Allowed {
+		rate = cs.allowRate
+	}
+	if rate <= 0 || rate < 1 && rand.Float64() >= rate {
+		return
+	}
+	// Never the token, a header, a body or a query string: the path and the
+	// codes only.
+	c.decision.LogAttrs(context.Background(), slog.LevelInfo, "decision",
+		slog.String("request_id", d.RequestID),
+		slog.String("method", d.Method),
+		slog.String("path", d.Path),
+		slog.Bool("allowed", d.Allowed),
+		slog.Int("status", d.Status),
+		slog.String("reason", d.Reason),
+		slog.String("token_error", d.TokenError),
+		slog.String("kind", d.Kind),
+		slog.String("issuer", d.Issuer),
+		slog.String("subject", d.Subject),
+		slog.String("revision", d.Revision),
+		slog.Int64("latency_us", d.Latency.Microseconds()),
+	)
+}
