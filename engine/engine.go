@@ -305,30 +305,7 @@ func (r Revision) Reads(path ...string) bool {
 // Eval evaluates the decision query for input against this revision, as
 // Engine.Eval does. shared are parts of input built once (see Shared).
 func (r Revision) Eval(ctx context.Context, input ast.Value, shared ...*Shared) (Result, error) {
-	e, p := r.e, r.p
-	if p == nil {
-		return Result{}, errors.New("engine: no policy loaded (use New)")
-	}
-	if err := ctx.Err(); err != nil {
-		return Result{Revision: p.revision}, fmt.Errorf("engine: evaluating %s: %w", e.query, err)
-	}
-	if p.cache == nil {
-		return e.eval(ctx, p, input)
-	}
-	enc := keyEncoders.Get().(*keyEncoder)
-	defer keyEncoders.Put(enc)
-	keyed := enc.decisionKey(&p.reads, input, shared)
-	if keyed {
-		if res, ok := p.cache.get(enc.buf); ok {
-			return res, nil
-		}
-	}
-	res, err := e.eval(ctx, p, input)
-	if err == nil && keyed && p.cache.admit(enc.buf) {
-		res.memo = &resultMemo{}
-		p.cache.put(enc.buf, res, resultCost(res))
-	}
-	return res, err
+	return r.eval(ctx, input, nil, shared)
 }
 
 // Input is an input document a caller can hand over part by part: the
@@ -345,27 +322,41 @@ type Input interface {
 // EvalInput is Eval of in.Value(), with the same answer, that builds the
 // input document only when the decision cache cannot answer.
 func (r Revision) EvalInput(ctx context.Context, in Input, shared ...*Shared) (Result, error) {
+	return r.eval(ctx, nil, in, shared)
+}
+
+// eval is the one evaluation path of Eval and EvalInput: the decision
+// cache's answer when it holds the input's key, else OPA's, kept in the
+// cache once admitted. The input is in's document when in is not nil
+// (built only for OPA), else input.
+func (r Revision) eval(ctx context.Context, input ast.Value, in Input, shared []*Shared) (Result, error) {
 	e, p := r.e, r.p
 	if p == nil {
 		return Result{}, errors.New("engine: no policy loaded (use New)")
 	}
-	if p.cache == nil || len(p.reads.paths) == 0 {
-		// Nothing to key on (an input-less policy is keyed on the input
-		// being there at all): Eval decides as it would.
-		return r.Eval(ctx, in.Value(), shared...)
-	}
 	if err := ctx.Err(); err != nil {
 		return Result{Revision: p.revision}, fmt.Errorf("engine: evaluating %s: %w", e.query, err)
 	}
-	enc := keyEncoders.Get().(*keyEncoder)
-	defer keyEncoders.Put(enc)
-	keyed := enc.inputKey(&p.reads, in, shared)
-	if keyed {
-		if res, ok := p.cache.get(enc.buf); ok {
-			return res, nil
+	var enc *keyEncoder
+	keyed := false
+	if p.cache != nil {
+		enc = keyEncoders.Get().(*keyEncoder)
+		defer keyEncoders.Put(enc)
+		if in != nil {
+			keyed = enc.inputKey(&p.reads, in, shared)
+		} else {
+			keyed = enc.decisionKey(&p.reads, input, shared)
+		}
+		if keyed {
+			if res, ok := p.cache.get(enc.buf); ok {
+				return res, nil
+			}
 		}
 	}
-	res, err := e.eval(ctx, p, in.Value())
+	if in != nil {
+		input = in.Value()
+	}
+	res, err := e.evalOPA(ctx, p, input)
 	if err == nil && keyed && p.cache.admit(enc.buf) {
 		res.memo = &resultMemo{}
 		p.cache.put(enc.buf, res, resultCost(res))
@@ -373,8 +364,8 @@ func (r Revision) EvalInput(ctx context.Context, in Input, shared ...*Shared) (R
 	return res, err
 }
 
-// eval evaluates the decision query with OPA.
-func (e *Engine) eval(ctx context.Context, p *policy, input ast.Value) (Result, error) {
+// evalOPA evaluates the decision query with OPA.
+func (e *Engine) evalOPA(ctx context.Context, p *policy, input ast.Value) (Result, error) {
 	res := Result{Revision: p.revision}
 
 	// topdown would otherwise start a goroutine per evaluation to watch ctx;
