@@ -59,9 +59,9 @@ decision := f(input)`, "input as a whole"},
 	}
 }
 
-func TestRevisionReadsWhatThePolicyRefersTo(t *testing.T) {
+func TestSnapshotReadsWhatThePolicyRefersTo(t *testing.T) {
 	e := newCacheEngine(t, Options{Dir: "../policies"})
-	rev := e.Current()
+	snap := e.Current()
 	for _, tc := range []struct {
 		path []string
 		want bool
@@ -76,7 +76,7 @@ func TestRevisionReadsWhatThePolicyRefersTo(t *testing.T) {
 		{[]string{"request_id"}, false},
 		{[]string{"version"}, false},
 	} {
-		if got := rev.Reads(tc.path...); got != tc.want {
+		if got := snap.Reads(tc.path...); got != tc.want {
 			t.Errorf("Reads(%v) = %v, want %v", tc.path, got, tc.want)
 		}
 	}

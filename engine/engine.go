@@ -17,7 +17,7 @@
 // rule left) changes nothing but the error Status reports.
 //
 // Each revision knows, by static analysis of its compiled modules and the
-// decision query, which parts of the input it can read (Revision.Reads: a
+// decision query, which parts of the input it can read (Snapshot.Reads: a
 // caller may leave the rest out) and keeps a decision cache keyed on
 // exactly those parts (decisioncache.go), off when its answer could differ
 // for the same input.
@@ -282,30 +282,31 @@ func (e *Engine) Eval(ctx context.Context, input ast.Value, shared ...*Shared) (
 	return e.Current().Eval(ctx, input, shared...)
 }
 
-// Revision is one compiled revision of the policy, pinned: what it reads of
+// Snapshot is the revision Current found serving, pinned: what it reads of
 // its input and its evaluation stay together even if a reload swaps in
-// another meanwhile. The zero Revision has no policy.
-type Revision struct {
+// another revision meanwhile. The zero Snapshot has no policy.
+type Snapshot struct {
 	e *Engine
 	p *policy
 }
 
-// Current returns the serving revision.
-func (e *Engine) Current() Revision { return Revision{e: e, p: e.current.Load()} }
+// Current returns a snapshot of the serving revision.
+func (e *Engine) Current() Snapshot { return Snapshot{e: e, p: e.current.Load()} }
 
 // Reads reports whether the policy may read input at path or anywhere
 // under it (input.attributes.request.http.headers: path "attributes",
 // "request", "http", "headers"). A caller may leave out of the input what
 // the policy cannot read: the answer cannot change. It is true for every
 // path when the policy uses input as a whole.
-func (r Revision) Reads(path ...string) bool {
-	return r.p == nil || r.p.reads.reads(path)
+func (s Snapshot) Reads(path ...string) bool {
+	return s.p == nil || s.p.reads.reads(path)
 }
 
-// Eval evaluates the decision query for input against this revision, as
-// Engine.Eval does. shared are parts of input built once (see Shared).
-func (r Revision) Eval(ctx context.Context, input ast.Value, shared ...*Shared) (Result, error) {
-	return r.eval(ctx, input, nil, shared)
+// Eval evaluates the decision query for input against this snapshot's
+// revision, as Engine.Eval does. shared are parts of input built once (see
+// Shared).
+func (s Snapshot) Eval(ctx context.Context, input ast.Value, shared ...*Shared) (Result, error) {
+	return s.eval(ctx, input, nil, shared)
 }
 
 // Input is an input document a caller can hand over part by part: the
@@ -321,16 +322,16 @@ type Input interface {
 
 // EvalInput is Eval of in.Value(), with the same answer, that builds the
 // input document only when the decision cache cannot answer.
-func (r Revision) EvalInput(ctx context.Context, in Input, shared ...*Shared) (Result, error) {
-	return r.eval(ctx, nil, in, shared)
+func (s Snapshot) EvalInput(ctx context.Context, in Input, shared ...*Shared) (Result, error) {
+	return s.eval(ctx, nil, in, shared)
 }
 
 // eval is the one evaluation path of Eval and EvalInput: the decision
 // cache's answer when it holds the input's key, else OPA's, kept in the
 // cache once admitted. The input is in's document when in is not nil
 // (built only for OPA), else input.
-func (r Revision) eval(ctx context.Context, input ast.Value, in Input, shared []*Shared) (Result, error) {
-	e, p := r.e, r.p
+func (s Snapshot) eval(ctx context.Context, input ast.Value, in Input, shared []*Shared) (Result, error) {
+	e, p := s.e, s.p
 	if p == nil {
 		return Result{}, errors.New("engine: no policy loaded (use New)")
 	}

@@ -208,7 +208,7 @@ func (d *Decision) deny(status int, reason string) {
 // inputPlan says which parts of the input document one policy revision
 // may read; the parts it cannot read are not built.
 type inputPlan struct {
-	rev    engine.Revision
+	rev    engine.Snapshot
 	need   map[string]bool // dotted paths of inputPaths
 	counts map[string]int  // needed paths directly under a prefix ("" for the top)
 	// methodOnly holds input.attributes, built once per common method,
@@ -229,7 +229,7 @@ var inputPaths = []string{
 	"attributes.request.http.protocol", "attributes.request.http.body",
 }
 
-func newInputPlan(rev engine.Revision) *inputPlan {
+func newInputPlan(rev engine.Snapshot) *inputPlan {
 	p := &inputPlan{rev: rev, need: make(map[string]bool, len(inputPaths)), counts: map[string]int{}}
 	for _, path := range inputPaths {
 		need := rev.Reads(strings.Split(path, ".")...)
@@ -265,7 +265,7 @@ func (p *inputPlan) has(path string) bool {
 }
 
 // plan returns the input plan of rev, made once per revision.
-func (c *Checker) plan(rev engine.Revision) *inputPlan {
+func (c *Checker) plan(rev engine.Snapshot) *inputPlan {
 	if p := c.inputPlan.Load(); p != nil && p.rev == rev {
 		return p
 	}
