@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/guestgate/guestgate/internal/memo"
 	"github.com/open-policy-agent/opa/v1/ast"
 )
 
@@ -284,4 +285,60 @@ func FuzzDecisionCache(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestCachedDecisionKeepsWhatACallerDerivesFromIt: a decision not yet
+// cached keeps no memo; once cached, what a caller stores with it comes
+// back with every later answer of the same decision and with no other
+// decision's, and a new revision starts without it.
+func TestCachedDecisionKeepsWhatACallerDerivesFromIt(t *testing.T) {
+	dir := writePolicy(t, map[string]string{"p.rego": "package guestgate.authz\n\ndecision := input.x\n"})
+	e := newCacheEngine(t, Options{Dir: dir})
+	ctx := context.Background()
+	eval := func(s string) Result {
+		t.Helper()
+		res, err := e.Eval(ctx, ast.MustParseTerm(s).Value)
+		if err != nil || !res.Defined {
+			t.Fatalf("Eval(%s) = %v, %v", s, res, err)
+		}
+		return res
+	}
+	first := eval(`{"x": 1}`)
+	if first.Cached() || first.Memo() != nil {
+		t.Fatalf("a decision seen once: cached %v, memo %v", first.Cached(), first.Memo())
+	}
+	memo.Store(first.Memo(), "derived before it was cached")
+	second := eval(`{"x": 1}`)
+	if !second.Cached() {
+		t.Fatal("a decision seen twice is not cached")
+	}
+	if got, ok := memo.Load[string](second.Memo()); ok {
+		t.Fatalf("a store with an uncached decision was kept: %q", got)
+	}
+	memo.Store(second.Memo(), "derived from 1")
+	for range 2 {
+		if got, ok := memo.Load[string](eval(`{"x": 1}`).Memo()); !ok || got != "derived from 1" {
+			t.Fatalf("the cached decision's memo = %q, %v", got, ok)
+		}
+	}
+	eval(`{"x": 2}`)
+	if other := eval(`{"x": 2}`); !other.Cached() {
+		t.Fatal("the other decision is not cached")
+	} else if got, ok := memo.Load[string](other.Memo()); ok {
+		t.Fatalf("another decision has the memo %q", got)
+	}
+
+	if err := os.WriteFile(filepath.Join(dir, "p.rego"), []byte("package guestgate.authz\n\n# another revision\ndecision := input.x\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before := second.Revision
+	if err := e.Reload(); err != nil || e.Revision() == before {
+		t.Fatalf("Reload = %v, revision %s (was %s)", err, e.Revision(), before)
+	}
+	eval(`{"x": 1}`)
+	if res := eval(`{"x": 1}`); !res.Cached() {
+		t.Fatal("the new revision's decision is not cached")
+	} else if got, ok := memo.Load[string](res.Memo()); ok {
+		t.Fatalf("the new revision's decision has the old one's memo %q", got)
+	}
 }

@@ -32,6 +32,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/guestgate/guestgate/internal/memo"
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/rego"
@@ -115,35 +116,19 @@ type Result struct {
 
 	// memo is shared by every answer of one cached decision; nil when the
 	// decision is not cached.
-	memo *resultMemo
+	memo *memo.Slot
 }
 
-type resultMemo struct{ v atomic.Pointer[any] }
-
-// Memo returns what SetMemo stored with this decision, or nil. A caller
-// keeps a form derived from a cached decision here (the parsed answer) so
-// that a repeated decision is converted once, not on every request.
-func (r Result) Memo() any {
-	if r.memo != nil {
-		if p := r.memo.v.Load(); p != nil {
-			return *p
-		}
-	}
-	return nil
-}
+// Memo is where a caller keeps a form derived from this decision (the
+// parsed answer), so that a repeated decision is converted once, not on
+// every request: one slot shared by every answer of the same cached
+// decision, or nil, which keeps nothing, when the decision is not cached.
+// What is stored must be a pure function of the decision.
+func (r Result) Memo() *memo.Slot { return r.memo }
 
 // Cached reports whether this decision is in the decision cache (and so
-// takes a memo).
+// keeps a memo).
 func (r Result) Cached() bool { return r.memo != nil }
-
-// SetMemo stores v with this decision when it is cached (and does nothing
-// otherwise). v must be a pure function of the decision: every later
-// answer of the same cached decision sees it. Safe for concurrent use.
-func (r Result) SetMemo(v any) {
-	if r.memo != nil {
-		r.memo.v.Store(&v)
-	}
-}
 
 // Status is the engine's state for readiness endpoints.
 type Status struct {
@@ -359,7 +344,7 @@ func (s Snapshot) eval(ctx context.Context, input ast.Value, in Input, shared []
 	}
 	res, err := e.evalOPA(ctx, p, input)
 	if err == nil && keyed && p.cache.admit(enc.buf) {
-		res.memo = &resultMemo{}
+		res.memo = &memo.Slot{}
 		p.cache.put(enc.buf, res, resultCost(res))
 	}
 	return res, err

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/guestgate/guestgate/engine"
+	"github.com/guestgate/guestgate/internal/memo"
 	"github.com/guestgate/guestgate/tokens"
 )
 
@@ -152,7 +153,7 @@ func (c *Checker) decide(ctx context.Context, cr *authv3.CheckRequest, bodyAbsen
 		d.deny(http.StatusForbidden, ReasonUndefined)
 		return d
 	}
-	if tpl, ok := res.Memo().(*Decision); ok {
+	if tpl, ok := memo.Load[*Decision](res.Memo()); ok {
 		// A cached decision, parsed already.
 		d.answer(tpl)
 	} else if err := d.apply(res.Value); err == nil {
@@ -161,7 +162,7 @@ func (c *Checker) decide(ctx context.Context, cr *authv3.CheckRequest, bodyAbsen
 			tpl.answer(d)
 			tpl.upstreamOpts = headerOptions(tpl.UpstreamHeaders)
 			tpl.denyOpts = headerOptions(tpl.DenyHeaders)
-			res.SetMemo(tpl)
+			memo.Store(res.Memo(), tpl)
 		}
 	} else {
 		c.logger.Warn("policy decision has the wrong shape; denied", "request_id", d.RequestID, "revision", res.Revision, "error", err)
@@ -434,7 +435,7 @@ var versionTerm = ast.ObjectTerm(
 // the claims cannot be made a policy value: shown without them, the token
 // would pass a policy that denies on a claim.
 func tokenInput(t *tokens.Token) *engine.Shared {
-	if s, ok := t.Memo().(*engine.Shared); ok {
+	if s, ok := memo.Load[*engine.Shared](t.Memo()); ok {
 		return s
 	}
 	claims, err := ast.InterfaceToValue(t.Claims)
@@ -451,7 +452,7 @@ func tokenInput(t *tokens.Token) *engine.Shared {
 		ast.Item(ast.StringTerm("claims"), ast.NewTerm(claims)),
 	)
 	s := engine.NewShared(v)
-	t.SetMemo(s)
+	memo.Store(t.Memo(), s)
 	return s
 }
 
