@@ -1,6 +1,6 @@
-// Package engine loads guestgate's Rego policy directory, compiles it once,
-// evaluates the decision query per request and hot-reloads the directory when
-// its files change.
+// Package engine loads guestgate's Rego policy directory, compiles each
+// revision of it once, evaluates the decision query per request and
+// hot-reloads the directory when its files change.
 //
 // The directory is read the way `opa test <dir>` reads it: every .rego file
 // (Rego v1) is a module and every .json, .yaml and .yml file is data merged at
@@ -10,17 +10,24 @@
 // files, .git, and the ..data folders of a Kubernetes ConfigMap volume, whose
 // keys are reached through the top-level symlinks instead); symlinks are
 // followed. Rego tests (*_test.rego) are not served: they run under `opa test`.
+// load.go reads and compiles the directory; watch.go reloads it when its
+// files change and rereads it periodically for what notifications miss.
 //
-// A compiled policy, its data and its revision are swapped in as one value
-// behind an atomic pointer: Eval never waits on a reload, and a reload that
-// fails (parse, type or strict-mode error, no .rego file left, no decision
-// rule left) changes nothing but the error Status reports.
+// A compiled policy, its data and its revision (the content hash of its
+// files) are swapped in as one value behind an atomic pointer: Eval never
+// waits on a reload, and a reload that fails (parse, type or strict-mode
+// error, no .rego file left, no decision rule left) changes nothing but the
+// error Status reports. Current pins the serving revision as a Snapshot, so
+// that what a caller leaves out of an input by Snapshot.Reads and the
+// evaluation of that input belong to the same revision.
 //
 // Each revision knows, by static analysis of its compiled modules and the
-// decision query, which parts of the input it can read (Snapshot.Reads: a
-// caller may leave the rest out) and keeps a decision cache keyed on
-// exactly those parts (decisioncache.go), off when its answer could differ
-// for the same input.
+// decision query (analysis.go), which parts of the input it can read: a
+// caller may leave the rest out. It keeps a decision cache keyed on the
+// encoding of exactly those parts (decisionkey.go, decisioncache.go), off
+// when its answer could differ for the same input. A decision the cache does
+// not answer is evaluated by OPA, with the caches topdown keeps during an
+// evaluation in cheaper forms (evalcache.go).
 package engine
 
 import (
@@ -291,7 +298,7 @@ func (s Snapshot) Reads(path ...string) bool {
 // revision, as Engine.Eval does. shared are parts of input built once (see
 // Shared).
 func (s Snapshot) Eval(ctx context.Context, input ast.Value, shared ...*Shared) (Result, error) {
-	return s.eval(ctx, input, nil, shared)
+	return s.decide(ctx, input, nil, shared)
 }
 
 // Input is an input document a caller can hand over part by part: the
@@ -308,14 +315,14 @@ type Input interface {
 // EvalInput is Eval of in.Value(), with the same answer, that builds the
 // input document only when the decision cache cannot answer.
 func (s Snapshot) EvalInput(ctx context.Context, in Input, shared ...*Shared) (Result, error) {
-	return s.eval(ctx, nil, in, shared)
+	return s.decide(ctx, nil, in, shared)
 }
 
-// eval is the one evaluation path of Eval and EvalInput: the decision
+// decide is the one evaluation path of Eval and EvalInput: the decision
 // cache's answer when it holds the input's key, else OPA's, kept in the
 // cache once admitted. The input is in's document when in is not nil
 // (built only for OPA), else input.
-func (s Snapshot) eval(ctx context.Context, input ast.Value, in Input, shared []*Shared) (Result, error) {
+func (s Snapshot) decide(ctx context.Context, input ast.Value, in Input, shared []*Shared) (Result, error) {
 	e, p := s.e, s.p
 	if p == nil {
 		return Result{}, errors.New("engine: no policy loaded (use New)")
