@@ -1,6 +1,6 @@
-// Package engine loads guestgate's Rego policy directory, compiles it once,
-// evaluates the decision query per request and hot-reloads the directory when
-// its files change.
+// Package engine loads guestgate's Rego policy directory, compiles each
+// revision of it once, evaluates the decision query per request and
+// hot-reloads the directory when its files change.
 //
 // The directory is read the way `opa test <dir>` reads it: every .rego file
 // (Rego v1) is a module and every .json, .yaml and .yml file is data merged at
@@ -10,17 +10,24 @@
 // files, .git, and the ..data folders of a Kubernetes ConfigMap volume, whose
 // keys are reached through the top-level symlinks instead); symlinks are
 // followed. Rego tests (*_test.rego) are not served: they run under `opa test`.
+// load.go reads and compiles the directory; watch.go reloads it when its
+// files change and rereads it periodically for what notifications miss.
 //
-// A compiled policy, its data and its revision are swapped in as one value
-// behind an atomic pointer: Eval never waits on a reload, and a reload that
-// fails (parse, type or strict-mode error, no .rego file left, no decision
-// rule left) changes nothing but the error Status reports.
+// A compiled policy, its data and its revision (the content hash of its
+// files) are swapped in as one value behind an atomic pointer: Eval never
+// waits on a reload, and a reload that fails (parse, type or strict-mode
+// error, no .rego file left, no decision rule left) changes nothing but the
+// error Status reports. Current pins the serving revision as a Snapshot, so
+// that what a caller leaves out of an input by Snapshot.Reads and the
+// evaluation of that input belong to the same revision.
 //
 // Each revision knows, by static analysis of its compiled modules and the
-// decision query, which parts of the input it can read (Revision.Reads: a
-// caller may leave the rest out) and keeps a decision cache keyed on
-// exactly those parts (decisioncache.go), off when its answer could differ
-// for the same input.
+// decision query (analysis.go), which parts of the input it can read: a
+// caller may leave the rest out. It keeps a decision cache keyed on the
+// encoding of exactly those parts (decisionkey.go, decisioncache.go), off
+// when its answer could differ for the same input. A decision the cache does
+// not answer is evaluated by OPA, with the caches topdown keeps during an
+// evaluation in cheaper forms (evalcache.go).
 package engine
 
 import (
@@ -32,6 +39,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/guestgate/guestgate/internal/memo"
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/rego"
@@ -115,35 +123,19 @@ type Result struct {
 
 	// memo is shared by every answer of one cached decision; nil when the
 	// decision is not cached.
-	memo *resultMemo
+	memo *memo.Slot
 }
 
-type resultMemo struct{ v atomic.Pointer[any] }
-
-// Memo returns what SetMemo stored with this decision, or nil. A caller
-// keeps a form derived from a cached decision here (the parsed answer) so
-// that a repeated decision is converted once, not on every request.
-func (r Result) Memo() any {
-	if r.memo != nil {
-		if p := r.memo.v.Load(); p != nil {
-			return *p
-		}
-	}
-	return nil
-}
+// Memo is where a caller keeps a form derived from this decision (the
+// parsed answer), so that a repeated decision is converted once, not on
+// every request: one slot shared by every answer of the same cached
+// decision, or nil, which keeps nothing, when the decision is not cached.
+// What is stored must be a pure function of the decision.
+func (r Result) Memo() *memo.Slot { return r.memo }
 
 // Cached reports whether this decision is in the decision cache (and so
-// takes a memo).
+// keeps a memo).
 func (r Result) Cached() bool { return r.memo != nil }
-
-// SetMemo stores v with this decision when it is cached (and does nothing
-// otherwise). v must be a pure function of the decision: every later
-// answer of the same cached decision sees it. Safe for concurrent use.
-func (r Result) SetMemo(v any) {
-	if r.memo != nil {
-		r.memo.v.Store(&v)
-	}
-}
 
 // Status is the engine's state for readiness endpoints.
 type Status struct {
@@ -282,53 +274,31 @@ func (e *Engine) Eval(ctx context.Context, input ast.Value, shared ...*Shared) (
 	return e.Current().Eval(ctx, input, shared...)
 }
 
-// Revision is one compiled revision of the policy, pinned: what it reads of
+// Snapshot is the revision Current found serving, pinned: what it reads of
 // its input and its evaluation stay together even if a reload swaps in
-// another meanwhile. The zero Revision has no policy.
-type Revision struct {
+// another revision meanwhile. The zero Snapshot has no policy.
+type Snapshot struct {
 	e *Engine
 	p *policy
 }
 
-// Current returns the serving revision.
-func (e *Engine) Current() Revision { return Revision{e: e, p: e.current.Load()} }
+// Current returns a snapshot of the serving revision.
+func (e *Engine) Current() Snapshot { return Snapshot{e: e, p: e.current.Load()} }
 
 // Reads reports whether the policy may read input at path or anywhere
 // under it (input.attributes.request.http.headers: path "attributes",
 // "request", "http", "headers"). A caller may leave out of the input what
 // the policy cannot read: the answer cannot change. It is true for every
 // path when the policy uses input as a whole.
-func (r Revision) Reads(path ...string) bool {
-	return r.p == nil || r.p.reads.reads(path)
+func (s Snapshot) Reads(path ...string) bool {
+	return s.p == nil || s.p.reads.reads(path)
 }
 
-// Eval evaluates the decision query for input against this revision, as
-// Engine.Eval does. shared are parts of input built once (see Shared).
-func (r Revision) Eval(ctx context.Context, input ast.Value, shared ...*Shared) (Result, error) {
-	e, p := r.e, r.p
-	if p == nil {
-		return Result{}, errors.New("engine: no policy loaded (use New)")
-	}
-	if err := ctx.Err(); err != nil {
-		return Result{Revision: p.revision}, fmt.Errorf("engine: evaluating %s: %w", e.query, err)
-	}
-	if p.cache == nil {
-		return e.eval(ctx, p, input)
-	}
-	enc := keyEncoders.Get().(*keyEncoder)
-	defer keyEncoders.Put(enc)
-	keyed := enc.decisionKey(&p.reads, input, shared)
-	if keyed {
-		if res, ok := p.cache.get(enc.buf); ok {
-			return res, nil
-		}
-	}
-	res, err := e.eval(ctx, p, input)
-	if err == nil && keyed && p.cache.admit(enc.buf) {
-		res.memo = &resultMemo{}
-		p.cache.put(enc.buf, res, resultCost(res))
-	}
-	return res, err
+// Eval evaluates the decision query for input against this snapshot's
+// revision, as Engine.Eval does. shared are parts of input built once (see
+// Shared).
+func (s Snapshot) Eval(ctx context.Context, input ast.Value, shared ...*Shared) (Result, error) {
+	return s.decide(ctx, input, nil, shared)
 }
 
 // Input is an input document a caller can hand over part by part: the
@@ -344,37 +314,51 @@ type Input interface {
 
 // EvalInput is Eval of in.Value(), with the same answer, that builds the
 // input document only when the decision cache cannot answer.
-func (r Revision) EvalInput(ctx context.Context, in Input, shared ...*Shared) (Result, error) {
-	e, p := r.e, r.p
+func (s Snapshot) EvalInput(ctx context.Context, in Input, shared ...*Shared) (Result, error) {
+	return s.decide(ctx, nil, in, shared)
+}
+
+// decide is the one evaluation path of Eval and EvalInput: the decision
+// cache's answer when it holds the input's key, else OPA's, kept in the
+// cache once admitted. The input is in's document when in is not nil
+// (built only for OPA), else input.
+func (s Snapshot) decide(ctx context.Context, input ast.Value, in Input, shared []*Shared) (Result, error) {
+	e, p := s.e, s.p
 	if p == nil {
 		return Result{}, errors.New("engine: no policy loaded (use New)")
-	}
-	if p.cache == nil || len(p.reads.paths) == 0 {
-		// Nothing to key on (an input-less policy is keyed on the input
-		// being there at all): Eval decides as it would.
-		return r.Eval(ctx, in.Value(), shared...)
 	}
 	if err := ctx.Err(); err != nil {
 		return Result{Revision: p.revision}, fmt.Errorf("engine: evaluating %s: %w", e.query, err)
 	}
-	enc := keyEncoders.Get().(*keyEncoder)
-	defer keyEncoders.Put(enc)
-	keyed := enc.inputKey(&p.reads, in, shared)
-	if keyed {
-		if res, ok := p.cache.get(enc.buf); ok {
-			return res, nil
+	var enc *keyEncoder
+	keyed := false
+	if p.cache != nil {
+		enc = keyEncoders.Get().(*keyEncoder)
+		defer keyEncoders.Put(enc)
+		if in != nil {
+			keyed = enc.inputKey(&p.reads, in, shared)
+		} else {
+			keyed = enc.decisionKey(&p.reads, input, shared)
+		}
+		if keyed {
+			if res, ok := p.cache.get(enc.buf); ok {
+				return res, nil
+			}
 		}
 	}
-	res, err := e.eval(ctx, p, in.Value())
+	if in != nil {
+		input = in.Value()
+	}
+	res, err := e.evalOPA(ctx, p, input)
 	if err == nil && keyed && p.cache.admit(enc.buf) {
-		res.memo = &resultMemo{}
+		res.memo = &memo.Slot{}
 		p.cache.put(enc.buf, res, resultCost(res))
 	}
 	return res, err
 }
 
-// eval evaluates the decision query with OPA.
-func (e *Engine) eval(ctx context.Context, p *policy, input ast.Value) (Result, error) {
+// evalOPA evaluates the decision query with OPA.
+func (e *Engine) evalOPA(ctx context.Context, p *policy, input ast.Value) (Result, error) {
 	res := Result{Revision: p.revision}
 
 	// topdown would otherwise start a goroutine per evaluation to watch ctx;

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
@@ -32,7 +33,7 @@ const maxDepth = 32
 // serving revision. seen reports that the content is the same as the
 // previous attempt's, whatever that attempt's outcome.
 func (e *Engine) attempt(prev *policy) (next *policy, seen bool, err error) {
-	snap, err := readSnapshot(e.dir)
+	set, err := readFileSet(e.dir)
 	if err != nil {
 		// The same read error twice (a missing directory) is "seen" too, so
 		// polling reports it once, not on every tick.
@@ -41,29 +42,29 @@ func (e *Engine) attempt(prev *policy) (next *policy, seen bool, err error) {
 		e.lastSeen = key
 		return nil, seen, err
 	}
-	seen = snap.revision == e.lastSeen
-	e.lastSeen = snap.revision
+	seen = set.revision == e.lastSeen
+	e.lastSeen = set.revision
 
 	switch {
-	case prev != nil && snap.revision == prev.revision:
+	case prev != nil && set.revision == prev.revision:
 		return prev, seen, nil
-	case snap.revision == e.failed.revision:
+	case set.revision == e.failed.revision:
 		return nil, seen, e.failed.err
 	}
-	next, err = compile(snap, e.query, e.strict, e.cacheSize)
+	next, err = compile(set, e.query, e.strict, e.cacheSize)
 	if err != nil {
-		e.failed.revision, e.failed.err = snap.revision, err
+		e.failed.revision, e.failed.err = set.revision, err
 		return nil, seen, err
 	}
 	e.failed.revision, e.failed.err = "", nil
 	return next, seen, nil
 }
 
-// snapshot is the directory's loadable files read at one moment. The loader
+// fileSet is the directory's loadable files read at one moment. The loader
 // parses this in-memory copy rather than the live directory so that the
 // revision hash, the compiled policy and Data describe the same bytes even
 // while an editor or the kubelet is writing.
-type snapshot struct {
+type fileSet struct {
 	// files holds the files by slash-separated path relative to the
 	// directory. fstest.MapFS is the standard library's in-memory fs.FS; it
 	// serves the loader's Stat, ReadDir and ReadFile calls.
@@ -84,9 +85,9 @@ func loadable(name string) bool {
 	return false
 }
 
-// readSnapshot reads every loadable file under dir, following symlinks and
+// readFileSet reads every loadable file under dir, following symlinks and
 // skipping dot names, and hashes them into the revision.
-func readSnapshot(dir string) (*snapshot, error) {
+func readFileSet(dir string) (*fileSet, error) {
 	info, err := os.Stat(dir)
 	if err != nil {
 		return nil, fmt.Errorf("engine: policy directory: %w", err)
@@ -94,24 +95,18 @@ func readSnapshot(dir string) (*snapshot, error) {
 	if !info.IsDir() {
 		return nil, fmt.Errorf("engine: policy directory %s is not a directory", dir)
 	}
-	snap := &snapshot{files: fstest.MapFS{}}
-	if err := snap.walk(dir, ".", []os.FileInfo{info}); err != nil {
+	set := &fileSet{files: fstest.MapFS{}}
+	if err := set.walk(dir, ".", []os.FileInfo{info}); err != nil {
 		return nil, err
 	}
 
 	// The revision hashes paths and contents in a fixed order, each length
 	// prefixed so that no two different directories hash the same bytes.
-	names := slices.Sorted(func(yield func(string) bool) {
-		for name := range snap.files {
-			if !yield(name) {
-				return
-			}
-		}
-	})
+	names := slices.Sorted(maps.Keys(set.files))
 	h := sha256.New()
 	var n [8]byte
 	for _, name := range names {
-		data := snap.files[name].Data
+		data := set.files[name].Data
 		binary.BigEndian.PutUint64(n[:], uint64(len(name)))
 		h.Write(n[:])
 		h.Write([]byte(name))
@@ -119,13 +114,13 @@ func readSnapshot(dir string) (*snapshot, error) {
 		h.Write(n[:])
 		h.Write(data)
 	}
-	snap.revision = hex.EncodeToString(h.Sum(nil))
-	return snap, nil
+	set.revision = hex.EncodeToString(h.Sum(nil))
+	return set, nil
 }
 
 // walk reads the folder abs (rel relative to the policy directory).
 // ancestors are the folders above it, to refuse symlink loops.
-func (s *snapshot) walk(abs, rel string, ancestors []os.FileInfo) error {
+func (s *fileSet) walk(abs, rel string, ancestors []os.FileInfo) error {
 	if len(ancestors) > maxDepth {
 		return fmt.Errorf("engine: %s: folders nested more than %d deep", rel, maxDepth)
 	}
@@ -177,11 +172,11 @@ func (s *snapshot) walk(abs, rel string, ancestors []os.FileInfo) error {
 	return nil
 }
 
-// compile parses, merges and compiles a snapshot with OPA's own loader and
+// compile parses, merges and compiles a file set with OPA's own loader and
 // compiler, configured as `opa check --strict` (unless strict is false), and
 // prepares the decision query.
-func compile(snap *snapshot, query ast.Ref, strict bool, cacheSize int) (*policy, error) {
-	if snap.modules == 0 {
+func compile(set *fileSet, query ast.Ref, strict bool, cacheSize int) (*policy, error) {
+	if set.modules == 0 {
 		return nil, ErrNoPolicy
 	}
 	ctx := context.Background()
@@ -189,7 +184,7 @@ func compile(snap *snapshot, query ast.Ref, strict bool, cacheSize int) (*policy
 	// The loader reports parse errors and data merge conflicts with the
 	// file's path relative to the directory, and line for Rego.
 	res, err := loader.NewFileLoader().
-		WithFS(snap.files).
+		WithFS(set.files).
 		WithRegoVersion(ast.RegoV1).
 		WithProcessAnnotation(true).
 		All([]string{"."})
@@ -249,8 +244,8 @@ func compile(snap *snapshot, query ast.Ref, strict bool, cacheSize int) (*policy
 		query:     pq,
 		txn:       txn,
 		data:      res.Documents,
-		revision:  snap.revision,
-		files:     len(snap.files),
+		revision:  set.revision,
+		files:     len(set.files),
 		loadedAt:  time.Now(),
 		reads:     analyseInput(compiler, query),
 	}

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/guestgate/guestgate/engine"
+	"github.com/guestgate/guestgate/internal/memo"
 	"github.com/guestgate/guestgate/tokens"
 )
 
@@ -80,7 +81,7 @@ var inputPaths = slices.Concat(partNames[:], attributePaths)
 type inputPlan struct {
 	// rev is the revision planned for: the one that evaluates the input
 	// (evaluation.go), so the two cannot differ.
-	rev    engine.Revision
+	rev    engine.Snapshot
 	need   map[string]bool // dotted paths of inputPaths
 	counts map[string]int  // needed paths directly under a prefix ("" for the top)
 	// methodOnly holds input.attributes, built once per common method,
@@ -89,7 +90,7 @@ type inputPlan struct {
 	methodOnly map[string]*ast.Term
 }
 
-func newInputPlan(rev engine.Revision) *inputPlan {
+func newInputPlan(rev engine.Snapshot) *inputPlan {
 	p := &inputPlan{rev: rev, need: make(map[string]bool, len(inputPaths)), counts: map[string]int{}}
 	for _, path := range inputPaths {
 		need := rev.Reads(strings.Split(path, ".")...)
@@ -132,7 +133,7 @@ func (p *inputPlan) lazy() bool {
 }
 
 // plan returns the input plan of rev, made once per revision.
-func (c *Checker) plan(rev engine.Revision) *inputPlan {
+func (c *Checker) plan(rev engine.Snapshot) *inputPlan {
 	if p := c.inputPlan.Load(); p != nil && p.rev == rev {
 		return p
 	}
@@ -261,7 +262,7 @@ var versionTerm = ast.ObjectTerm(
 // the claims cannot be made a policy value: shown without them, the token
 // would pass a policy that denies on a claim.
 func tokenInput(t *tokens.Token) *engine.Shared {
-	if s, ok := t.Memo().(*engine.Shared); ok {
+	if s, ok := memo.Load[*engine.Shared](t.Memo()); ok {
 		return s
 	}
 	claims, err := ast.InterfaceToValue(t.Claims)
@@ -278,7 +279,7 @@ func tokenInput(t *tokens.Token) *engine.Shared {
 		ast.Item(ast.StringTerm("claims"), ast.NewTerm(claims)),
 	)
 	s := engine.NewShared(v)
-	t.SetMemo(s)
+	memo.Store(t.Memo(), s)
 	return s
 }
 

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/guestgate/guestgate/engine"
+	"github.com/guestgate/guestgate/internal/memo"
 )
 
 // respond shapes the policy's answer into d: the decision read (or, for
@@ -25,7 +26,7 @@ import (
 // completed on its way upstream. A decision of the wrong shape makes d a
 // denial (decision_invalid); the error says why, for the log.
 func (d *Decision) respond(res engine.Result, r *request, cs *compiled) error {
-	if tpl, ok := res.Memo().(*Decision); ok {
+	if tpl, ok := memo.Load[*Decision](res.Memo()); ok {
 		// A cached decision, read already.
 		d.answer(tpl)
 	} else if err := d.apply(res.Value); err == nil {
@@ -34,7 +35,7 @@ func (d *Decision) respond(res engine.Result, r *request, cs *compiled) error {
 			tpl.answer(d)
 			tpl.upstreamOpts = headerOptions(tpl.UpstreamHeaders)
 			tpl.denyOpts = headerOptions(tpl.DenyHeaders)
-			res.SetMemo(tpl)
+			memo.Store(res.Memo(), tpl)
 		}
 	} else {
 		*d = Decision{RequestID: d.RequestID, Revision: d.Revision, Kind: d.Kind, Issuer: d.Issuer, Subject: d.Subject,

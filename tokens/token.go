@@ -1,8 +1,9 @@
 package tokens
 
 import (
-	"sync/atomic"
 	"time"
+
+	"github.com/guestgate/guestgate/internal/memo"
 )
 
 // Token is a verified credential. A Verifier hands out the same *Token for
@@ -21,21 +22,11 @@ type Token struct {
 	// large integers stay exact; objects are map[string]any, arrays []any.
 	Claims map[string]any
 
-	memo atomic.Pointer[any]
+	memo memo.Slot
 }
 
-// Memo returns the value last stored with SetMemo, or nil. A caller keeps a
-// form derived from the token here (the policy input value) so that a cached
-// token is converted once, not on every request.
-func (t *Token) Memo() any {
-	if p := t.memo.Load(); p != nil {
-		return *p
-	}
-	return nil
-}
-
-// SetMemo stores v for Memo. It is safe for concurrent use; the last store
-// wins, so v must be a pure function of the token.
-func (t *Token) SetMemo(v any) {
-	t.memo.Store(&v)
-}
+// Memo is where a caller keeps a form derived from the token (the policy
+// input value), so that a cached token is converted once, not on every
+// request. What is stored must be a pure function of the token: every
+// later presentation of it sees it.
+func (t *Token) Memo() *memo.Slot { return &t.memo }
