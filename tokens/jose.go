@@ -7,16 +7,14 @@ package tokens
 // that brings its own key or asks for processing we do not do.
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"io"
 	"strings"
-	"unicode/utf8"
 
+	"github.com/guestgate/guestgate/strictjson"
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jws"
@@ -25,11 +23,6 @@ import (
 // DefaultMaxTokenSize bounds a token when Config.MaxTokenSize is zero. Real
 // tokens of every kind are well under 2 KiB.
 const DefaultMaxTokenSize = 8192
-
-// maxJSONDepth bounds the nesting of header and payload JSON. Claims are
-// shallow (SAT metadata is one object); anything deeper is an attack on the
-// parser, not a token.
-const maxJSONDepth = 32
 
 // minRSABits is the smallest RSA modulus a signature is verified with, a
 // key set takes and guestgate signs with (RFC 7518 §3.3: "A key of size
@@ -236,104 +229,21 @@ func decodeSegment(seg, what string) ([]byte, error) {
 
 // decodeObject decodes data as one JSON object with no member repeated at
 // any depth (RFC 7515 §5.2 step 4 and RFC 7519 §4: "MUST either reject ...
-// with duplicate Header Parameter names" — we always reject) and nothing
-// after it. Numbers stay json.Number so large integers are exact.
+// with duplicate Header Parameter names" — we always reject), in UTF-8
+// (RFC 7519 §7.2 step 10), nested at most strictjson.MaxDepth levels and
+// nothing after it. Numbers stay json.Number so large integers are exact.
 func decodeObject(data []byte, what string) (map[string]any, error) {
-	// RFC 8259 §8.1: JSON exchanged between systems "MUST be encoded using
-	// UTF-8"; encoding/json would otherwise replace bad bytes silently.
-	if !utf8.Valid(data) {
-		return nil, errorf(CodeMalformed, "%s is not UTF-8", what)
-	}
-	if !json.Valid(data) {
-		return nil, errorf(CodeMalformed, "%s is not JSON", what)
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	tok, err := dec.Token()
+	obj, err := strictjson.DecodeObject(data)
 	if err != nil {
-		return nil, errorf(CodeMalformed, "%s is not JSON", what)
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return nil, errorf(CodeMalformed, "%s is not a JSON object", what)
-	}
-	obj, err := readObject(dec, 1, what)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, errorf(CodeMalformed, "data after the %s object", what)
-	}
-	return obj, nil
-}
-
-// readObject reads the members of an object whose '{' was just read.
-func readObject(dec *json.Decoder, depth int, what string) (map[string]any, error) {
-	if depth > maxJSONDepth {
-		return nil, errorf(CodeMalformed, "%s is nested too deep", what)
-	}
-	obj := make(map[string]any)
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, errorf(CodeMalformed, "%s is not JSON", what)
+		// The rule and the offset, never a member name: a detail holds
+		// nothing of the token.
+		var se *strictjson.Error
+		if errors.As(err, &se) {
+			return nil, errorf(CodeMalformed, "%s: %v at offset %d", what, se.Err, se.Offset)
 		}
-		key, ok := tok.(string)
-		if !ok {
-			return nil, errorf(CodeMalformed, "%s is not JSON", what)
-		}
-		// Token returns the decoded name, so "a" and "\u0061" collide here
-		// as they would in any parser downstream.
-		if _, dup := obj[key]; dup {
-			return nil, errorf(CodeMalformed, "%s has a duplicate member", what)
-		}
-		v, err := readValue(dec, depth, what)
-		if err != nil {
-			return nil, err
-		}
-		obj[key] = v
-	}
-	if _, err := dec.Token(); err != nil { // the closing '}'
 		return nil, errorf(CodeMalformed, "%s is not JSON", what)
 	}
 	return obj, nil
-}
-
-func readArray(dec *json.Decoder, depth int, what string) ([]any, error) {
-	if depth > maxJSONDepth {
-		return nil, errorf(CodeMalformed, "%s is nested too deep", what)
-	}
-	arr := []any{}
-	for dec.More() {
-		v, err := readValue(dec, depth, what)
-		if err != nil {
-			return nil, err
-		}
-		arr = append(arr, v)
-	}
-	if _, err := dec.Token(); err != nil { // the closing ']'
-		return nil, errorf(CodeMalformed, "%s is not JSON", what)
-	}
-	return arr, nil
-}
-
-func readValue(dec *json.Decoder, depth int, what string) (any, error) {
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, errorf(CodeMalformed, "%s is not JSON", what)
-	}
-	switch t := tok.(type) {
-	case json.Delim:
-		switch t {
-		case '{':
-			return readObject(dec, depth+1, what)
-		case '[':
-			return readArray(dec, depth+1, what)
-		}
-		return nil, errorf(CodeMalformed, "%s is not JSON", what)
-	case string, json.Number, bool, nil:
-		return t, nil
-	}
-	return nil, errorf(CodeMalformed, "%s is not JSON", what)
 }
 
 // The signature algorithms a configuration may name. PS256/384/512 are left

@@ -1,7 +1,6 @@
 package tokens
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"crypto"
@@ -24,6 +23,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/guestgate/guestgate/strictjson"
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"golang.org/x/sync/singleflight"
 )
@@ -519,7 +519,8 @@ func readBounded(path string, limit int64) ([]byte, error) {
 var privateMembers = []string{"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 
 // parseKeySet parses a JWKS strictly: one JSON object with a "keys" array,
-// no duplicate member names anywhere, nothing after it. Every signature
+// read by strictjson (no duplicate member names anywhere, nothing after
+// it), before jwx sees any of it. Every signature
 // key must be a public RSA (at least 2048 bits), EC (P-256, P-384, P-521)
 // or Ed25519 key with an alg, when it has one, that fits it; kids are
 // unique, and a set of more than one key names each. Keys marked for
@@ -527,7 +528,7 @@ var privateMembers = []string{"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
 // some IdPs publish beside their signing keys), are left out: they never
 // verify a signature. A set with no signature key is an error.
 func parseKeySet(data []byte) (*keyState, error) {
-	if err := checkStrictJSON(data); err != nil {
+	if err := strictjson.Check(data); err != nil {
 		return nil, err
 	}
 	var doc struct {
@@ -645,65 +646,6 @@ func checkVerificationKey(key jwk.Key) error {
 	}
 	if alg != "" && !slices.Contains(algs, alg) {
 		return fmt.Errorf("alg %q does not fit a %s key", alg, key.KeyType())
-	}
-	return nil
-}
-
-// checkStrictJSON accepts exactly one JSON value with no duplicate object
-// member names (RFC 8259 §4 leaves their meaning open; two parsers could
-// read two different keys) and nothing after it.
-func checkStrictJSON(data []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	if err := skipStrictValue(dec, 0); err != nil {
-		return err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("not JSON: data after the document")
-	}
-	return nil
-}
-
-// maxJWKSDepth bounds nesting; a JWKS is three levels deep.
-const maxJWKSDepth = 16
-
-func skipStrictValue(dec *json.Decoder, depth int) error {
-	if depth > maxJWKSDepth {
-		return errors.New("not a JWKS: nested too deep")
-	}
-	tok, err := dec.Token()
-	if err != nil {
-		return errors.New("not JSON")
-	}
-	switch tok {
-	case json.Delim('{'):
-		seen := make(map[string]bool)
-		for dec.More() {
-			nameTok, err := dec.Token()
-			if err != nil {
-				return errors.New("not JSON")
-			}
-			name, _ := nameTok.(string)
-			if seen[name] {
-				return fmt.Errorf("not strict JSON: duplicate member %q", name)
-			}
-			seen[name] = true
-			if err := skipStrictValue(dec, depth+1); err != nil {
-				return err
-			}
-		}
-		if _, err := dec.Token(); err != nil {
-			return errors.New("not JSON")
-		}
-	case json.Delim('['):
-		for dec.More() {
-			if err := skipStrictValue(dec, depth+1); err != nil {
-				return err
-			}
-		}
-		if _, err := dec.Token(); err != nil {
-			return errors.New("not JSON")
-		}
 	}
 	return nil
 }

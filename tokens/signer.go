@@ -20,6 +20,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/uuid"
+	"github.com/guestgate/guestgate/strictjson"
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
 	"github.com/lestrrat-go/jwx/v2/jws"
@@ -127,7 +128,7 @@ func parsePEMSigningKey(data []byte, kid string) (SigningKey, error) {
 }
 
 func parseJWKSigningKey(data []byte) (SigningKey, error) {
-	if err := checkStrictJSON(data); err != nil {
+	if err := strictjson.Check(data); err != nil {
 		return SigningKey{}, fmt.Errorf("JWK: %w", err)
 	}
 	key, err := jwk.ParseKey(data)
