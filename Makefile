@@ -41,6 +41,8 @@ fuzz:
 	$(GO) test ./issuer/ -run '^$$' -fuzz '^FuzzSATRequest$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./ext_authz/ -run '^$$' -fuzz '^FuzzHTTPCheck$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./ext_authz/ -run '^$$' -fuzz '^FuzzJSONValue$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./ext_authz/ -run '^$$' -fuzz '^FuzzJSONValueAgainstStrictJSON$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./strictjson/ -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./ext_authz/ -run '^$$' -fuzz '^FuzzCheckRequestCodec$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./engine/ -run '^$$' -fuzz '^FuzzDecisionCache$$' -fuzztime $(FUZZTIME)
 

@@ -7,11 +7,14 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 
+	"github.com/guestgate/guestgate/strictjson"
 	"github.com/open-policy-agent/opa/v1/ast"
 )
 
-// maxJSONDepth bounds nesting so a hostile body cannot exhaust the stack.
-const maxJSONDepth = 64
+// maxJSONDepth bounds nesting so a hostile body cannot exhaust the stack:
+// the strict reader's bound, so both take the same documents
+// (jsonvalue_strict_test.go).
+const maxJSONDepth = strictjson.MaxDepth
 
 var errDuplicateKey = errors.New("duplicate key")
 

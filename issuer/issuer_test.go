@@ -19,6 +19,7 @@ import (
 
 	"github.com/guestgate/guestgate/config"
 	"github.com/guestgate/guestgate/engine"
+	"github.com/guestgate/guestgate/strictjson"
 	"github.com/guestgate/guestgate/tokens"
 )
 
@@ -274,6 +275,17 @@ func TestSATMintsTheProvidersTokenForAnAdministratorOfTheAccount(t *testing.T) {
 				t.Errorf("metadata = %v", c["metadata"])
 			}
 		}},
+		// The body's object and metadata's levels fill strictjson.MaxDepth,
+		// as the token's claims and metadata do: the verifier takes it.
+		{"json with metadata at the depth bound", "application/json", `{"metadata":` + strings.Repeat(`{"a":`, strictjson.MaxDepth-2) + "{}" + strings.Repeat("}", strictjson.MaxDepth-1), func(t *testing.T, c map[string]any) {
+			m, _ := c["metadata"].(map[string]any)
+			for range strictjson.MaxDepth - 2 {
+				m, _ = m["a"].(map[string]any)
+			}
+			if m == nil || len(m) != 0 {
+				t.Errorf("metadata = %v", c["metadata"])
+			}
+		}},
 		{"form with a generated address", "application/x-www-form-urlencoded", url.Values{"first_name": {"Grace"}, "email_domain": {"Example.COM"}}.Encode(), func(t *testing.T, c map[string]any) {
 			e, _ := c["email"].(string)
 			if c["first_name"] != "Grace" || !strings.HasPrefix(e, "anonymous-") || !strings.HasSuffix(e, "@example.com") {
@@ -356,6 +368,12 @@ func TestSATRefusals(t *testing.T) {
 		{"json field twice", "acct-1", "prov-1", admin().headers(), "application/json", `{"email":"a@example.com","email":"b@example.com"}`, 400, "field_invalid", "body"},
 		{"json after the object", "acct-1", "prov-1", admin().headers(), "application/json", `{"email":"a@example.com"} {}`, 400, "field_invalid", "body"},
 		{"json not an object", "acct-1", "prov-1", admin().headers(), "application/json", `["email"]`, 400, "field_invalid", "body"},
+		{"json not UTF-8", "acct-1", "prov-1", admin().headers(), "application/json", "{\"first_name\":\"Ad\xffa\"}", 400, "field_invalid", "body"},
+		{"json metadata member twice", "acct-1", "prov-1", admin().headers(), "application/json", `{"metadata":{"a":1,"a":2}}`, 400, "field_invalid", "body"},
+		{"json metadata member twice deep inside", "acct-1", "prov-1", admin().headers(), "application/json", `{"metadata":{"a":[{"b":1,"b":1}]}}`, 400, "field_invalid", "body"},
+		{"json metadata nested too deep", "acct-1", "prov-1", admin().headers(), "application/json", `{"metadata":` + strings.Repeat(`{"a":`, strictjson.MaxDepth) + "1" + strings.Repeat("}", strictjson.MaxDepth+1), 400, "field_invalid", "body"},
+		{"form metadata member twice", "acct-1", "prov-1", admin().headers(), "application/x-www-form-urlencoded", url.Values{"metadata": {`{"a":1,"a":2}`}}.Encode(), 400, "field_invalid", "metadata"},
+		{"form metadata not JSON", "acct-1", "prov-1", admin().headers(), "application/x-www-form-urlencoded", url.Values{"metadata": {`{"a":1} {}`}}.Encode(), 400, "field_invalid", "metadata"},
 		{"form field twice", "acct-1", "prov-1", admin().headers(), "application/x-www-form-urlencoded", "first_name=a&first_name=b", 400, "field_invalid", "first_name"},
 		{"oversize body", "acct-1", "prov-1", admin().headers(), "application/json", `{"first_name":"` + strings.Repeat("a", 17<<10) + `"}`, 400, "body_too_large", "body"},
 		{"unsupported media type", "acct-1", "prov-1", admin().headers(), "text/plain", "first_name=a", 415, "unsupported_media_type", "Content-Type"},

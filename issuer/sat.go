@@ -10,16 +10,19 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"mime"
 	"net/http"
 	"net/mail"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
 
 	"github.com/guestgate/guestgate/config"
+	"github.com/guestgate/guestgate/strictjson"
 	"github.com/guestgate/guestgate/tokens"
 )
 
@@ -231,12 +234,14 @@ func readSATBody(r *http.Request) (satBody, string, error) {
 	strs := map[string]*string{"first_name": &b.FirstName, "last_name": &b.LastName, "email": &b.Email, "email_domain": &b.EmailDomain}
 	switch mt {
 	case "application/json":
-		fields, err := jsonObject(data)
+		fields, err := jsonFields(data)
 		if err != nil {
 			return b, "body", err
 		}
-		for _, fv := range fields {
-			name, v := fv.name, fv.value
+		// In name order: the first bad field named is the same on every
+		// request.
+		for _, name := range slices.Sorted(maps.Keys(fields)) {
+			v := fields[name]
 			if !satFields[name] {
 				return b, name, fmt.Errorf("unknown field %q", name)
 			}
@@ -263,7 +268,7 @@ func readSATBody(r *http.Request) (satBody, string, error) {
 				return b, name, fmt.Errorf("%s is sent more than once", name)
 			}
 			if name == "metadata" {
-				if err := decodeMetadata(json.RawMessage(vs[0]), &b.Metadata); err != nil {
+				if err := decodeMetadata([]byte(vs[0]), &b.Metadata); err != nil {
 					return b, name, err
 				}
 				continue
@@ -277,55 +282,34 @@ func readSATBody(r *http.Request) (satBody, string, error) {
 	return b, field, err
 }
 
-type jsonField struct {
-	name  string
-	value json.RawMessage
-}
-
-// jsonObject splits a JSON object into its fields, in order, refusing a
-// field named twice (which decoders resolve differently) and anything
-// after the object.
-func jsonObject(data []byte) ([]jsonField, error) {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+// jsonFields splits the body into its fields. strictjson reads it first,
+// metadata and all: one object, no field or member named twice at any depth
+// (decoders resolve a repeat differently), nothing after it.
+func jsonFields(data []byte) (map[string]json.RawMessage, error) {
+	if _, err := strictjson.DecodeObject(data); err != nil {
+		return nil, fmt.Errorf("the body: %w", err)
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(data, &fields); err != nil {
 		return nil, errors.New("the body is not a JSON object")
 	}
-	var out []jsonField
-	seen := map[string]bool{}
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return nil, errors.New("the body is not a JSON object")
-		}
-		name, _ := t.(string)
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return nil, errors.New("the body is not a JSON object")
-		}
-		if seen[name] {
-			return nil, fmt.Errorf("field %q is sent more than once", name)
-		}
-		seen[name] = true
-		out = append(out, jsonField{name, v})
-	}
-	if _, err := dec.Token(); err != nil {
-		return nil, errors.New("the body is not a JSON object")
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, errors.New("the body holds more than one JSON value")
-	}
-	return out, nil
+	return fields, nil
 }
 
-func decodeMetadata(v json.RawMessage, out *map[string]any) error {
+// decodeMetadata reads the metadata field, from a JSON body or a form: a
+// strict JSON object of at most maxMetadata bytes as sent.
+func decodeMetadata(v []byte, out *map[string]any) error {
 	if len(v) > maxMetadata {
 		return fmt.Errorf("metadata is larger than %d bytes", maxMetadata)
 	}
-	dec := json.NewDecoder(bytes.NewReader(v))
-	dec.UseNumber()
-	if err := dec.Decode(out); err != nil || *out == nil || dec.More() {
+	m, err := strictjson.DecodeObject(v)
+	switch {
+	case errors.Is(err, strictjson.ErrNotObject):
 		return errors.New("metadata must be a JSON object")
+	case err != nil:
+		return fmt.Errorf("metadata must be a JSON object: %w", err)
 	}
+	*out = m
 	return nil
 }
 

@@ -1,28 +1,8 @@
-// Package tokens verifies the anonymous and guest credentials guestgate
-// trusts and mints the ones it issues itself.
-//
-// Every kind has its own verifier with its own, mutually exclusive rules
-// (RFC 8725): the trusted issuer is picked by the token's "iss", and that
-// issuer's configuration alone decides the algorithm, the keys and the
-// claims that must be present. Before any library parses a token, the strict
-// parser bounds its size and checks its segments, its base64url and its JSON.
 package tokens
 
 import (
 	"errors"
 	"fmt"
-)
-
-// Kind names a family of credential. The values are the ones the policy sees
-// in input.token.kind.
-type Kind string
-
-const (
-	KindXBSAnonymous    Kind = "xbs_anonymous"
-	KindRegular         Kind = "regular"
-	KindSecureAnonymous Kind = "secure_anonymous"
-	KindGuest           Kind = "guest"
-	KindAccess          Kind = "access"
 )
 
 // Stable error codes. They reach the policy as input.token_error, the

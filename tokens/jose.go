@@ -7,34 +7,17 @@ package tokens
 // that brings its own key or asks for processing we do not do.
 
 import (
-	"bytes"
-	"crypto/ecdsa"
-	"crypto/rsa"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
-	"io"
 	"strings"
-	"unicode/utf8"
 
-	"github.com/lestrrat-go/jwx/v2/jwa"
-	"github.com/lestrrat-go/jwx/v2/jwk"
-	"github.com/lestrrat-go/jwx/v2/jws"
+	"github.com/guestgate/guestgate/strictjson"
 )
 
 // DefaultMaxTokenSize bounds a token when Config.MaxTokenSize is zero. Real
 // tokens of every kind are well under 2 KiB.
 const DefaultMaxTokenSize = 8192
-
-// maxJSONDepth bounds the nesting of header and payload JSON. Claims are
-// shallow (SAT metadata is one object); anything deeper is an attack on the
-// parser, not a token.
-const maxJSONDepth = 32
-
-// minRSABits is the smallest RSA modulus a signature is verified with, a
-// key set takes and guestgate signs with (RFC 7518 §3.3: "A key of size
-// 2048 bits or larger MUST be used").
-const minRSABits = 2048
 
 // dateClaims are the NumericDate claims (RFC 7519 §2: "A JSON numeric value
 // representing the number of seconds from 1970-01-01T00:00:00Z UTC"). A
@@ -236,207 +219,19 @@ func decodeSegment(seg, what string) ([]byte, error) {
 
 // decodeObject decodes data as one JSON object with no member repeated at
 // any depth (RFC 7515 §5.2 step 4 and RFC 7519 §4: "MUST either reject ...
-// with duplicate Header Parameter names" — we always reject) and nothing
-// after it. Numbers stay json.Number so large integers are exact.
+// with duplicate Header Parameter names" — we always reject), in UTF-8
+// (RFC 7519 §7.2 step 10), nested at most strictjson.MaxDepth levels and
+// nothing after it. Numbers stay json.Number so large integers are exact.
 func decodeObject(data []byte, what string) (map[string]any, error) {
-	// RFC 8259 §8.1: JSON exchanged between systems "MUST be encoded using
-	// UTF-8"; encoding/json would otherwise replace bad bytes silently.
-	if !utf8.Valid(data) {
-		return nil, errorf(CodeMalformed, "%s is not UTF-8", what)
-	}
-	if !json.Valid(data) {
-		return nil, errorf(CodeMalformed, "%s is not JSON", what)
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	tok, err := dec.Token()
+	obj, err := strictjson.DecodeObject(data)
 	if err != nil {
-		return nil, errorf(CodeMalformed, "%s is not JSON", what)
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return nil, errorf(CodeMalformed, "%s is not a JSON object", what)
-	}
-	obj, err := readObject(dec, 1, what)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, errorf(CodeMalformed, "data after the %s object", what)
-	}
-	return obj, nil
-}
-
-// readObject reads the members of an object whose '{' was just read.
-func readObject(dec *json.Decoder, depth int, what string) (map[string]any, error) {
-	if depth > maxJSONDepth {
-		return nil, errorf(CodeMalformed, "%s is nested too deep", what)
-	}
-	obj := make(map[string]any)
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, errorf(CodeMalformed, "%s is not JSON", what)
+		// The rule and the offset, never a member name: a detail holds
+		// nothing of the token.
+		var se *strictjson.Error
+		if errors.As(err, &se) {
+			return nil, errorf(CodeMalformed, "%s: %v at offset %d", what, se.Err, se.Offset)
 		}
-		key, ok := tok.(string)
-		if !ok {
-			return nil, errorf(CodeMalformed, "%s is not JSON", what)
-		}
-		// Token returns the decoded name, so "a" and "\u0061" collide here
-		// as they would in any parser downstream.
-		if _, dup := obj[key]; dup {
-			return nil, errorf(CodeMalformed, "%s has a duplicate member", what)
-		}
-		v, err := readValue(dec, depth, what)
-		if err != nil {
-			return nil, err
-		}
-		obj[key] = v
-	}
-	if _, err := dec.Token(); err != nil { // the closing '}'
 		return nil, errorf(CodeMalformed, "%s is not JSON", what)
 	}
 	return obj, nil
-}
-
-func readArray(dec *json.Decoder, depth int, what string) ([]any, error) {
-	if depth > maxJSONDepth {
-		return nil, errorf(CodeMalformed, "%s is nested too deep", what)
-	}
-	arr := []any{}
-	for dec.More() {
-		v, err := readValue(dec, depth, what)
-		if err != nil {
-			return nil, err
-		}
-		arr = append(arr, v)
-	}
-	if _, err := dec.Token(); err != nil { // the closing ']'
-		return nil, errorf(CodeMalformed, "%s is not JSON", what)
-	}
-	return arr, nil
-}
-
-func readValue(dec *json.Decoder, depth int, what string) (any, error) {
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, errorf(CodeMalformed, "%s is not JSON", what)
-	}
-	switch t := tok.(type) {
-	case json.Delim:
-		switch t {
-		case '{':
-			return readObject(dec, depth+1, what)
-		case '[':
-			return readArray(dec, depth+1, what)
-		}
-		return nil, errorf(CodeMalformed, "%s is not JSON", what)
-	case string, json.Number, bool, nil:
-		return t, nil
-	}
-	return nil, errorf(CodeMalformed, "%s is not JSON", what)
-}
-
-// The signature algorithms a configuration may name. PS256/384/512 are left
-// out on purpose: jwx verifies RSASSA-PSS with any salt length, and RFC 7518
-// §3.5 fixes it to the hash size, so a strict verifier cannot offer them.
-// EdDSA is left out until an issuer needs it.
-var (
-	symmetricAlgorithms = map[string]jwa.SignatureAlgorithm{
-		"HS256": jwa.HS256,
-	}
-	asymmetricAlgorithms = map[string]jwa.SignatureAlgorithm{
-		"RS256": jwa.RS256, "RS384": jwa.RS384, "RS512": jwa.RS512,
-		"ES256": jwa.ES256, "ES384": jwa.ES384, "ES512": jwa.ES512,
-	}
-)
-
-var hmacKeyBytes = map[jwa.SignatureAlgorithm]int{jwa.HS256: 32, jwa.HS384: 48, jwa.HS512: 64}
-
-// usableKey checks that key may verify signatures made with alg and returns
-// its raw form for the jwx verifier: the key is for signatures (use, key_ops),
-// its own alg (when set) is alg, its type and size or curve fit alg.
-func usableKey(alg jwa.SignatureAlgorithm, key jwk.Key) (any, error) {
-	// RFC 7517 §4.2 and §4.3: "use" and "key_ops" restrict what a key is for.
-	if use := key.KeyUsage(); use != "" && use != "sig" {
-		return nil, errorf(CodeUnknownKey, "the key with this kid is not a signature key (use)")
-	}
-	if ops := key.KeyOps(); len(ops) > 0 {
-		verify := false
-		for _, op := range ops {
-			verify = verify || op == jwk.KeyOpVerify
-		}
-		if !verify {
-			return nil, errorf(CodeUnknownKey, "the key with this kid is not a verification key (key_ops)")
-		}
-	}
-	// RFC 8725 §3.1: "each key MUST be used with exactly one algorithm".
-	if ka := key.Algorithm().String(); ka != "" && ka != alg.String() {
-		return nil, errorf(CodeBadAlgorithm, "the key with this kid is for %s, not %s", ka, alg)
-	}
-	switch alg {
-	case jwa.HS256, jwa.HS384, jwa.HS512:
-		if key.KeyType() != jwa.OctetSeq {
-			return nil, errorf(CodeBadAlgorithm, "%s needs a symmetric key", alg)
-		}
-		var secret []byte
-		if err := key.Raw(&secret); err != nil {
-			return nil, errorf(CodeUnknownKey, "the key with this kid is unusable")
-		}
-		if err := checkHMACKey(alg, secret); err != nil {
-			return nil, err
-		}
-		return secret, nil
-	case jwa.RS256, jwa.RS384, jwa.RS512:
-		if key.KeyType() != jwa.RSA {
-			return nil, errorf(CodeBadAlgorithm, "%s needs an RSA key", alg)
-		}
-		raw, err := jwk.PublicRawKeyOf(key)
-		pub, ok := raw.(*rsa.PublicKey)
-		if err != nil || !ok {
-			return nil, errorf(CodeUnknownKey, "the key with this kid is unusable")
-		}
-		if pub.N.BitLen() < minRSABits {
-			return nil, errorf(CodeUnknownKey, "the key with this kid is shorter than %d bits", minRSABits)
-		}
-		return pub, nil
-	case jwa.ES256, jwa.ES384, jwa.ES512:
-		if key.KeyType() != jwa.EC {
-			return nil, errorf(CodeBadAlgorithm, "%s needs an EC key", alg)
-		}
-		raw, err := jwk.PublicRawKeyOf(key)
-		pub, ok := raw.(*ecdsa.PublicKey)
-		if err != nil || !ok {
-			return nil, errorf(CodeUnknownKey, "the key with this kid is unusable")
-		}
-		// RFC 7518 §3.4: each ES algorithm has its one curve.
-		if a, err := ecdsaAlgorithm(pub.Curve); err != nil || a != alg.String() {
-			return nil, errorf(CodeBadAlgorithm, "%s needs a key on its own curve", alg)
-		}
-		return pub, nil
-	}
-	return nil, errorf(CodeBadAlgorithm, "%s is not supported", alg)
-}
-
-// checkHMACKey enforces RFC 7518 §3.2: "A key of the same size as the hash
-// output ... or larger MUST be used".
-func checkHMACKey(alg jwa.SignatureAlgorithm, secret []byte) error {
-	min := hmacKeyBytes[alg]
-	if min == 0 || len(secret) < min {
-		return errorf(CodeUnknownKey, "%s key shorter than %d bytes", alg, min)
-	}
-	return nil
-}
-
-// verifySignature checks c's signature over exactly the bytes the strict
-// parser read, with jwx's verifier for alg. raw is what usableKey returned
-// (or a guest secret).
-func verifySignature(c *compactJWS, alg jwa.SignatureAlgorithm, raw any) error {
-	v, err := jws.NewVerifier(alg)
-	if err != nil {
-		return errorf(CodeBadAlgorithm, "%s is not supported", alg)
-	}
-	if err := v.Verify([]byte(c.signingInput), c.signature, raw); err != nil {
-		return errorf(CodeBadSignature, "signature does not verify")
-	}
-	return nil
 }

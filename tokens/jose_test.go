@@ -4,6 +4,8 @@ import (
 	"encoding/base64"
 	"strings"
 	"testing"
+
+	"github.com/guestgate/guestgate/strictjson"
 )
 
 // vfCompact joins the base64url of header and payload with sig verbatim.
@@ -17,8 +19,8 @@ func vfCompact(header, payload, sig string) string {
 func TestStrictParserRules(t *testing.T) {
 	const h = `{"alg":"HS256","typ":"JWT"}`
 	const p = `{"sub":"a","exp":1}`
-	deep := strings.Repeat(`{"a":`, maxJSONDepth+1) + "1" + strings.Repeat("}", maxJSONDepth+1)
-	shallow := strings.Repeat(`{"a":`, maxJSONDepth-1) + "1" + strings.Repeat("}", maxJSONDepth-1)
+	deep := strings.Repeat(`{"a":`, strictjson.MaxDepth+1) + "1" + strings.Repeat("}", strictjson.MaxDepth+1)
+	shallow := strings.Repeat(`{"a":`, strictjson.MaxDepth-1) + "1" + strings.Repeat("}", strictjson.MaxDepth-1)
 	tests := []struct {
 		name   string
 		raw    string

@@ -1,25 +1,20 @@
 package tokens
 
+// The life cycle of an issuer's key set: built from a file, inline JSON, a
+// URL or a fixed set; a URL set refetched in the background and on a miss,
+// kept while fetches fail until MaxStale, then failing closed. Reading a
+// JWKS is jwks.go; which URLs may be fetched is keyurl.go.
+
 import (
-	"bytes"
 	"cmp"
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
-	"net/url"
 	"os"
-	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -41,8 +36,6 @@ const (
 	// keyFetchTimeout bounds one fetch of a JWKS URL, the start fetch
 	// included, whatever the HTTP client's own timeout.
 	keyFetchTimeout = 10 * time.Second
-	// maxKeyRedirects bounds the redirects a JWKS fetch follows.
-	maxKeyRedirects = 3
 )
 
 // KeySource says where an issuer's verification keys come from. Exactly one
@@ -438,66 +431,6 @@ func (k *KeySet) get(ctx context.Context) (*keyState, error) {
 	return st, nil
 }
 
-// checkKeyURL takes https URLs, and http to a loopback host for tests.
-func checkKeyURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return errors.New("JWKS URL: not a URL")
-	}
-	if u.Host == "" || u.Opaque != "" {
-		return errors.New("JWKS URL: not an absolute URL with a host")
-	}
-	if u.User != nil {
-		return errors.New("JWKS URL: must not hold credentials")
-	}
-	if u.Fragment != "" {
-		return errors.New("JWKS URL: must not have a fragment")
-	}
-	switch {
-	case u.Scheme == "https":
-		return nil
-	case u.Scheme == "http" && isLoopbackHost(u.Hostname()):
-		return nil
-	}
-	return fmt.Errorf("JWKS URL %s: must be https (plain http only to a loopback host)", raw)
-}
-
-func isLoopbackHost(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
-}
-
-// keyClient returns the client fetches use: a copy of client (or a default
-// one) whose redirects are bounded and held to the same URL rule.
-func keyClient(client *http.Client) *http.Client {
-	var c http.Client
-	if client != nil {
-		c = *client
-	} else {
-		c.Timeout = keyFetchTimeout
-	}
-	inner := c.CheckRedirect
-	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
-		if len(via) >= maxKeyRedirects {
-			return errors.New("too many redirects")
-		}
-		if err := checkKeyURL(req.URL.String()); err != nil {
-			return err
-		}
-		if err := checkKeyRedirect(via[0].URL, req.URL); err != nil {
-			return err
-		}
-		if inner != nil {
-			return inner(req, via)
-		}
-		return nil
-	}
-	return &c
-}
-
 func readBounded(path string, limit int64) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -512,226 +445,4 @@ func readBounded(path string, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("%s: larger than %d bytes", path, limit)
 	}
 	return data, nil
-}
-
-// privateMembers are the JWK members of private or symmetric key material
-// (RFC 7518 §6.2.2, §6.3.2, §6.4.1; RFC 8037 §2).
-var privateMembers = []string{"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
-
-// parseKeySet parses a JWKS strictly: one JSON object with a "keys" array,
-// no duplicate member names anywhere, nothing after it. Every signature
-// key must be a public RSA (at least 2048 bits), EC (P-256, P-384, P-521)
-// or Ed25519 key with an alg, when it has one, that fits it; kids are
-// unique, and a set of more than one key names each. Keys marked for
-// another use than "sig", or with a key-encryption alg (the encryption key
-// some IdPs publish beside their signing keys), are left out: they never
-// verify a signature. A set with no signature key is an error.
-func parseKeySet(data []byte) (*keyState, error) {
-	if err := checkStrictJSON(data); err != nil {
-		return nil, err
-	}
-	var doc struct {
-		Keys []json.RawMessage `json:"keys"`
-	}
-	if err := json.Unmarshal(data, &doc); err != nil {
-		return nil, errors.New(`not a JWKS: want an object with a "keys" array`)
-	}
-	st := &keyState{byKID: make(map[string]jwk.Key, len(doc.Keys))}
-	var keys []jwk.Key
-	h := sha256.New()
-	for i, raw := range doc.Keys {
-		var members map[string]json.RawMessage
-		if err := json.Unmarshal(raw, &members); err != nil {
-			return nil, fmt.Errorf("keys[%d]: not a JSON object", i)
-		}
-		for _, m := range privateMembers {
-			if _, ok := members[m]; ok {
-				return nil, fmt.Errorf("keys[%d]: holds private or symmetric key material (%q); a verification key set must be public", i, m)
-			}
-		}
-		key, err := jwk.ParseKey(raw)
-		if err != nil {
-			return nil, fmt.Errorf("keys[%d]: not a usable JWK: %v", i, err)
-		}
-		if use := key.KeyUsage(); use != "" && use != "sig" {
-			continue
-		}
-		if alg := key.Algorithm().String(); alg != "" && !jwsAlgorithms[alg] {
-			continue // a key-encryption algorithm (RSA-OAEP, ECDH-ES...): not a signature key
-		}
-		if err := checkVerificationKey(key); err != nil {
-			return nil, fmt.Errorf("keys[%d]: %w", i, err)
-		}
-		kid := key.KeyID()
-		if _, dup := st.byKID[kid]; dup {
-			return nil, fmt.Errorf("keys[%d]: duplicate kid %q", i, kid)
-		}
-		st.byKID[kid] = key
-		keys = append(keys, key)
-	}
-	if len(keys) == 0 {
-		return nil, errors.New("the key set has no signature keys")
-	}
-	if len(keys) > 1 {
-		if _, ok := st.byKID[""]; ok {
-			return nil, errors.New("a key without kid in a set of several keys: it could never be selected")
-		}
-	}
-	st.n = len(keys)
-	if st.n == 1 {
-		st.only = keys[0]
-	}
-	// The digest covers what verification depends on: kid, alg, use and
-	// the key itself (its RFC 7638 thumbprint), in kid order.
-	slices.SortFunc(keys, func(a, b jwk.Key) int { return strings.Compare(a.KeyID(), b.KeyID()) })
-	for _, key := range keys {
-		tp, err := key.Thumbprint(crypto.SHA256)
-		if err != nil {
-			return nil, fmt.Errorf("kid %q: %v", key.KeyID(), err)
-		}
-		fmt.Fprintf(h, "%q %q %q %x\n", key.KeyID(), key.Algorithm().String(), key.KeyUsage(), tp)
-	}
-	h.Sum(st.digest[:0])
-	return st, nil
-}
-
-// jwsAlgorithms are the "alg" values of RFC 7518 §3.1 and RFC 8037 §3.1,
-// supported or not: a key with another alg is an encryption key.
-var jwsAlgorithms = map[string]bool{
-	"HS256": true, "HS384": true, "HS512": true, "RS256": true, "RS384": true, "RS512": true,
-	"ES256": true, "ES384": true, "ES512": true, "ES256K": true, "PS256": true, "PS384": true, "PS512": true,
-	"EdDSA": true, "none": true,
-}
-
-// ecdsaAlgorithm is the one JWS algorithm of an EC key's curve (RFC 7518
-// §3.4 binds each ES algorithm to its curve).
-func ecdsaAlgorithm(c elliptic.Curve) (string, error) {
-	switch c {
-	case elliptic.P256():
-		return "ES256", nil
-	case elliptic.P384():
-		return "ES384", nil
-	case elliptic.P521():
-		return "ES512", nil
-	}
-	return "", errors.New("EC key on an unsupported curve")
-}
-
-// checkVerificationKey takes public signature keys of the supported types.
-func checkVerificationKey(key jwk.Key) error {
-	var raw any
-	if err := key.Raw(&raw); err != nil {
-		return fmt.Errorf("unusable key: %v", err)
-	}
-	alg := key.Algorithm().String()
-	var algs []string
-	switch pub := raw.(type) {
-	case *rsa.PublicKey:
-		if pub.N.BitLen() < minRSABits {
-			return fmt.Errorf("RSA key of %d bits; at least %d required", pub.N.BitLen(), minRSABits)
-		}
-		algs = []string{"RS256", "RS384", "RS512", "PS256", "PS384", "PS512"}
-	case *ecdsa.PublicKey:
-		a, err := ecdsaAlgorithm(pub.Curve)
-		if err != nil {
-			return err
-		}
-		algs = []string{a}
-	case ed25519.PublicKey:
-		algs = []string{"EdDSA"}
-	default:
-		// Private keys are refused before; this is oct, X25519 and the rest.
-		return fmt.Errorf("unsupported key type %s", key.KeyType())
-	}
-	if alg != "" && !slices.Contains(algs, alg) {
-		return fmt.Errorf("alg %q does not fit a %s key", alg, key.KeyType())
-	}
-	return nil
-}
-
-// checkStrictJSON accepts exactly one JSON value with no duplicate object
-// member names (RFC 8259 §4 leaves their meaning open; two parsers could
-// read two different keys) and nothing after it.
-func checkStrictJSON(data []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.UseNumber()
-	if err := skipStrictValue(dec, 0); err != nil {
-		return err
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return errors.New("not JSON: data after the document")
-	}
-	return nil
-}
-
-// maxJWKSDepth bounds nesting; a JWKS is three levels deep.
-const maxJWKSDepth = 16
-
-func skipStrictValue(dec *json.Decoder, depth int) error {
-	if depth > maxJWKSDepth {
-		return errors.New("not a JWKS: nested too deep")
-	}
-	tok, err := dec.Token()
-	if err != nil {
-		return errors.New("not JSON")
-	}
-	switch tok {
-	case json.Delim('{'):
-		seen := make(map[string]bool)
-		for dec.More() {
-			nameTok, err := dec.Token()
-			if err != nil {
-				return errors.New("not JSON")
-			}
-			name, _ := nameTok.(string)
-			if seen[name] {
-				return fmt.Errorf("not strict JSON: duplicate member %q", name)
-			}
-			seen[name] = true
-			if err := skipStrictValue(dec, depth+1); err != nil {
-				return err
-			}
-		}
-		if _, err := dec.Token(); err != nil {
-			return errors.New("not JSON")
-		}
-	case json.Delim('['):
-		for dec.More() {
-			if err := skipStrictValue(dec, depth+1); err != nil {
-				return err
-			}
-		}
-		if _, err := dec.Token(); err != nil {
-			return errors.New("not JSON")
-		}
-	}
-	return nil
-}
-
-// checkKeyRedirect holds a redirect of a JWKS fetch to more than the URL
-// rule: plain http is taken for a loopback URL someone configured, never
-// reached from https by a redirect (which keeps plain-http services such
-// as a cloud metadata service out of reach), and a fetch that started off
-// this machine is not redirected to a host that names it (a loopback,
-// link-local or unspecified address, or a localhost name), whatever a
-// redirect on the issuer's host says. The host is judged as written: a
-// DNS name that resolves to this machine is not caught here.
-func checkKeyRedirect(from, to *url.URL) error {
-	if from.Scheme == "https" && to.Scheme != "https" {
-		return errors.New("redirect from https to plain http refused")
-	}
-	if !isLocalHost(from.Hostname()) && isLocalHost(to.Hostname()) {
-		return fmt.Errorf("redirect to %s refused: the JWKS URL is not on this machine", to.Hostname())
-	}
-	return nil
-}
-
-// isLocalHost says whether host names this machine or its link: a
-// loopback, link-local or unspecified address, or localhost.
-func isLocalHost(host string) bool {
-	if isLoopbackHost(host) || strings.EqualFold(host, "localhost") || strings.HasSuffix(strings.ToLower(host), ".localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && (ip.IsLinkLocalUnicast() || ip.IsUnspecified())
 }

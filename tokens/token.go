@@ -6,6 +6,18 @@ import (
 	"github.com/guestgate/guestgate/internal/memo"
 )
 
+// Kind is a kind of credential, one of the five below. The values are the
+// ones the policy sees in input.token.kind.
+type Kind string
+
+const (
+	KindXBSAnonymous    Kind = "xbs_anonymous"
+	KindRegular         Kind = "regular"
+	KindSecureAnonymous Kind = "secure_anonymous"
+	KindGuest           Kind = "guest"
+	KindAccess          Kind = "access"
+)
+
 // Token is a verified credential. A Verifier hands out the same *Token for
 // every presentation of the same token while it is cached, so a Token and
 // its Claims are read-only: never modify them.
