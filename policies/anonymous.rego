@@ -16,6 +16,13 @@
 # instead, as in "not x in list" or "not data.registry.widgets[x]", is
 # undefined, not true, when x or list is missing: OPA evaluates the call's
 # arguments before the "not", and the check would be skipped.)
+#
+# A value of an unexpected type denies, never is skipped. The claims decide
+# only through comparisons with a constant ("custom:entry" == "kite") and
+# is_string checks that select a session: a claim of another type selects
+# none (entry_unknown). The lists of data are read only when they are arrays,
+# so a list written as an object or a string lists nothing. Path segments
+# are strings: authz.rego refuses any other path before it asks here.
 package guestgate.anonymous
 
 # reason is "allowed", or the first thing this request gets wrong.
@@ -67,11 +74,15 @@ chat := {"command": input.parsed_path[3], "channel": input.parsed_path[2]} if {
 }
 
 # What anonymous users may do is data: chat/commands.json.
-command_listed if chat.command in data.chat.anonymous_commands
+command_listed if {
+	is_array(data.chat.anonymous_commands)
+	chat.command in data.chat.anonymous_commands
+}
 
 # A command without a channel (GetTokenCommand) is sent without one; every
 # other command names its channel.
 path_fits_command if {
+	is_array(data.chat.commands_without_channel)
 	takes_no_channel := chat.command in data.chat.commands_without_channel
 	sent_without_channel := chat.channel == null
 	takes_no_channel == sent_without_channel
@@ -132,7 +143,10 @@ unbound_reason := "widget_unknown" if {
 	not path_channel_assigned
 } else := "allowed"
 
-path_channel_assigned if chat.channel in widget.channels
+path_channel_assigned if {
+	is_array(widget.channels)
+	chat.channel in widget.channels
+}
 
 # The request acts in the token's own channel, or in none (GetTokenCommand).
 in_bound_channel if chat.channel in {null, input.token.claims["custom:channel_id"]}

@@ -99,6 +99,41 @@ test_token_with_an_unknown_entry_is_denied if {
 	}
 }
 
+test_claims_of_an_unexpected_type_select_no_session if {
+	every claims in [
+		{"custom:wid": ["W-DEMO"], "custom:entry": "kite", "custom:channel_id": "kite-7f3a"},
+		{"custom:wid": "W-DEMO", "custom:entry": "kite", "custom:channel_id": {"id": "kite-7f3a"}},
+		{"custom:wid": "W-DEMO", "custom:entry": ["kite"], "custom:channel_id": "kite-7f3a"},
+		{"custom:entry": "public_link", "custom:channel_id": ["public-lobby"]},
+		{"custom:wid": 7},
+		{"custom:wid": {"id": "W-DEMO"}},
+		{"custom:wid": "W-DEMO", "custom:entry": null},
+		{"custom:wid": "W-DEMO", "custom:channel_id": null},
+	] {
+		anonymous.reason == "entry_unknown" with input as post("/conversations/GetTokenCommand", token(claims))
+	}
+}
+
+test_claims_that_are_not_an_object_select_no_session if {
+	every claims in [null, "custom:wid", ["W-DEMO"]] {
+		tok := object.union(unbound_token, {"claims": claims})
+		anonymous.reason == "entry_unknown" with input as post("/conversations/GetTokenCommand", tok)
+	}
+}
+
+# Lists of data of another type list nothing: an object's values or a
+# string are not read as a list.
+test_command_lists_of_an_unexpected_type_list_nothing if {
+	every commands in [{"a": "GetTokenCommand"}, "GetTokenCommand", null] {
+		anonymous.reason == "command_not_allowed" with input as post("/conversations/GetTokenCommand", kite_token)
+			with data.chat.anonymous_commands as commands
+	}
+	every commands in [{"a": "GetTokenCommand"}, "GetTokenCommand"] {
+		anonymous.reason == "command_path_mismatch" with input as post("/conversations/GetTokenCommand", kite_token)
+			with data.chat.commands_without_channel as commands
+	}
+}
+
 test_missing_command_list_denies_every_command if {
 	anonymous.reason == "command_not_allowed" with input as post("/conversations/GetTokenCommand", kite_token)
 		with data.chat as {}
@@ -225,6 +260,13 @@ test_unbound_token_denied_in_a_channel_not_assigned_to_its_widget if {
 test_unbound_token_denied_when_its_widget_lists_no_channels if {
 	anonymous.reason == "channel_not_assigned" with input as post("/conversations/channels/support-1/MarkReadCommand", unbound_token)
 		with data.registry.widgets["W-DEMO"] as {"anonymous_sessions": true}
+}
+
+test_unbound_token_denied_when_its_widgets_channels_are_not_a_list if {
+	every channels in [{"a": "support-1"}, "support-1", null] {
+		anonymous.reason == "channel_not_assigned" with input as post("/conversations/channels/support-1/MarkReadCommand", unbound_token)
+			with data.registry.widgets["W-DEMO"].channels as channels
+	}
 }
 
 test_unbound_token_denied_in_a_channel_the_registry_does_not_know if {

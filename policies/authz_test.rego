@@ -148,6 +148,36 @@ test_paths_that_could_resolve_elsewhere_are_denied if {
 	}
 }
 
+# A segment that is not a string is not a path an upstream resolves as this
+# policy would: refused for every kind whose package reads the path.
+test_paths_with_a_segment_that_is_not_a_string_are_denied if {
+	every case in [
+		{"token": kite_token, "segments": ["conversations", "channels", {"id": "kite-7f3a"}, "MarkReadCommand"]},
+		{"token": kite_token, "segments": ["conversations", "channels", ["kite-7f3a"], "MarkReadCommand"]},
+		{"token": access_token, "segments": ["v1", "people", 2]},
+		{"token": access_token, "segments": ["v1", "people", null]},
+		{"token": guest_token, "segments": ["v1", "jwt", true]},
+		{"token": sat, "segments": ["v1", "launchpads", ["lp-123"]]},
+	] {
+		req := object.union(request("GET", "/", case.token), {"parsed_path": case.segments})
+		authz.decision.reason == "path_not_canonical" with input as req
+	}
+}
+
+test_token_error_of_an_unexpected_type_gets_401 if {
+	every code in [7, true, {"code": "expired"}, ["expired"]] {
+		req := object.union(request("GET", "/anything", regular_token), {"token_error": code})
+		authz.decision.reason == "invalid_token" with input as req
+	}
+}
+
+test_token_that_is_not_an_object_gets_401 if {
+	every tok in ["a.b.c", ["x"], 1, true] {
+		req := object.union(request("GET", "/v1/messages", null), {"token": tok, "token_error": null})
+		authz.decision.reason == "missing_token" with input as req
+	}
+}
+
 # Only a whole "." or ".." segment is a dot segment: dots inside a segment
 # are ordinary characters.
 test_segments_with_dots_inside_are_canonical if {
