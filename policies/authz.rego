@@ -43,6 +43,25 @@ else := {
 	not has_token
 }
 
+# A verified token its kind's package lets through with an ownership effect:
+# guestgate applies the effect against its state store before it answers,
+# and turns this allow into a 403 when the claim or the requirement fails
+# (policies/README.md, "Ownership"). Only anonymous.rego names effects (for
+# an unbound token in its own Kite channel), and only for requests it
+# allows; the line applies only when it names one, and the next line is the
+# same allow without it. (The kind compared first: OPA's rule index skips
+# the line for every other kind.)
+else := {
+	"allowed": true,
+	"http_status": 200,
+	"reason": "allowed",
+	"headers": identity_headers,
+	"ownership": anonymous.ownership,
+} if {
+	input.token.kind == "xbs_anonymous"
+	verdict == "allowed"
+}
+
 # A verified token its kind's package lets through: pass its identity upstream.
 else := {
 	"allowed": true,
