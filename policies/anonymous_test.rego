@@ -2,8 +2,8 @@ package guestgate.anonymous_test
 
 import data.guestgate.anonymous
 
-# Tokens as guestgate's issuer mints them (and one from an external pool),
-# against the dev registry in registry/: widget W-DEMO on with channel
+# Tokens as guestgate's issuer mints them (and one as the identity provider's
+# own pool issues it), against the dev registry in registry/: widget W-DEMO on with channel
 # support-1, W-OFF off; public-lobby public, support-1 and team-private not.
 
 token(claims) := {
@@ -96,6 +96,41 @@ test_token_with_an_unknown_entry_is_denied if {
 		{},
 	] {
 		anonymous.reason == "entry_unknown" with input as post("/conversations/GetTokenCommand", token(claims))
+	}
+}
+
+test_claims_of_an_unexpected_type_select_no_session if {
+	every claims in [
+		{"custom:wid": ["W-DEMO"], "custom:entry": "kite", "custom:channel_id": "kite-7f3a"},
+		{"custom:wid": "W-DEMO", "custom:entry": "kite", "custom:channel_id": {"id": "kite-7f3a"}},
+		{"custom:wid": "W-DEMO", "custom:entry": ["kite"], "custom:channel_id": "kite-7f3a"},
+		{"custom:entry": "public_link", "custom:channel_id": ["public-lobby"]},
+		{"custom:wid": 7},
+		{"custom:wid": {"id": "W-DEMO"}},
+		{"custom:wid": "W-DEMO", "custom:entry": null},
+		{"custom:wid": "W-DEMO", "custom:channel_id": null},
+	] {
+		anonymous.reason == "entry_unknown" with input as post("/conversations/GetTokenCommand", token(claims))
+	}
+}
+
+test_claims_that_are_not_an_object_select_no_session if {
+	every claims in [null, "custom:wid", ["W-DEMO"]] {
+		tok := object.union(unbound_token, {"claims": claims})
+		anonymous.reason == "entry_unknown" with input as post("/conversations/GetTokenCommand", tok)
+	}
+}
+
+# Lists of data of another type list nothing: an object's values or a
+# string are not read as a list.
+test_command_lists_of_an_unexpected_type_list_nothing if {
+	every commands in [{"a": "GetTokenCommand"}, "GetTokenCommand", null] {
+		anonymous.reason == "command_not_allowed" with input as post("/conversations/GetTokenCommand", kite_token)
+			with data.chat.anonymous_commands as commands
+	}
+	every commands in [{"a": "GetTokenCommand"}, "GetTokenCommand"] {
+		anonymous.reason == "command_path_mismatch" with input as post("/conversations/GetTokenCommand", kite_token)
+			with data.chat.commands_without_channel as commands
 	}
 }
 
@@ -193,52 +228,196 @@ test_link_token_cannot_create_a_channel if {
 	anonymous.reason == "channel_create_not_allowed" with input as post("/conversations/channels/public-lobby/CreateKiteChannelCommand", link_token)
 }
 
-# Tokens of an external user pool (a widget, no entry, no channel)
+# Tokens of the identity provider's own pool (unbound: a widget, no entry,
+# no channel). Their own Kite channel is one the registry does not list
+# ("kite-new" here); the channels it lists are public-lobby (public),
+# support-1 (private, assigned to W-DEMO) and team-private (private).
+
+# The commands that act in a channel, less CreateKiteChannelCommand.
+channel_commands := {command |
+	some command in data.chat.anonymous_commands
+	not command in data.chat.commands_without_channel
+	command != "CreateKiteChannelCommand"
+}
+
+in_channel(channel, command) := concat("/", ["/conversations/channels", channel, command])
 
 test_unbound_token_gets_a_chat_token if {
 	anonymous.reason == "allowed" with input as post("/conversations/GetTokenCommand", unbound_token)
+	not anonymous.ownership with input as post("/conversations/GetTokenCommand", unbound_token)
 }
 
-test_unbound_token_acts_in_a_channel_assigned_to_its_widget if {
-	anonymous.reason == "allowed" with input as post("/conversations/channels/support-1/MarkReadCommand", unbound_token)
+test_unbound_token_creates_its_own_kite_channel_by_claiming_it if {
+	req := post(in_channel("kite-new", "CreateKiteChannelCommand"), unbound_token)
+	anonymous.reason == "allowed" with input as req
+	anonymous.ownership == {"channel": "kite-new", "need": "claim"} with input as req
 }
 
-test_unbound_token_joins_an_assigned_public_channel if {
-	anonymous.reason == "allowed" with input as post("/conversations/channels/public-lobby/JoinChannelCommand", unbound_token)
-		with data.registry.widgets["W-DEMO"].channels as ["support-1", "public-lobby"]
+test_unbound_token_acts_in_its_own_kite_channel_by_requiring_it if {
+	count(channel_commands) == 8
+	every command in channel_commands {
+		req := post(in_channel("kite-new", command), unbound_token)
+		anonymous.reason == "allowed" with input as req
+		anonymous.ownership == {"channel": "kite-new", "need": "require"} with input as req
+	}
 }
 
-test_unbound_token_cannot_join_a_channel_that_is_not_public if {
-	anonymous.reason == "channel_not_public" with input as post("/conversations/channels/support-1/JoinChannelCommand", unbound_token)
+test_unbound_token_cannot_create_a_channel_the_registry_lists if {
+	every channel in ["public-lobby", "support-1", "team-private"] {
+		req := post(in_channel(channel, "CreateKiteChannelCommand"), unbound_token)
+		anonymous.reason == "channel_registered" with input as req
+		not anonymous.ownership with input as req
+	}
 }
 
-test_unbound_token_denied_in_a_channel_not_assigned_to_its_widget if {
-	every path in [
-		"/conversations/channels/public-lobby/MarkReadCommand",
-		"/conversations/channels/public-lobby/JoinChannelCommand",
-		"/conversations/channels/team-private/MarkReadCommand",
-	] {
-		anonymous.reason == "channel_not_assigned" with input as post(path, unbound_token)
+test_unbound_token_joins_and_chats_in_a_public_channel if {
+	every command in channel_commands {
+		req := post(in_channel("public-lobby", command), unbound_token)
+		anonymous.reason == "allowed" with input as req
+		not anonymous.ownership with input as req
+	}
+}
+
+test_unbound_token_acts_in_a_private_channel_assigned_to_its_widget if {
+	every command in channel_commands - {"JoinChannelCommand"} {
+		req := post(in_channel("support-1", command), unbound_token)
+		anonymous.reason == "allowed" with input as req
+		not anonymous.ownership with input as req
+	}
+}
+
+test_unbound_token_cannot_join_a_private_channel_assigned_to_its_widget if {
+	anonymous.reason == "channel_not_public" with input as post(in_channel("support-1", "JoinChannelCommand"), unbound_token)
+}
+
+test_unbound_token_denied_in_a_private_channel_not_assigned_to_its_widget if {
+	every command in channel_commands {
+		anonymous.reason == "channel_not_assigned" with input as post(in_channel("team-private", command), unbound_token)
+	}
+}
+
+test_unbound_token_opens_a_channel_once_it_is_made_public if {
+	anonymous.reason == "allowed" with input as post(in_channel("team-private", "JoinChannelCommand"), unbound_token)
+		with data.registry.channels["team-private"].public as true
+}
+
+test_unbound_token_denied_in_a_channel_made_private if {
+	anonymous.reason == "channel_not_assigned" with input as post(in_channel("public-lobby", "MarkReadCommand"), unbound_token)
+		with data.registry.channels["public-lobby"].public as false
+}
+
+# A channel listed with an entry of another shape is listed, and private.
+test_unbound_token_treats_a_channel_listed_with_any_entry_as_listed_and_private if {
+	every entry in [false, null, "public", {"public": "true"}, {}] {
+		create := post(in_channel("kite-new", "CreateKiteChannelCommand"), unbound_token)
+		anonymous.reason == "channel_registered" with input as create
+			with data.registry.channels["kite-new"] as entry
+		anonymous.reason == "channel_not_assigned" with input as post(in_channel("kite-new", "MarkReadCommand"), unbound_token)
+			with data.registry.channels["kite-new"] as entry
+	}
+}
+
+test_unbound_token_denied_when_its_widgets_channels_are_not_a_list if {
+	every channels in [{"a": "support-1"}, "support-1", null] {
+		anonymous.reason == "channel_not_assigned" with input as post(in_channel("support-1", "MarkReadCommand"), unbound_token)
+			with data.registry.widgets["W-DEMO"].channels as channels
 	}
 }
 
 test_unbound_token_denied_when_its_widget_lists_no_channels if {
-	anonymous.reason == "channel_not_assigned" with input as post("/conversations/channels/support-1/MarkReadCommand", unbound_token)
+	anonymous.reason == "channel_not_assigned" with input as post(in_channel("support-1", "MarkReadCommand"), unbound_token)
 		with data.registry.widgets["W-DEMO"] as {"anonymous_sessions": true}
 }
 
-test_unbound_token_denied_in_a_channel_the_registry_does_not_know if {
-	anonymous.reason == "channel_unknown" with input as post("/conversations/channels/kite-7f3a/MarkReadCommand", unbound_token)
+# Without the channel registry every channel would look like a visitor's own.
+test_unbound_token_denied_in_every_channel_without_a_channel_registry if {
+	every channels in [null, "public-lobby", ["public-lobby"]] {
+		every path in [
+			in_channel("kite-new", "CreateKiteChannelCommand"),
+			in_channel("kite-new", "MarkReadCommand"),
+			in_channel("team-private", "MarkReadCommand"),
+		] {
+			anonymous.reason == "channel_registry_missing" with input as post(path, unbound_token)
+				with data.registry.channels as channels
+		}
+	}
+	anonymous.reason == "channel_registry_missing" with input as post(in_channel("kite-new", "MarkReadCommand"), unbound_token)
+		with data.registry as {"widgets": data.registry.widgets}
+	anonymous.reason == "allowed" with input as post("/conversations/GetTokenCommand", unbound_token)
+		with data.registry as {"widgets": data.registry.widgets}
 }
 
-test_unbound_token_cannot_create_a_channel if {
-	anonymous.reason == "channel_create_not_allowed" with input as post("/conversations/channels/support-1/CreateKiteChannelCommand", unbound_token)
+# The widget decides before the channel does: an owner is denied in its own
+# channel once its widget's anonymous sessions are off.
+test_unbound_token_denied_everywhere_when_its_widget_is_turned_off if {
+	every path in [
+		"/conversations/GetTokenCommand",
+		in_channel("kite-new", "CreateKiteChannelCommand"),
+		in_channel("kite-new", "MarkReadCommand"),
+		in_channel("public-lobby", "JoinChannelCommand"),
+		in_channel("support-1", "MarkReadCommand"),
+	] {
+		anonymous.reason == "widget_disabled" with input as post(path, unbound_token)
+			with data.registry.widgets["W-DEMO"].anonymous_sessions as false
+		not anonymous.ownership with input as post(path, unbound_token)
+			with data.registry.widgets["W-DEMO"].anonymous_sessions as false
+		anonymous.reason == "widget_disabled" with input as post(path, token({"custom:wid": "W-OFF"}))
+		anonymous.reason == "widget_unknown" with input as post(path, token({"custom:wid": "W-GONE"}))
+	}
 }
 
-test_unbound_token_of_a_disabled_widget_is_denied if {
-	anonymous.reason == "widget_disabled" with input as post("/conversations/GetTokenCommand", token({"custom:wid": "W-OFF"}))
+test_kite_token_in_its_own_channel_carries_no_ownership if {
+	every command in ["CreateKiteChannelCommand", "MarkReadCommand"] {
+		req := post(in_channel("kite-7f3a", command), kite_token)
+		anonymous.reason == "allowed" with input as req
+		not anonymous.ownership with input as req
+	}
 }
 
-test_unbound_token_of_an_unknown_widget_is_denied if {
-	anonymous.reason == "widget_unknown" with input as post("/conversations/GetTokenCommand", token({"custom:wid": "W-GONE"}))
+# ownership is defined exactly for the allowed requests of unbound tokens in
+# a channel the registry does not list, claiming it on creation and
+# requiring it otherwise, over every session, command and channel.
+test_ownership_goes_with_exactly_the_allows_of_unbound_tokens_in_unlisted_channels if {
+	sessions := {
+		"kite": kite_token,
+		"link": link_token,
+		"unbound": unbound_token,
+		"unbound_off": token({"custom:wid": "W-OFF"}),
+		"unknown": token({"custom:wid": "W-DEMO", "custom:channel_id": "kite-new"}),
+	}
+	commands := array.concat(data.chat.anonymous_commands, ["DeleteChannelCommand"])
+	channels := ["kite-new", "kite-7f3a", "public-lobby", "support-1", "team-private"]
+	paths := array.concat(
+		[concat("/", ["/conversations", command]) | some command in commands],
+		[in_channel(channel, command) | some channel in channels; some command in commands],
+	)
+	outcomes := [[name, path, got, want] |
+		some name, tok in sessions
+		some path in paths
+		req := post(path, tok)
+		got := ownership_or_none with input as req
+		want := expected_ownership(name, path) with input as req
+	]
+	count(outcomes) == count(sessions) * count(paths)
+	mismatches := {o | some o in outcomes; o[2] != o[3]}
+	print("mismatches:", mismatches)
+	mismatches == set()
+
+	# In each of the two unlisted channels, kite-new and kite-7f3a (a kite
+	# session's channel is not listed either), CreateKiteChannelCommand
+	# claims and the eight other commands require.
+	count([o | some o in outcomes; o[3] != "none"]) == 18
 }
+
+ownership_or_none := anonymous.ownership if {
+	anonymous.ownership
+} else := "none"
+
+expected_ownership(name, path) := {"channel": segments[2], "need": need} if {
+	name == "unbound"
+	anonymous.reason == "allowed"
+	segments := split(trim_prefix(path, "/"), "/")
+	count(segments) == 4
+	not segments[2] in {"public-lobby", "support-1", "team-private"}
+	need := {true: "claim", false: "require"}[segments[3] == "CreateKiteChannelCommand"]
+} else := "none"

@@ -43,6 +43,25 @@ else := {
 	not has_token
 }
 
+# A verified token its kind's package lets through with an ownership effect:
+# guestgate applies the effect against its state store before it answers,
+# and turns this allow into a 403 when the claim or the requirement fails
+# (policies/README.md, "Ownership"). Only anonymous.rego names effects (for
+# an unbound token in its own Kite channel), and only for requests it
+# allows; the line applies only when it names one, and the next line is the
+# same allow without it. (The kind compared first: OPA's rule index skips
+# the line for every other kind.)
+else := {
+	"allowed": true,
+	"http_status": 200,
+	"reason": "allowed",
+	"headers": identity_headers,
+	"ownership": anonymous.ownership,
+} if {
+	input.token.kind == "xbs_anonymous"
+	verdict == "allowed"
+}
+
 # A verified token its kind's package lets through: pass its identity upstream.
 else := {
 	"allowed": true,
@@ -98,20 +117,35 @@ identity_complete if {
 # Restricted kinds are matched on path segments. A dot segment, or a slash or
 # backslash that was percent-encoded inside a segment, could make an upstream
 # resolve another path than the one checked here, so such paths are refused:
-# no segment may be "." or "..", or hold a slash or a backslash. (One regular
-# expression per segment, counted in a comprehension: cheaper to evaluate
-# than three checks, or a rule to negate.)
+# every segment is a string that is not "." or "..", and holds no slash or
+# backslash. The expression matches the segments that are canonical (empty,
+# holding a character other than a dot, or three dots or more), and the
+# comprehension counts those it does not match: a segment that is not a
+# string fails the match (the built-in's type error leaves it undefined, and
+# "not" of that is true), so it is counted and the path refused. Every kind's
+# package reads the path only after this check: a path segment it reads is a
+# string. (One regular expression per segment, counted in a comprehension:
+# cheaper to evaluate than several checks, or a rule to negate.)
 path_canonical if {
 	is_array(input.parsed_path)
 	count([segment |
 		some segment in input.parsed_path
-		regex.match(`^\.\.?$|[/\\]`, segment)
+		not regex.match(`^(?:[^/\\]*[^/\\.][^/\\]*|\.\.\.+)?$`, segment)
 	]) == 0
 }
 
 # Who is calling, on every allowed request. The subject is namespaced by its
 # issuer because two issuers may hand out the same sub. (identity_complete
 # made sure issuer and subject are strings.)
+#
+# An optional value that is not a non-empty string is left out rather than
+# denied, and that cannot let anything through: these headers are built only
+# once the verdict allowed, and no verdict reads them. Each value that does
+# decide is checked as the verdict reads it, and a value of the wrong type
+# denies there: the widget and the channel are strings in every session
+# anonymous.rego lets through, and a scope that is not a string fails split
+# (scope_missing, scope_invalid). What is left out is the display name alone,
+# which no verdict reads: an upstream then gets no name, never a wrong one.
 identity_headers := object.union(
 	{
 		"x-guestgate-subject": sprintf("%s|%s", [input.token.issuer, input.token.subject]),

@@ -148,6 +148,36 @@ test_paths_that_could_resolve_elsewhere_are_denied if {
 	}
 }
 
+# A segment that is not a string is not a path an upstream resolves as this
+# policy would: refused for every kind whose package reads the path.
+test_paths_with_a_segment_that_is_not_a_string_are_denied if {
+	every case in [
+		{"token": kite_token, "segments": ["conversations", "channels", {"id": "kite-7f3a"}, "MarkReadCommand"]},
+		{"token": kite_token, "segments": ["conversations", "channels", ["kite-7f3a"], "MarkReadCommand"]},
+		{"token": access_token, "segments": ["v1", "people", 2]},
+		{"token": access_token, "segments": ["v1", "people", null]},
+		{"token": guest_token, "segments": ["v1", "jwt", true]},
+		{"token": sat, "segments": ["v1", "launchpads", ["lp-123"]]},
+	] {
+		req := object.union(request("GET", "/", case.token), {"parsed_path": case.segments})
+		authz.decision.reason == "path_not_canonical" with input as req
+	}
+}
+
+test_token_error_of_an_unexpected_type_gets_401 if {
+	every code in [7, true, {"code": "expired"}, ["expired"]] {
+		req := object.union(request("GET", "/anything", regular_token), {"token_error": code})
+		authz.decision.reason == "invalid_token" with input as req
+	}
+}
+
+test_token_that_is_not_an_object_gets_401 if {
+	every tok in ["a.b.c", ["x"], 1, true] {
+		req := object.union(request("GET", "/v1/messages", null), {"token": tok, "token_error": null})
+		authz.decision.reason == "missing_token" with input as req
+	}
+}
+
 # Only a whole "." or ".." segment is a dot segment: dots inside a segment
 # are ordinary characters.
 test_segments_with_dots_inside_are_canonical if {
@@ -188,6 +218,84 @@ test_anonymous_allow_names_widget_and_channel if {
 			"x-guestgate-channel": "kite-7f3a",
 		},
 	} with input as request("POST", "/conversations/channels/kite-7f3a/MarkReadCommand", kite_token)
+}
+
+# Ownership effects: on the allows of an unbound anonymous token in a channel
+# the registry does not list, and on no other decision.
+
+unbound_token := {
+	"kind": "xbs_anonymous",
+	"subject": "visitor-2",
+	"issuer": anonymous_issuer,
+	"name": "guest",
+	"claims": {"sub": "visitor-2", "custom:wid": "W-DEMO", "custom:authorization_type": "XBS_ANONYMOUS"},
+}
+
+unbound_headers := {
+	"x-guestgate-subject": "https://cognito-idp.dev.guestgate.invalid/dev-pool|visitor-2",
+	"x-guestgate-kind": "xbs_anonymous",
+	"x-guestgate-issuer": anonymous_issuer,
+	"x-guestgate-name": "guest",
+	"x-guestgate-widget": "W-DEMO",
+}
+
+test_unbound_creation_of_its_own_channel_is_allowed_with_a_claim if {
+	authz.decision == {
+		"allowed": true,
+		"http_status": 200,
+		"reason": "allowed",
+		"headers": unbound_headers,
+		"ownership": {"channel": "kite-new", "need": "claim"},
+	} with input as request("POST", "/conversations/channels/kite-new/CreateKiteChannelCommand", unbound_token)
+}
+
+test_unbound_command_in_its_own_channel_is_allowed_with_a_requirement if {
+	authz.decision == {
+		"allowed": true,
+		"http_status": 200,
+		"reason": "allowed",
+		"headers": unbound_headers,
+		"ownership": {"channel": "kite-new", "need": "require"},
+	} with input as request("POST", "/conversations/channels/kite-new/MarkReadCommand", unbound_token)
+}
+
+test_allows_without_an_ownership_effect_carry_no_ownership if {
+	every req in [
+		request("POST", "/conversations/GetTokenCommand", unbound_token),
+		request("POST", "/conversations/channels/public-lobby/JoinChannelCommand", unbound_token),
+		request("POST", "/conversations/channels/support-1/MarkReadCommand", unbound_token),
+		request("POST", "/conversations/channels/kite-7f3a/CreateKiteChannelCommand", kite_token),
+		request("POST", "/v1/jwt/login", guest_token),
+		request("GET", "/v1/launchpads/lp-123", sat),
+		request("GET", "/anything", regular_token),
+	] {
+		authz.decision.allowed with input as req
+		not authz.decision.ownership with input as req
+	}
+	authz.decision == {
+		"allowed": true,
+		"http_status": 200,
+		"reason": "allowed",
+		"headers": unbound_headers,
+	} with input as request("POST", "/conversations/channels/public-lobby/MarkReadCommand", unbound_token)
+}
+
+test_denials_carry_no_ownership if {
+	every req in [
+		request("POST", "/conversations/channels/support-1/CreateKiteChannelCommand", unbound_token),
+		request("POST", "/conversations/channels/team-private/MarkReadCommand", unbound_token),
+		request("POST", "/conversations/channels/kite-new/MarkReadCommand", object.union(unbound_token, {"subject": ""})),
+		object.union(
+			request("POST", "/conversations/channels/kite-new/MarkReadCommand", unbound_token),
+			{"token_error": "expired"},
+		),
+	] {
+		not authz.decision.allowed with input as req
+		not authz.decision.ownership with input as req
+	}
+	authz.decision == {"allowed": false, "http_status": 403, "reason": "channel_registered"} with input as request("POST", "/conversations/channels/support-1/CreateKiteChannelCommand", unbound_token)
+	authz.decision == {"allowed": false, "http_status": 403, "reason": "widget_disabled"} with input as request("POST", "/conversations/channels/kite-new/MarkReadCommand", unbound_token)
+		with data.registry.widgets["W-DEMO"].anonymous_sessions as false
 }
 
 test_guest_login_allow_names_the_guest if {

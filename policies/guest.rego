@@ -6,7 +6,11 @@
 # Every check below negates a rule ("not scope_granted"), so a claim, a path
 # segment or a body that is missing denies rather than allows. (Negating a call
 # instead, as in "not x in list", is undefined, not true, when x is missing.)
-# "allowed" is the last line of each chain: a check added before it applies.
+# A value of an unexpected type denies too, never is skipped: a person field
+# holding an object, a number or a nested list is refused before anyone is
+# looked for in it, since an upstream may read {"id": ...} or coerce 2 where
+# this policy saw no person. "allowed" is the last line of each chain: a
+# check added before it applies.
 package guestgate.guest
 
 # A guest token reaches the login exchange and nothing else: whatever else it
@@ -25,6 +29,10 @@ access_token_reason := "route_not_allowed" if {
 	not scope_granted
 } else := "body_required" if {
 	body_unreadable
+} else := "fields_invalid" if {
+	not fields_readable
+} else := "person_field_invalid" if {
+	person_field_invalid
 } else := "guest_to_guest" if {
 	names_another_guest
 } else := "allowed"
@@ -85,30 +93,43 @@ body_unreadable if {
 }
 
 # A body can be checked when the proxy forwarded all of it and it parsed into
-# fields (JSON or a form).
+# fields (JSON or a form). Only false says the body is whole: a
+# truncated_body of another type, or none, does not.
 body_readable if {
 	is_object(input.parsed_body)
-	not input.truncated_body
+	input.truncated_body == false
 }
 
-# Every id the request names a person by, case-folded: the path below the route
-# (/v1/people/{personId}), and the person fields of the query and the body.
-targets contains fold(segment) if {
-	some i, segment in input.parsed_path
-	i > 1
+# The query of every request, and the body of any, are objects of fields
+# where they were sent (the body is null when none was, or when its type is
+# neither JSON nor a form): a body that is a JSON array, a string or a
+# number could name a person where this policy does not look. An input that
+# lacks either is not one guestgate builds, and denies too.
+fields_readable if {
+	is_object(input.parsed_query)
+	type_name(input.parsed_body) in {"null", "object"}
 }
 
-# The person fields of the query and the body: a field may hold a string or a
-# list of them (a query parameter, a form field), and a list of people may be
-# comma-separated (GET /v1/people?id=a,b).
-targets contains fold(trim_space(id)) if {
+# A person field holds a person id, or a list of them: a query parameter and
+# a form field are lists of strings, a JSON field a string (or a list). Any
+# other value (null, a boolean, a number, an object, an empty list, a list
+# holding anything but strings) denies: an upstream may read an id out of
+# it that this policy never saw.
+person_field_invalid if {
+	some item in person_items
+	not is_string(item)
+}
+
+# Every item the person fields of the query and the body hold, their names
+# in any letter case: a field's value, or each item of its list. (fold needs
+# a string: the names of a JSON object's members are strings, RFC 8259
+# section 4, and so are a query's and a form's, so no field is passed over.
+# fields_readable made sure both are objects; a null body has no fields.)
+person_items contains item if {
 	some fields in request_fields
-	is_object(fields)
 	some name, value in fields
 	fold(name) in route.person_fields
 	some item in as_list(value)
-	is_string(item)
-	some id in split(item, ",")
 }
 
 # The fields a request carries: its query parameters and its parsed body.
@@ -116,16 +137,37 @@ request_fields contains input.parsed_query
 
 request_fields contains input.parsed_body
 
+# A non-empty list is its items; any other value is one item. (An empty list
+# is so the one item [], which is not a string: it names no one, and no
+# person field is sent so.)
+as_list(value) := value if {
+	is_array(value)
+	count(value) > 0
+} else := [value]
+
+# Every id the request names a person by, case-folded: the path below the route
+# (/v1/people/{personId}), and the person fields of the query and the body.
+# (Every segment is a string: authz.rego refuses any other path before a
+# kind's package is asked.)
+targets contains fold(segment) if {
+	some i, segment in input.parsed_path
+	i > 1
+}
+
+# A list of people may be comma-separated (GET /v1/people?id=a,b).
+# person_field_invalid refused any item that is not a string before
+# names_another_guest reads this, so no item is passed over here.
+targets contains fold(trim_space(id)) if {
+	some item in person_items
+	some id in split(item, ",")
+}
+
 # fold compares text in any letter case (field names are compared so, since
 # some JSON decoders match them so), as Java's equalsIgnoreCase, .NET's
 # OrdinalIgnoreCase and Go's encoding/json do: through upper case first, so
 # that "ſ" (long s) and "ı" (dotless i), whose upper case is ASCII but which
 # lower() leaves alone, meet "s" and "i" ("toPerſonId" is toPersonId to them).
 fold(s) := lower(upper(s))
-
-as_list(value) := value if is_array(value)
-
-as_list(value) := [value] if not is_array(value)
 
 # Guest person ids start with "guest-" (regular ones never do). A guest may
 # name itself; any other guest is out of its reach. (Negating the comparison

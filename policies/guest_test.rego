@@ -197,6 +197,119 @@ test_guest_may_reach_itself if {
 	guest.access_token_reason == "allowed" with input as req
 }
 
+# A value of an unexpected type denies
+
+# Every JSON type a person field may be given, and the answer: a string or a
+# list of strings is read (each naming a regular user here, or another
+# guest), anything else is refused as it stands, whoever it names.
+person_field_values := [
+	{"value": regular_person, "want": "allowed"},
+	{"value": [regular_person], "want": "allowed"},
+	{"value": [regular_person, concat(",", [regular_person, regular_person])], "want": "allowed"},
+	{"value": other_guest, "want": "guest_to_guest"},
+	{"value": [regular_person, other_guest], "want": "guest_to_guest"},
+	{"value": null, "want": "person_field_invalid"},
+	{"value": true, "want": "person_field_invalid"},
+	{"value": false, "want": "person_field_invalid"},
+	{"value": 2, "want": "person_field_invalid"},
+	{"value": 0, "want": "person_field_invalid"},
+	{"value": -1.5, "want": "person_field_invalid"},
+	{"value": [[other_guest]], "want": "person_field_invalid"},
+	{"value": [[regular_person]], "want": "person_field_invalid"},
+	{"value": [{"id": other_guest}], "want": "person_field_invalid"},
+	{"value": [regular_person, {"id": other_guest}], "want": "person_field_invalid"},
+	{"value": [regular_person, 2], "want": "person_field_invalid"},
+	{"value": [regular_person, null], "want": "person_field_invalid"},
+	{"value": {"id": other_guest}, "want": "person_field_invalid"},
+	{"value": {}, "want": "person_field_invalid"},
+	{"value": [], "want": "person_field_invalid"},
+]
+
+# Each route's requests that carry a person field: in the query of a GET, and
+# in the body of a POST where the route takes one (else of a GET: a body is
+# read whatever the method).
+person_field_requests(name, route, field, value) := [
+	with_query(request("GET", concat("/", ["/v1", name]), access_token), {field: value}),
+	with_body(request(body_method(route), concat("/", ["/v1", name]), access_token), {field: value, "text": "hi"}),
+]
+
+body_method(route) := "POST" if "POST" in route.methods
+
+body_method(route) := "GET" if not "POST" in route.methods
+
+# Every JSON type in every person field of every route, query and body, its
+# name in the routes table's case and in upper case: nothing but a string or
+# a list of strings gets past the check.
+test_person_field_of_an_unexpected_type_is_denied_in_every_position if {
+	mismatches := {[name, field, case.value, i, got] |
+		some name, route in guest.routes
+		some person_field in route.person_fields
+		some field in {person_field, upper(person_field)}
+		some case in person_field_values
+		some i, req in person_field_requests(name, route, field, case.value)
+		got := guest.access_token_reason with input as req
+		got != case.want
+	}
+	print("mismatches:", mismatches)
+	mismatches == set()
+}
+
+test_the_table_covers_every_route_and_json_type if {
+	count(guest.routes) == 4
+	types := {type_name(case.value) | some case in person_field_values}
+	types == {"null", "boolean", "number", "string", "array", "object"}
+}
+
+# The issue's example: POST /v1/messages whose toPersonId hides another guest.
+test_message_to_another_guest_hidden_in_another_type_is_denied if {
+	every value in [{"id": other_guest}, [[other_guest]], [{"id": other_guest}], 2, true] {
+		req := with_body(request("POST", "/v1/messages", access_token), {"toPersonId": value, "text": "hi"})
+		guest.access_token_reason == "person_field_invalid" with input as req
+	}
+}
+
+test_person_field_of_an_unexpected_type_is_denied_under_unicode_case_folding if {
+	req := with_body(request("POST", "/v1/messages", access_token), {"toPerſonId": {"id": other_guest}})
+	guest.access_token_reason == "person_field_invalid" with input as req
+}
+
+# Only person fields are held to a type: a message's other fields are the
+# upstream's business.
+test_other_fields_of_any_type_are_allowed if {
+	req := with_body(request("POST", "/v1/messages", access_token), {"toPersonId": regular_person, "text": {"a": [1, null]}, "files": [[]]})
+	guest.access_token_reason == "allowed" with input as req
+}
+
+test_body_or_query_that_is_not_an_object_of_fields_is_denied if {
+	every body in [[{"toPersonId": other_guest}], [], other_guest, 2, true] {
+		req := with_body(request("GET", "/v1/messages", access_token), body)
+		guest.access_token_reason == "fields_invalid" with input as req
+	}
+	every query in [[{"personId": other_guest}], other_guest, null] {
+		req := with_query(request("GET", "/v1/messages", access_token), query)
+		guest.access_token_reason == "fields_invalid" with input as req
+	}
+}
+
+test_input_without_a_query_or_a_body_is_denied if {
+	every part in ["parsed_query", "parsed_body"] {
+		req := json.remove(request("GET", "/v1/messages", access_token), [part])
+		guest.access_token_reason == "fields_invalid" with input as req
+	}
+}
+
+test_body_not_said_to_be_whole_is_denied if {
+	every truncated in [null, "false", 0, []] {
+		req := object.union(
+			with_body(request("POST", "/v1/messages", access_token), {"toPersonId": regular_person}),
+			{"truncated_body": truncated},
+		)
+		guest.access_token_reason == "body_required" with input as req
+	}
+	req := json.remove(with_body(request("POST", "/v1/messages", access_token), {"toPersonId": regular_person}), ["truncated_body"])
+	guest.access_token_reason == "body_required" with input as req
+}
+
 # Java, .NET and Go decoders that match field names in any letter case fold
 # with Unicode's simple case mappings, under which "ſ" (long s) is "s", "ı"
 # (dotless i) is "i" and "K" (Kelvin sign) is "k": such a field names a

@@ -4,6 +4,10 @@
 #
 # Every check below negates a rule or a comparison ("not launchpad"), so a
 # claim or a path segment that is missing denies rather than allows.
+# A claim of an unexpected type denies as one that is missing: a role that is
+# not the string compared fails the comparison, and a scope that is not a
+# string fails split (scope_invalid). Path segments are strings: authz.rego
+# refuses any other path before it asks here.
 package guestgate.secure_anonymous
 
 # reason is "allowed", or the first thing this request gets wrong.
