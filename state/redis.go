@@ -44,6 +44,7 @@ type redisStore struct {
 type redisHooks struct {
 	noPoll    bool            // start no revocation poller
 	afterSync func(err error) // called after each poll
+	onDial    func()          // called after each connection dialed
 }
 
 func openRedis(opts Options, hooks redisHooks) (*redisStore, error) {
@@ -112,6 +113,9 @@ func (h dialHook) DialHook(next redis.DialHook) redis.DialHook {
 			return nil, err
 		}
 		h.s.health.dialed()
+		if h.s.hooks.onDial != nil {
+			h.s.hooks.onDial()
+		}
 		return c, nil
 	}
 }

@@ -70,6 +70,7 @@ func (r *redisServer) start(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd.Stderr = cmd.Stdout
+	dieWithTest(cmd)
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting redis-server: %v", err)
 	}
