@@ -482,3 +482,20 @@ func TestAClosedStoreFailsEveryOperation(t *testing.T) {
 		}
 	})
 }
+
+// Owners are told apart field by field, however their fields concatenate.
+func TestOwnersWhoseFieldsConcatenateAlikeAreDistinct(t *testing.T) {
+	conform(t, Options{}, func(t *testing.T, e *env) {
+		a := Owner{Issuer: "https://idp.example", Subject: "ab", Widget: "c"}
+		b := Owner{Issuer: "https://idp.example", Subject: "a", Widget: "bc"}
+		if got, err := e.store.Claim(ctx, "c1", a, idle, 1); err != nil || got != Claimed {
+			t.Fatalf("Claim by a = %v, %v", got, err)
+		}
+		if got, err := e.store.Require(ctx, "c1", b, idle); err != nil || got != OwnedByOther {
+			t.Fatalf("Require by b = %v, %v; want owned_by_other", got, err)
+		}
+		if got, err := e.store.Claim(ctx, "c2", b, idle, 1); err != nil || got != Claimed {
+			t.Fatalf("b's bound is its own: Claim = %v, %v", got, err)
+		}
+	})
+}

@@ -13,7 +13,7 @@ import (
 
 // testEmbedded opens an embedded store without its background sweep (the
 // tests call sweep themselves), closed when t ends.
-func testEmbedded(t *testing.T, opts Options) *embedded {
+func testEmbedded(t testing.TB, opts Options) *embedded {
 	t.Helper()
 	opts.Backend = BackendEmbedded
 	if err := opts.setDefaults(); err != nil {
@@ -254,6 +254,41 @@ func TestEmbeddedOptionsAreChecked(t *testing.T) {
 		_, err := Open(c.opts)
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s: Open = %v, want an error naming %s", c.name, err, c.want)
+		}
+	}
+}
+
+// The embedded limiter forgets the least recently used bucket past
+// MaxRateKeys: a forgotten key starts again full.
+func TestEmbeddedLimiterRemembersAtMostMaxRateKeys(t *testing.T) {
+	s := testEmbedded(t, Options{Dir: t.TempDir(), Now: newClock().Now, MaxRateKeys: 2})
+	hourly := Limit{PerSecond: 1.0 / 3600, Burst: 1}
+	for _, c := range []struct {
+		key  string
+		want bool
+	}{
+		{"a", true}, {"b", true}, {"a", false}, // a is now the most recently used
+		{"c", true},  // forgets b
+		{"a", false}, // still remembered, still empty
+		{"b", true},  // forgotten, so full again
+	} {
+		if ok, _, err := s.Allow(ctx, c.key, hourly); err != nil || ok != c.want {
+			t.Fatalf("Allow(%s) = %v, %v; want %v", c.key, ok, err, c.want)
+		}
+	}
+}
+
+// A limit changed by a reload starts its key's bucket again.
+func TestEmbeddedLimiterTakesANewLimitAtOnce(t *testing.T) {
+	s := testEmbedded(t, Options{Dir: t.TempDir(), Now: newClock().Now})
+	one := Limit{PerSecond: 1.0 / 3600, Burst: 1}
+	three := Limit{PerSecond: 1.0 / 3600, Burst: 3}
+	for i, c := range []struct {
+		limit Limit
+		want  bool
+	}{{one, true}, {one, false}, {three, true}, {three, true}, {three, true}, {three, false}} {
+		if ok, _, err := s.Allow(ctx, "k", c.limit); err != nil || ok != c.want {
+			t.Fatalf("call %d: Allow = %v, %v; want %v", i, ok, err, c.want)
 		}
 	}
 }

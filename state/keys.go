@@ -19,6 +19,11 @@ const MaxPerSecond = 1e6
 // so no choice of issuer, subject or widget can collide with another's.
 func joinKey(parts ...string) string {
 	var b strings.Builder
+	n := 0
+	for _, p := range parts {
+		n += len(p) + 5
+	}
+	b.Grow(n)
 	for _, p := range parts {
 		b.WriteString(strconv.Itoa(len(p)))
 		b.WriteByte(':')

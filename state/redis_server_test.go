@@ -29,7 +29,7 @@ type redisServer struct {
 
 // launchRedis starts a redis-server for t, stopped when t ends, or says why
 // there is none.
-func launchRedis(t *testing.T, extra ...string) (*redisServer, error) {
+func launchRedis(t testing.TB, extra ...string) (*redisServer, error) {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -55,7 +55,7 @@ func startRedis(t *testing.T, extra ...string) *redisServer {
 	return srv
 }
 
-func (r *redisServer) start(t *testing.T) {
+func (r *redisServer) start(t testing.TB) {
 	t.Helper()
 	args := append([]string{
 		"--port", "0", "--unixsocket", r.sock, "--unixsocketperm", "700", "--dir", r.dir,
@@ -112,7 +112,7 @@ func (r *redisServer) start(t *testing.T) {
 }
 
 // stop ends the server as an operator would (SIGTERM: it syncs and exits).
-func (r *redisServer) stop(t *testing.T) {
+func (r *redisServer) stop(t testing.TB) {
 	t.Helper()
 	if r.cmd == nil {
 		return
@@ -132,7 +132,7 @@ func (r *redisServer) stop(t *testing.T) {
 
 // client opens a Redis store on the server; every client gets its own key
 // prefix unless opts names one.
-func (r *redisServer) client(t *testing.T, opts Options, hooks redisHooks) *redisStore {
+func (r *redisServer) client(t testing.TB, opts Options, hooks redisHooks) *redisStore {
 	t.Helper()
 	opts.Backend = BackendRedis
 	if opts.Redis.Address == "" {
