@@ -12,7 +12,10 @@
 // it; the backends drop expired records on their own schedule (the embedded
 // sweep, Redis key TTLs). The one exception is the Redis rate limiter,
 // which runs on the Redis server's clock so that every replica spends from
-// the same bucket whatever its own clock says.
+// the same bucket whatever its own clock says. On Redis every other expiry
+// is decided by the clock of the replica that asks, so clock skew between
+// replicas shifts an expiry by as much: milliseconds under NTP, against
+// expiries of minutes.
 package state
 
 import (
