@@ -181,12 +181,8 @@ func TestRequireAnswersForTheOwnerAloneAndRestartsItsIdleExpiry(t *testing.T) {
 	})
 }
 
-// raceOpts gives the racing tests a timeout long enough for a loaded
-// machine: they are about atomicity, not latency.
-var raceOpts = Options{Timeout: 10 * time.Second}
-
 func TestFiftyRacingClaimersOfOneChannelGiveExactlyOneOwner(t *testing.T) {
-	conform(t, raceOpts, func(t *testing.T, e *env) {
+	conform(t, Options{}, func(t *testing.T, e *env) {
 		const n = 50
 		outcomes := make([]ClaimOutcome, n)
 		errs := make([]error, n)
@@ -228,7 +224,7 @@ func TestFiftyRacingClaimersOfOneChannelGiveExactlyOneOwner(t *testing.T) {
 }
 
 func TestFiftyRacingClaimsOfOneOwnerStayWithinItsBound(t *testing.T) {
-	conform(t, raceOpts, func(t *testing.T, e *env) {
+	conform(t, Options{}, func(t *testing.T, e *env) {
 		const n, bound = 50, 3
 		outcomes := make([]ClaimOutcome, n)
 		errs := make([]error, n)

@@ -11,11 +11,19 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
+// testTimeout is the operations' timeout in tests that do not test it: a
+// file sync (embedded, and Redis's log) on a machine busy with every
+// package's tests can take longer than the default.
+const testTimeout = 10 * time.Second
+
 // testEmbedded opens an embedded store without its background sweep (the
 // tests call sweep themselves), closed when t ends.
 func testEmbedded(t testing.TB, opts Options) *embedded {
 	t.Helper()
 	opts.Backend = BackendEmbedded
+	if opts.Timeout == 0 {
+		opts.Timeout = testTimeout
+	}
 	if err := opts.setDefaults(); err != nil {
 		t.Fatal(err)
 	}

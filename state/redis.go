@@ -17,10 +17,10 @@ import (
 // replica. Each operation is one script run (one round trip), atomic on
 // the server.
 //
-// Reconnecting is go-redis's: a failed command is retried with exponential
-// backoff (10ms to 1s) within the operation's timeout, a failed dial is
-// retried every 100ms, and once PoolSize dials in a row failed the pool
-// fails fast and probes the server once a second until it answers.
+// Reconnecting is go-redis's: a failed command is retried (3 times, with
+// exponential backoff from 10ms) within the operation's timeout, each
+// retry dialing anew, and once PoolSize dials have failed the pool fails
+// fast and probes the server once a second until it answers.
 type redisStore struct {
 	opts    Options
 	rdb     *redis.Client
@@ -82,6 +82,11 @@ func openRedis(opts Options, hooks redisHooks) (*redisStore, error) {
 		// the pool, the dial, the write and the read.
 		ContextTimeoutEnabled: true,
 		PoolTimeout:           opts.Timeout,
+		// One dial per attempt: the command retries (with their backoff)
+		// already dial again, and go-redis's five dials 100ms apart would
+		// spend a whole operation's budget on a server that is not there,
+		// hiding the dial's error behind a deadline.
+		DialerRetries: 1,
 	})
 	s.rdb.AddHook(dialHook{s})
 	s.limiter = &redisLimiter{lim: redis_rate.NewLimiter(s.rdb), prefix: s.prefix}

@@ -135,6 +135,9 @@ func (r *redisServer) stop(t testing.TB) {
 func (r *redisServer) client(t testing.TB, opts Options, hooks redisHooks) *redisStore {
 	t.Helper()
 	opts.Backend = BackendRedis
+	if opts.Timeout == 0 {
+		opts.Timeout = testTimeout
+	}
 	if opts.Redis.Address == "" {
 		opts.Redis.Address = r.sock
 	}

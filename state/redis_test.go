@@ -98,7 +98,7 @@ func TestRedisStoppedGivesErrorsNotAllowsAndRecoversWhenRestarted(t *testing.T) 
 	srv := startRedis(t)
 	clock := newClock()
 	dialed, nextDial := notify[struct{}](t)
-	s := srv.client(t, Options{Now: clock.Now, Timeout: 200 * time.Millisecond},
+	s := srv.client(t, Options{Now: clock.Now},
 		redisHooks{noPoll: true, onDial: func() { dialed(struct{}{}) }})
 	if got, err := s.Claim(ctx, "c1", alice, idle, 2); err != nil || got != Claimed {
 		t.Fatalf("Claim = %v, %v", got, err)
