@@ -4,7 +4,7 @@ OPA     := $(GO) tool opa
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build run test vet fmt-check policy-test fuzz bench bench-go clean
+.PHONY: all build run test lint vet fmt-check staticcheck policy-test fuzz bench bench-go clean
 
 all: build
 
@@ -15,12 +15,19 @@ build:
 run: build
 	./bin/guestgate serve
 
-# Every test: Go (with the race detector), the Rego tests, formatting and vet.
-test: vet fmt-check policy-test
+# Every test: the linters, the Rego tests, then Go (with the race detector).
+test: lint policy-test
 	$(GO) test -race -count=1 ./...
+
+# go vet, the gofmt check and staticcheck (pinned in go.mod as a tool, so
+# every checkout runs the same version).
+lint: vet fmt-check staticcheck
 
 vet:
 	$(GO) vet ./...
+
+staticcheck:
+	$(GO) tool staticcheck ./...
 
 fmt-check:
 	@out="$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))"; \

@@ -60,10 +60,30 @@ issuer:
     - {id: prov-9, account: acct-9, scope: launchpads/lp-9}
 %[2]s`
 
+// clock is the fixture's time, read by the issuer, the signer and the
+// verifier alike: a request signed "now" is signed at the instant the
+// issuer checks it, whatever the wall clock's second did in between, and a
+// test moves time only by Advance.
+type clock struct{ ns atomic.Int64 }
+
+// clockStart is where every fixture's clock starts: a whole second, so
+// token lifetimes come out exact.
+var clockStart = time.Date(2030, time.January, 2, 3, 4, 5, 0, time.UTC)
+
+func newClock() *clock {
+	c := &clock{}
+	c.ns.Store(clockStart.UnixNano())
+	return c
+}
+
+func (c *clock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
+func (c *clock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+
 // fixture is an issuer on a real loopback HTTP server, minting with the
 // development keys, reading a real engine's registry.
 type fixture struct {
 	t      testing.TB
+	clock  *clock
 	srv    *httptest.Server
 	is     *Issuer
 	eng    *engine.Engine
@@ -76,7 +96,7 @@ type fixture struct {
 
 func newFixture(t testing.TB, extra string) *fixture {
 	t.Helper()
-	f := &fixture{t: t, dir: t.TempDir(), policy: t.TempDir()}
+	f := &fixture{t: t, clock: newClock(), dir: t.TempDir(), policy: t.TempDir()}
 	f.writeSecret("guest.b64", guestSecretA)
 	f.writeSecret("admin.secret", adminSecret)
 	f.writeSecret("launchpad.secret", launchpadSecret)
@@ -99,7 +119,7 @@ func newFixture(t testing.TB, extra string) *fixture {
 		extra += "  rate_limits: {per_address: {per_second: 1000, burst: 1000}, per_client: {per_second: 1000, burst: 1000}}\n"
 	}
 	f.load(extra)
-	f.is, err = New(f.settings(), Options{Registry: eng, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	f.is, err = New(f.settings(), Options{Registry: eng, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: f.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +156,7 @@ func (f *fixture) load(extra string) {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	sc := tokens.SignerConfig{AnonymousEmailDomain: cfg.Minting.AnonymousEmailDomain}
+	sc := tokens.SignerConfig{AnonymousEmailDomain: cfg.Minting.AnonymousEmailDomain, Now: f.clock.Now}
 	for _, k := range []struct {
 		in  config.MintedKind
 		out *tokens.MintedKind
@@ -159,7 +179,7 @@ func (f *fixture) load(extra string) {
 		{Name: "sat", Kind: tokens.KindSecureAnonymous, Issuer: sc.SAT.Issuer, Audiences: []string{sc.SAT.Audience}, PublicKeys: signer.PublicKeys(tokens.KindSecureAnonymous)},
 		{Name: "access", Kind: tokens.KindAccess, Issuer: sc.Access.Issuer, Audiences: []string{sc.Access.Audience}, PublicKeys: signer.PublicKeys(tokens.KindAccess)},
 		{Name: "xbs", Kind: tokens.KindXBSAnonymous, Issuer: sc.XBS.Issuer, Audiences: []string{sc.XBS.Audience}, PublicKeys: signer.PublicKeys(tokens.KindXBSAnonymous)},
-	}})
+	}, Now: f.clock.Now})
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -189,12 +209,14 @@ func (s signed) headers() http.Header {
 	return h
 }
 
-// nonces makes every admin() request's signature its own: without a nonce
+// nonces makes every admin request's signature its own: without a nonce
 // a client signs one request per second.
 var nonces atomic.Uint64
 
-func admin() signed {
-	return signed{client: "acme-admin", secret: adminSecret, at: time.Now(), nonce: fmt.Sprint("t-", nonces.Add(1))}
+// admin is a request of the administrator's integration, signed at the
+// fixture's now.
+func (f *fixture) admin() signed {
+	return signed{client: "acme-admin", secret: adminSecret, at: f.clock.Now(), nonce: fmt.Sprint("t-", nonces.Add(1))}
 }
 
 // answer is a response, its body read.
@@ -296,13 +318,13 @@ func TestSATMintsTheProvidersTokenForAnAdministratorOfTheAccount(t *testing.T) {
 	subjects := map[string]bool{}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			tok := f.satToken(f.sat("acct-1", "prov-1", admin().headers(), tc.contentType, tc.body))
+			tok := f.satToken(f.sat("acct-1", "prov-1", f.admin().headers(), tc.contentType, tc.body))
 			c := tok.Claims
 			if c["role"] != "launchpad_user" || c["scope"] != "launchpads/lp-1" || c["account_id"] != "acct-1" || c["provider_id"] != "prov-1" {
 				t.Errorf("claims = %v", c)
 			}
 			// The provider's 30m duration, not the signer's default hour.
-			if life := time.Until(tok.ExpiresAt); life > 30*time.Minute || life < 29*time.Minute {
+			if life := tok.ExpiresAt.Sub(f.clock.Now()); life != 30*time.Minute {
 				t.Errorf("lifetime %s, want the provider's 30m", life)
 			}
 			if subjects[tok.Subject] {
@@ -316,24 +338,24 @@ func TestSATMintsTheProvidersTokenForAnAdministratorOfTheAccount(t *testing.T) {
 
 func TestSATRefusals(t *testing.T) {
 	f := newFixture(t, "")
-	stale := admin()
-	stale.at = time.Now().Add(-6 * time.Minute)
-	future := admin()
-	future.at = time.Now().Add(6 * time.Minute)
-	wrongSecret := admin()
+	stale := f.admin()
+	stale.at = f.clock.Now().Add(-config.SignatureWindow - time.Minute)
+	future := f.admin()
+	future.at = f.clock.Now().Add(config.SignatureWindow + time.Minute)
+	wrongSecret := f.admin()
 	wrongSecret.secret = launchpadSecret
-	unknown := signed{client: "nobody", secret: adminSecret, at: time.Now()}
-	launchpad := signed{client: "acme-launchpad", secret: launchpadSecret, at: time.Now()}
-	noSig := admin().headers()
+	unknown := signed{client: "nobody", secret: adminSecret, at: f.clock.Now()}
+	launchpad := signed{client: "acme-launchpad", secret: launchpadSecret, at: f.clock.Now()}
+	noSig := f.admin().headers()
 	noSig.Del(HeaderSignature)
-	badHex := admin().headers()
+	badHex := f.admin().headers()
 	badHex.Set(HeaderSignature, "zz"+badHex.Get(HeaderSignature)[2:])
-	badTS := admin().headers()
+	badTS := f.admin().headers()
 	badTS.Set(HeaderTimestamp, "-1")
-	twice := admin().headers()
+	twice := f.admin().headers()
 	twice.Add(HeaderClientID, "acme-admin")
 	// A nonce sent, but not part of what was signed.
-	unsignedNonce := signed{client: "acme-admin", secret: adminSecret, at: time.Now()}.headers()
+	unsignedNonce := signed{client: "acme-admin", secret: adminSecret, at: f.clock.Now()}.headers()
 	unsignedNonce.Set(HeaderNonce, "n-1")
 
 	cases := []struct {
@@ -354,29 +376,29 @@ func TestSATRefusals(t *testing.T) {
 		{"header sent twice", "acct-1", "prov-1", twice, "", "", 401, "signature_invalid", ""},
 		{"nonce not signed", "acct-1", "prov-1", unsignedNonce, "", "", 401, "signature_invalid", ""},
 		{"launchpad-user credential", "acct-1", "prov-1", launchpad.headers(), "", "", 403, "role_not_administrator", ""},
-		{"account outside the scope", "acct-9", "prov-9", admin().headers(), "", "", 403, "account_out_of_scope", ""},
-		{"provider of another account", "acct-1", "prov-2", admin().headers(), "", "", 403, "provider_not_in_account", ""},
-		{"unknown provider", "acct-1", "prov-x", admin().headers(), "", "", 404, "provider_unknown", ""},
-		{"unknown json field", "acct-1", "prov-1", admin().headers(), "application/json", `{"first_name":"a","role":"administrator"}`, 400, "field_invalid", "role"},
-		{"unknown form field", "acct-1", "prov-1", admin().headers(), "application/x-www-form-urlencoded", "scope=launchpads/x", 400, "field_invalid", "scope"},
-		{"bad email", "acct-1", "prov-1", admin().headers(), "application/json", `{"email":"Ada <ada@example.com>"}`, 400, "field_invalid", "email"},
-		{"email without domain", "acct-1", "prov-1", admin().headers(), "application/json", `{"email":"ada@"}`, 400, "field_invalid", "email"},
-		{"bad email domain", "acct-1", "prov-1", admin().headers(), "application/x-www-form-urlencoded", "email_domain=exa%20mple.com", 400, "field_invalid", "email_domain"},
-		{"email outside its domain", "acct-1", "prov-1", admin().headers(), "application/json", `{"email":"ada@example.com","email_domain":"example.org"}`, 400, "field_invalid", "email"},
-		{"name with a control character", "acct-1", "prov-1", admin().headers(), "application/json", `{"last_name":"a\u0000b"}`, 400, "field_invalid", "last_name"},
-		{"metadata not an object", "acct-1", "prov-1", admin().headers(), "application/json", `{"metadata":[1]}`, 400, "field_invalid", "metadata"},
-		{"json field twice", "acct-1", "prov-1", admin().headers(), "application/json", `{"email":"a@example.com","email":"b@example.com"}`, 400, "field_invalid", "body"},
-		{"json after the object", "acct-1", "prov-1", admin().headers(), "application/json", `{"email":"a@example.com"} {}`, 400, "field_invalid", "body"},
-		{"json not an object", "acct-1", "prov-1", admin().headers(), "application/json", `["email"]`, 400, "field_invalid", "body"},
-		{"json not UTF-8", "acct-1", "prov-1", admin().headers(), "application/json", "{\"first_name\":\"Ad\xffa\"}", 400, "field_invalid", "body"},
-		{"json metadata member twice", "acct-1", "prov-1", admin().headers(), "application/json", `{"metadata":{"a":1,"a":2}}`, 400, "field_invalid", "body"},
-		{"json metadata member twice deep inside", "acct-1", "prov-1", admin().headers(), "application/json", `{"metadata":{"a":[{"b":1,"b":1}]}}`, 400, "field_invalid", "body"},
-		{"json metadata nested too deep", "acct-1", "prov-1", admin().headers(), "application/json", `{"metadata":` + strings.Repeat(`{"a":`, strictjson.MaxDepth) + "1" + strings.Repeat("}", strictjson.MaxDepth+1), 400, "field_invalid", "body"},
-		{"form metadata member twice", "acct-1", "prov-1", admin().headers(), "application/x-www-form-urlencoded", url.Values{"metadata": {`{"a":1,"a":2}`}}.Encode(), 400, "field_invalid", "metadata"},
-		{"form metadata not JSON", "acct-1", "prov-1", admin().headers(), "application/x-www-form-urlencoded", url.Values{"metadata": {`{"a":1} {}`}}.Encode(), 400, "field_invalid", "metadata"},
-		{"form field twice", "acct-1", "prov-1", admin().headers(), "application/x-www-form-urlencoded", "first_name=a&first_name=b", 400, "field_invalid", "first_name"},
-		{"oversize body", "acct-1", "prov-1", admin().headers(), "application/json", `{"first_name":"` + strings.Repeat("a", 17<<10) + `"}`, 400, "body_too_large", "body"},
-		{"unsupported media type", "acct-1", "prov-1", admin().headers(), "text/plain", "first_name=a", 415, "unsupported_media_type", "Content-Type"},
+		{"account outside the scope", "acct-9", "prov-9", f.admin().headers(), "", "", 403, "account_out_of_scope", ""},
+		{"provider of another account", "acct-1", "prov-2", f.admin().headers(), "", "", 403, "provider_not_in_account", ""},
+		{"unknown provider", "acct-1", "prov-x", f.admin().headers(), "", "", 404, "provider_unknown", ""},
+		{"unknown json field", "acct-1", "prov-1", f.admin().headers(), "application/json", `{"first_name":"a","role":"administrator"}`, 400, "field_invalid", "role"},
+		{"unknown form field", "acct-1", "prov-1", f.admin().headers(), "application/x-www-form-urlencoded", "scope=launchpads/x", 400, "field_invalid", "scope"},
+		{"bad email", "acct-1", "prov-1", f.admin().headers(), "application/json", `{"email":"Ada <ada@example.com>"}`, 400, "field_invalid", "email"},
+		{"email without domain", "acct-1", "prov-1", f.admin().headers(), "application/json", `{"email":"ada@"}`, 400, "field_invalid", "email"},
+		{"bad email domain", "acct-1", "prov-1", f.admin().headers(), "application/x-www-form-urlencoded", "email_domain=exa%20mple.com", 400, "field_invalid", "email_domain"},
+		{"email outside its domain", "acct-1", "prov-1", f.admin().headers(), "application/json", `{"email":"ada@example.com","email_domain":"example.org"}`, 400, "field_invalid", "email"},
+		{"name with a control character", "acct-1", "prov-1", f.admin().headers(), "application/json", `{"last_name":"a\u0000b"}`, 400, "field_invalid", "last_name"},
+		{"metadata not an object", "acct-1", "prov-1", f.admin().headers(), "application/json", `{"metadata":[1]}`, 400, "field_invalid", "metadata"},
+		{"json field twice", "acct-1", "prov-1", f.admin().headers(), "application/json", `{"email":"a@example.com","email":"b@example.com"}`, 400, "field_invalid", "body"},
+		{"json after the object", "acct-1", "prov-1", f.admin().headers(), "application/json", `{"email":"a@example.com"} {}`, 400, "field_invalid", "body"},
+		{"json not an object", "acct-1", "prov-1", f.admin().headers(), "application/json", `["email"]`, 400, "field_invalid", "body"},
+		{"json not UTF-8", "acct-1", "prov-1", f.admin().headers(), "application/json", "{\"first_name\":\"Ad\xffa\"}", 400, "field_invalid", "body"},
+		{"json metadata member twice", "acct-1", "prov-1", f.admin().headers(), "application/json", `{"metadata":{"a":1,"a":2}}`, 400, "field_invalid", "body"},
+		{"json metadata member twice deep inside", "acct-1", "prov-1", f.admin().headers(), "application/json", `{"metadata":{"a":[{"b":1,"b":1}]}}`, 400, "field_invalid", "body"},
+		{"json metadata nested too deep", "acct-1", "prov-1", f.admin().headers(), "application/json", `{"metadata":` + strings.Repeat(`{"a":`, strictjson.MaxDepth) + "1" + strings.Repeat("}", strictjson.MaxDepth+1), 400, "field_invalid", "body"},
+		{"form metadata member twice", "acct-1", "prov-1", f.admin().headers(), "application/x-www-form-urlencoded", url.Values{"metadata": {`{"a":1,"a":2}`}}.Encode(), 400, "field_invalid", "metadata"},
+		{"form metadata not JSON", "acct-1", "prov-1", f.admin().headers(), "application/x-www-form-urlencoded", url.Values{"metadata": {`{"a":1} {}`}}.Encode(), 400, "field_invalid", "metadata"},
+		{"form field twice", "acct-1", "prov-1", f.admin().headers(), "application/x-www-form-urlencoded", "first_name=a&first_name=b", 400, "field_invalid", "first_name"},
+		{"oversize body", "acct-1", "prov-1", f.admin().headers(), "application/json", `{"first_name":"` + strings.Repeat("a", 17<<10) + `"}`, 400, "body_too_large", "body"},
+		{"unsupported media type", "acct-1", "prov-1", f.admin().headers(), "text/plain", "first_name=a", 415, "unsupported_media_type", "Content-Type"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -394,9 +416,9 @@ func TestSATRefusals(t *testing.T) {
 
 func TestSATSignatureIsSpentOnceEvenReencoded(t *testing.T) {
 	f := newFixture(t, "")
-	withoutNonce := admin()
+	withoutNonce := f.admin()
 	withoutNonce.nonce = ""
-	for name, s := range map[string]signed{"without nonce": withoutNonce, "with nonce": admin()} {
+	for name, s := range map[string]signed{"without nonce": withoutNonce, "with nonce": f.admin()} {
 		t.Run(name, func(t *testing.T) {
 			h := s.headers()
 			f.satToken(f.sat("acct-1", "prov-1", h, "", ""))
@@ -419,7 +441,7 @@ func TestSATSignatureIsSpentOnceEvenReencoded(t *testing.T) {
 
 func TestSATNonceAllowsManyMintsPerSecondWithReplayProtection(t *testing.T) {
 	f := newFixture(t, "")
-	at := time.Now()
+	at := f.clock.Now()
 	for i := range 5 {
 		s := signed{client: "acme-admin", secret: adminSecret, at: at, nonce: fmt.Sprintf("n-%d", i)}
 		f.satToken(f.sat("acct-2", "prov-2", s.headers(), "", ""))
@@ -437,22 +459,28 @@ func TestSATNonceAllowsManyMintsPerSecondWithReplayProtection(t *testing.T) {
 func TestSATReplayMemoryRefusesWhenFull(t *testing.T) {
 	f := newFixture(t, "  rate_limits: {replay_memory: 2}\n")
 	for i := range 2 {
-		s := admin()
+		s := f.admin()
 		s.nonce = fmt.Sprint("fill-", i)
 		f.satToken(f.sat("acct-1", "prov-1", s.headers(), "", ""))
 	}
-	s := admin()
+	s := f.admin()
 	s.nonce = "one-more"
 	a := f.sat("acct-1", "prov-1", s.headers(), "", "")
 	if a.status != http.StatusTooManyRequests || a.apiError().Error != "replay_memory_full" || a.header.Get("Retry-After") == "" {
 		t.Fatalf("a full replay memory answered %d %s (Retry-After %q)", a.status, a.body, a.header.Get("Retry-After"))
 	}
 	// Full means refused, not forgotten: the first signatures stay spent.
-	first := admin()
+	first := f.admin()
 	first.nonce = "fill-0"
-	if a := f.sat("acct-1", "prov-1", first.headers(), "", ""); a.status != 401 {
+	if a := f.sat("acct-1", "prov-1", first.headers(), "", ""); a.status != 401 || a.apiError().Error != "signature_replayed" {
 		t.Fatalf("a remembered signature answered %d %s", a.status, a.body)
 	}
+	// A signature is remembered until its timestamp has left the window
+	// (to the second); then the memory has room again.
+	f.clock.Advance(config.SignatureWindow + time.Second)
+	later := f.admin()
+	later.nonce = "after-the-window"
+	f.satToken(f.sat("acct-1", "prov-1", later.headers(), "", ""))
 }
 
 func TestRateLimitsAnswer429WithRetryAfter(t *testing.T) {
@@ -464,7 +492,7 @@ func TestRateLimitsAnswer429WithRetryAfter(t *testing.T) {
 			return f.do("POST", "/v1/anonymous/public-chats/public-lobby/token", nil, "", "")
 		}},
 		{"per client", "  rate_limits: {per_client: {per_second: 0.01, burst: 2}}\n", func(f *fixture, i int) answer {
-			s := admin()
+			s := f.admin()
 			s.nonce = fmt.Sprint("n", i)
 			return f.sat("acct-1", "prov-1", s.headers(), "", "")
 		}},
@@ -481,8 +509,8 @@ func TestRateLimitsAnswer429WithRetryAfter(t *testing.T) {
 			if a.status != http.StatusTooManyRequests || a.apiError().Error != "rate_limited" {
 				t.Fatalf("over the limit: %d %s", a.status, a.body)
 			}
-			if ra, err := strconv.Atoi(a.header.Get("Retry-After")); err != nil || ra < 1 || ra > 100 {
-				t.Fatalf("Retry-After %q: want the seconds until a token is back (at most 100 at 0.01/s)", a.header.Get("Retry-After"))
+			if ra, err := strconv.Atoi(a.header.Get("Retry-After")); err != nil || ra != 100 {
+				t.Fatalf("Retry-After %q: want the seconds until a token is back (100 at 0.01/s, the clock standing still)", a.header.Get("Retry-After"))
 			}
 		})
 	}
@@ -523,15 +551,17 @@ func TestXForwardedForCountsOnlyFromTrustedProxies(t *testing.T) {
 	}
 }
 
-func mintGuest(t *testing.T, secretB64, sub, name string, ttl time.Duration) string {
-	t.Helper()
+// mintGuest is a partner's guest token that expires ttl after the
+// fixture's now.
+func (f *fixture) mintGuest(secretB64, sub, name string, ttl time.Duration) string {
+	f.t.Helper()
 	secret, err := tokens.DecodeGuestSecret(secretB64)
 	if err != nil {
-		t.Fatal(err)
+		f.t.Fatal(err)
 	}
-	tok, err := tokens.MintGuest(secret, guestIss, sub, name, time.Now().Add(ttl))
+	tok, err := tokens.MintGuest(secret, guestIss, sub, name, f.clock.Now().Add(ttl))
 	if err != nil {
-		t.Fatal(err)
+		f.t.Fatal(err)
 	}
 	return tok
 }
@@ -551,12 +581,12 @@ func (f *fixture) login(tok string) (answer, loginAnswer) {
 func TestGuestLoginGivesA6HourAccessTokenWithTheLatestName(t *testing.T) {
 	f := newFixture(t, "")
 	// A guest token of 5 minutes still gets 6 hours.
-	a, la := f.login(mintGuest(t, guestSecretA, "guest-42", "Ada", 5*time.Minute))
+	a, la := f.login(f.mintGuest(guestSecretA, "guest-42", "Ada", 5*time.Minute))
 	if a.status != 200 {
 		t.Fatalf("login: %d %s", a.status, a.body)
 	}
-	if n, err := strconv.Atoi(la.ExpiresIn); err != nil || n < 21590 || n > 21600 {
-		t.Fatalf("expiresIn = %q, want about 21599", la.ExpiresIn)
+	if n, err := strconv.Atoi(la.ExpiresIn); err != nil || n != 21600 {
+		t.Fatalf("expiresIn = %q, want 21600 (6 h, the clock standing still)", la.ExpiresIn)
 	}
 	var fields map[string]any
 	_ = json.Unmarshal(a.body, &fields)
@@ -570,7 +600,7 @@ func TestGuestLoginGivesA6HourAccessTokenWithTheLatestName(t *testing.T) {
 	if tok.Subject != tokens.GuestPersonID(guestIss, "guest-42") || tok.Name != "Ada" {
 		t.Fatalf("access token: sub %s name %q", tok.Subject, tok.Name)
 	}
-	_, la2 := f.login(mintGuest(t, guestSecretA, "guest-42", "Ada L.", time.Hour))
+	_, la2 := f.login(f.mintGuest(guestSecretA, "guest-42", "Ada L.", time.Hour))
 	tok2, err := f.ver.VerifyKind(context.Background(), la2.Token, tokens.KindAccess)
 	if err != nil || tok2.Subject != tok.Subject || tok2.Name != "Ada L." {
 		t.Fatalf("re-login: %v sub %s name %q", err, tok2.Subject, tok2.Name)
@@ -579,15 +609,15 @@ func TestGuestLoginGivesA6HourAccessTokenWithTheLatestName(t *testing.T) {
 
 func TestGuestLoginRefusals(t *testing.T) {
 	f := newFixture(t, "")
-	_, la := f.login(mintGuest(t, guestSecretA, "guest-1", "", time.Hour))
+	_, la := f.login(f.mintGuest(guestSecretA, "guest-1", "", time.Hour))
 	cases := []struct {
 		name, auth, code string
 	}{
 		{"no token", "", "missing_token"},
 		{"basic scheme", "Basic Z3Vlc3Q6eA==", "missing_token"},
 		{"an access token cannot log in", "Bearer " + la.Token, "invalid_token"},
-		{"expired guest token", "Bearer " + mintGuest(t, guestSecretA, "guest-1", "", -time.Hour), "invalid_token"},
-		{"another issuer's secret", "Bearer " + mintGuest(t, guestSecretB, "guest-1", "", time.Hour), "invalid_token"},
+		{"expired guest token", "Bearer " + f.mintGuest(guestSecretA, "guest-1", "", -time.Hour), "invalid_token"},
+		{"another issuer's secret", "Bearer " + f.mintGuest(guestSecretB, "guest-1", "", time.Hour), "invalid_token"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -605,7 +635,7 @@ func TestGuestLoginRefusals(t *testing.T) {
 
 func TestGuestLoginRefusesATokenOfARotatedSecret(t *testing.T) {
 	f := newFixture(t, "")
-	old := mintGuest(t, guestSecretA, "guest-7", "", time.Hour)
+	old := f.mintGuest(guestSecretA, "guest-7", "", time.Hour)
 	_, la := f.login(old)
 	// The partner regenerates its secret; the config reload builds a new
 	// verifier and the issuer is updated with it.
@@ -620,7 +650,7 @@ func TestGuestLoginRefusesATokenOfARotatedSecret(t *testing.T) {
 	if _, err := f.ver.Verify(context.Background(), la.Token); tokens.CodeOf(err) != tokens.CodeRevoked {
 		t.Fatalf("an access token of the old secret: %v, want revoked", err)
 	}
-	if a, _ := f.login(mintGuest(t, guestSecretB, "guest-7", "", time.Hour)); a.status != 200 {
+	if a, _ := f.login(f.mintGuest(guestSecretB, "guest-7", "", time.Hour)); a.status != 200 {
 		t.Fatalf("a guest token of the new secret: %d %s", a.status, a.body)
 	}
 }
@@ -710,7 +740,7 @@ func TestIssuerTurnedOffAnswers404ButPublishesKeys(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, p := range []string{"/v1/jwt/login", "/v1/anonymous/widgets/W-DEMO/token", "/v1/accounts/acct-1/secure-anonymous/prov-1/tokens"} {
-		if a := f.do("POST", p, admin().headers(), "", ""); a.status != 404 || a.apiError().Error != "issuer_disabled" {
+		if a := f.do("POST", p, f.admin().headers(), "", ""); a.status != 404 || a.apiError().Error != "issuer_disabled" {
 			t.Errorf("%s: %d %s", p, a.status, a.body)
 		}
 	}

@@ -129,7 +129,8 @@ func NewKeySet(ctx context.Context, src KeySource, client *http.Client, hooks Ke
 	return newKeySet(ctx, src, client, hooks, time.Now)
 }
 
-// newKeySet is NewKeySet with a clock, for tests of MaxStale.
+// newKeySet is NewKeySet with a clock: the Verifier's (Config.Now), which
+// MinRefetch and MaxStale are measured on.
 func newKeySet(ctx context.Context, src KeySource, client *http.Client, hooks KeyHooks, now func() time.Time) (*KeySet, error) {
 	n := 0
 	for _, s := range []string{src.File, src.Inline, src.URL} {

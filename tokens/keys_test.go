@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -94,7 +95,7 @@ func newKSServer(t *testing.T, body string) *ksServer {
 		if g := s.gate.Load(); g != nil {
 			select {
 			case <-*g:
-			case <-time.After(5 * time.Second):
+			case <-time.After(5 * time.Second): // a safety bound: a test that never opens the gate fails, not hangs
 			}
 		}
 		w.Header().Set("Content-Type", "application/json")
@@ -110,16 +111,39 @@ func (s *ksServer) set(body string) { s.body.Store(&body) }
 func (s *ksServer) keySet(t *testing.T, src KeySource, clock *ksClock, hooks KeyHooks) *KeySet {
 	t.Helper()
 	src.URL = s.URL + "/.well-known/jwks.json"
-	now := time.Now
-	if clock != nil {
-		now = clock.Now
+	if clock == nil {
+		clock = newKSClock()
 	}
-	k, err := newKeySet(context.Background(), src, s.Client(), hooks, now)
+	k, err := newKeySet(context.Background(), src, s.Client(), hooks, clock.Now)
 	if err != nil {
 		t.Fatalf("NewKeySet: %v", err)
 	}
 	t.Cleanup(k.Close)
 	return k
+}
+
+// waitingIn counts the goroutines blocked (in a select or on a channel)
+// inside fn, a method as runtime.Stack names it: how a test knows the
+// goroutines it started are parked where it means them to be, without
+// sleeping.
+func waitingIn(fn string) int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	count := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		header, _, _ := strings.Cut(g, "\n")
+		if (strings.Contains(header, "[select") || strings.Contains(header, "[chan receive")) && strings.Contains(g, "tokens."+fn+"(") {
+			count++
+		}
+	}
+	return count
 }
 
 func ksWantCode(t *testing.T, err error, code string) {
@@ -367,6 +391,8 @@ func TestKeySetBackgroundRefreshPicksUpRotation(t *testing.T) {
 	ks := srv.keySet(t, KeySource{Refresh: 10 * time.Millisecond, MinRefetch: time.Hour}, newKSClock(), KeyHooks{})
 	v0 := ks.Version()
 	srv.set(ksJWKS(t, ksJWK(t, &b.PublicKey, "b", "ES256")))
+	// Bounded polls for a state: the refresher runs on its own timer and
+	// fetches over real loopback HTTP; nothing here measures time.
 	deadline := time.Now().Add(5 * time.Second)
 	for ks.Version() == v0 {
 		if time.Now().After(deadline) {
@@ -445,14 +471,15 @@ func TestKeySetConcurrentMissesShareOneFetch(t *testing.T) {
 			errs <- err
 		})
 	}
+	// Bounded poll for a state: every miss is parked on the one fetch,
+	// which is held at the gate (real loopback HTTP).
 	deadline := time.Now().Add(5 * time.Second)
-	for srv.hits.Load() < 2 {
+	for srv.hits.Load() < 2 || waitingIn("(*KeySet).refetchOnMiss") < n {
 		if time.Now().After(deadline) {
-			t.Fatal("no refetch")
+			t.Fatalf("%d fetches, %d misses waiting: want the refetch and %d", srv.hits.Load(), waitingIn("(*KeySet).refetchOnMiss"), n)
 		}
 		time.Sleep(time.Millisecond)
 	}
-	time.Sleep(20 * time.Millisecond) // let the others queue behind the fetch
 	close(gate)
 	wg.Wait()
 	close(errs)
@@ -567,23 +594,45 @@ func TestKeySetDoesNotFollowARedirectToPlainHTTP(t *testing.T) {
 	}
 }
 
+// TestKeySetCloseStopsTheRefresh: Close returns once the refresher and any
+// fetch in flight have ended; from then on nothing fetches, not even a miss
+// past MinRefetch, and Key answers from the keys held. Fetches are counted
+// where the key set makes them (OnFetch), not at the server, where a
+// request cancelled by Close may still arrive late.
 func TestKeySetCloseStopsTheRefresh(t *testing.T) {
 	a := ksECKey(t)
 	srv := newKSServer(t, ksJWKS(t, ksJWK(t, &a.PublicKey, "a", "ES256")))
-	ks := srv.keySet(t, KeySource{Refresh: time.Millisecond}, nil, KeyHooks{})
+	clock := newKSClock()
+	var fetches, afterClose atomic.Int64
+	var closed atomic.Bool
+	ks := srv.keySet(t, KeySource{Refresh: time.Millisecond}, clock, KeyHooks{OnFetch: func(string, error) {
+		fetches.Add(1)
+		if closed.Load() {
+			afterClose.Add(1)
+		}
+	}})
+	// Bounded poll for a state: the refresher runs on its own timer and
+	// fetches over real loopback HTTP.
 	deadline := time.Now().Add(5 * time.Second)
-	for srv.hits.Load() < 3 {
+	var refreshers int // waiting, this one among them
+	for fetches.Load() < 3 || refreshers == 0 {
 		if time.Now().After(deadline) {
 			t.Fatal("no background refresh")
 		}
 		time.Sleep(time.Millisecond)
+		refreshers = waitingIn("(*KeySet).refresher")
 	}
 	ks.Close()
-	time.Sleep(20 * time.Millisecond) // a request cancelled by Close may reach the server late
-	hits := srv.hits.Load()
-	time.Sleep(30 * time.Millisecond)
-	if srv.hits.Load() != hits {
-		t.Fatal("fetches after Close")
+	closed.Store(true)
+	if n := waitingIn("(*KeySet).refresher"); n != refreshers-1 {
+		t.Fatalf("%d refreshers waiting after Close, %d before: Close did not stop this one", n, refreshers)
+	}
+	clock.Advance(time.Hour)
+	if _, err := ks.Key(context.Background(), "made-up"); CodeOf(err) != CodeUnknownKey {
+		t.Fatalf("a miss after Close: %v, want unknown_key", err)
+	}
+	if n := afterClose.Load(); n != 0 {
+		t.Fatalf("%d fetches after Close", n)
 	}
 	ks.Close() // twice is fine
 	if _, err := ks.Key(context.Background(), "a"); err != nil {
@@ -619,6 +668,8 @@ func TestKeySetRetriesSoonAfterAFailedFetch(t *testing.T) {
 	srv.status.Store(http.StatusBadGateway)
 	// Refresh is an hour: only the retry after a failure can make it ready.
 	ks := srv.keySet(t, KeySource{Refresh: time.Hour, MinRefetch: 5 * time.Millisecond}, nil, KeyHooks{})
+	// Bounded polls for a state: the retries run on the refresher's own
+	// timer and fetch over real loopback HTTP.
 	deadline := time.Now().Add(5 * time.Second)
 	for srv.hits.Load() < 3 { // the start fetch and two retries
 		if time.Now().After(deadline) {

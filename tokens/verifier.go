@@ -152,6 +152,7 @@ func New(ctx context.Context, cfg Config) (*Verifier, error) {
 	if v.now == nil {
 		v.now = time.Now
 	}
+	cfg.Now = v.now // the key sets run on the verifier's clock
 	for i, in := range cfg.Issuers {
 		e, err := newIssuerEntry(ctx, i, in, cfg)
 		if err != nil {
@@ -267,7 +268,7 @@ func newIssuerEntry(ctx context.Context, i int, in Issuer, cfg Config) (*issuerE
 		}
 		e.keys = ks
 	case hasSource:
-		ks, err := NewKeySet(ctx, in.Keys, cfg.HTTPClient, KeyHooks{OnFetch: cfg.Hooks.OnJWKSFetch})
+		ks, err := newKeySet(ctx, in.Keys, cfg.HTTPClient, KeyHooks{OnFetch: cfg.Hooks.OnJWKSFetch}, cfg.Now)
 		if err != nil {
 			return nil, fail("Keys", "%v", err)
 		}

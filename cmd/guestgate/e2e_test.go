@@ -6,6 +6,11 @@ package main
 // development keys and secrets, and the go-control-plane gRPC client.
 // The copies let a test edit the registry data or rotate a secret and
 // watch the running sidecar reload, without touching the repository.
+//
+// The sidecar runs on the wall clock, as in production (its wiring takes
+// no clock). The tokens here are minted on the same clock with margins of
+// an hour or more (valid for an hour, expired hours ago), never seconds,
+// so no tick between a mint and its check changes an answer.
 
 import (
 	"bufio"

@@ -48,7 +48,7 @@ func runSidecar(t testing.TB, cfg *config.Config, logs io.Writer) (*sidecar, con
 			if err != nil {
 				t.Errorf("serve: %v", err)
 			}
-		case <-time.After(15 * time.Second):
+		case <-time.After(15 * time.Second): // a bound: a serve that never stops fails, not hangs
 			t.Error("serve did not stop within 15s of cancellation")
 		}
 	})

@@ -83,7 +83,7 @@ func TestServeStopsOnCancelAndReportsHealth(t *testing.T) {
 		if err != nil {
 			t.Fatalf("serve: %v", err)
 		}
-	case <-time.After(15 * time.Second):
+	case <-time.After(15 * time.Second): // a bound: a serve that never stops fails, not hangs
 		t.Fatal("serve did not stop")
 	}
 	done <- nil // let the cleanup's receive succeed

@@ -125,7 +125,8 @@ func startNginx(t *testing.T, bin, guestgate, checkPrefix, upstream string) stri
 	return ""
 }
 
-// up waits (10 s at most) for nginx to answer on addr, or to exit.
+// up waits (10 s at most) for nginx, a real process, to answer on addr, or
+// to exit: a bound on its start-up, never a measure of it.
 func up(addr string, exited <-chan error) bool {
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {

@@ -116,7 +116,9 @@ func browser(t *testing.T, timeout time.Duration) (context.Context, func() []str
 	}
 }
 
-// waitText polls an element's textContent until it contains want.
+// waitText polls an element's textContent until it contains want: the page
+// in the real browser updates on its own, and the step's context bounds
+// the wait.
 func waitText(ctx context.Context, sel, want string, got *string) chromedp.Action {
 	return chromedp.ActionFunc(func(ctx context.Context) error {
 		for {
@@ -221,9 +223,11 @@ func TestPlaygroundDecidesAllowedAndDeniedChatCommandsInARealBrowser(t *testing.
 	}
 }
 
-// satRouteMissing says whether the admin listener has no SAT route at all:
-// the mux's own 404, not an issuer's refusal of an unknown provider.
-func satRouteMissing(t *testing.T, admin string) bool {
+// requireIssuerMounted fails the test when the admin listener has no SAT
+// route at all (the mux's own 404, not an issuer's refusal of an unknown
+// provider): the development setup mounts the issuer there, and a wiring
+// that lost it is the regression these tests are for.
+func requireIssuerMounted(t *testing.T, admin string) {
 	t.Helper()
 	resp, err := testClient.Post(admin+"/v1/accounts/probe/secure-anonymous/probe/tokens", "application/json", strings.NewReader("{}"))
 	if err != nil {
@@ -231,7 +235,9 @@ func satRouteMissing(t *testing.T, admin string) bool {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
-	return resp.StatusCode == http.StatusNotFound && string(b) == "404 page not found\n"
+	if resp.StatusCode == http.StatusNotFound && string(b) == "404 page not found\n" {
+		t.Fatal("the admin listener has no SAT route (POST /v1/accounts/{account_id}/secure-anonymous/{provider_id}/tokens): the issuer is not mounted")
+	}
 }
 
 // screenshot saves the page into the test's artifact directory (kept with
@@ -270,9 +276,7 @@ func TestPlaygroundMintsASecureAnonymousTokenInARealBrowser(t *testing.T) {
 	tab, problems := browser(t, 90*time.Second)
 	s := startDevWith(t, nil)
 	admin := "http://" + s.adminLis.Addr().String()
-	if satRouteMissing(t, admin) {
-		t.Skip("the admin listener has no SAT route (POST /v1/accounts/{account_id}/secure-anonymous/{provider_id}/tokens): the issuer is not mounted")
-	}
+	requireIssuerMounted(t, admin)
 	secret := devSATSecret(t)
 
 	// Every request the page sends is recorded: the secret must be in none.
@@ -389,9 +393,7 @@ func TestPlaygroundWidgetSessionAndGuestLoginInARealBrowser(t *testing.T) {
 		c.Issuer.RateLimits.PerClient = config.Rate{PerSecond: 0.01, Burst: 1}
 	})
 	admin := "http://" + s.adminLis.Addr().String()
-	if satRouteMissing(t, admin) {
-		t.Skip("the admin listener has no issuer routes (POST /v1/anonymous/widgets/{widget_id}/token): the issuer is not mounted")
-	}
+	requireIssuerMounted(t, admin)
 	var revision, claims, channel, verdict, path, status string
 	step(t, tab, "start a widget session",
 		chromedp.Navigate(admin+"/playground/"),

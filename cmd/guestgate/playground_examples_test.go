@@ -65,9 +65,7 @@ func servedExamples(t *testing.T, admin string, q url.Values) map[string]string 
 func TestMintExamplesRunAsShownAndMint(t *testing.T) {
 	s := startDevWith(t, nil)
 	admin := "http://" + s.adminLis.Addr().String()
-	if satRouteMissing(t, admin) {
-		t.Skip("the admin listener has no SAT route (POST /v1/accounts/{account_id}/secure-anonymous/{provider_id}/tokens): the issuer is not mounted")
-	}
+	requireIssuerMounted(t, admin)
 	secret := devSATSecret(t)
 	// A body that needs quoting in every language: quotes, a backslash, a
 	// shell expansion, non-ASCII and an astral character.
