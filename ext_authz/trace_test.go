@@ -13,7 +13,6 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/big"
 	"net"
@@ -24,8 +23,6 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -33,77 +30,16 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/noop"
-	collectortrace "go.opentelemetry.io/proto/otlp/collector/trace/v1"
 	commonv1 "go.opentelemetry.io/proto/otlp/common/v1"
 	tracev1 "go.opentelemetry.io/proto/otlp/trace/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/encoding/prototext"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/guestgate/guestgate/config"
 	"github.com/guestgate/guestgate/internal/testsupport"
 )
-
-// collector is an OpenTelemetry collector's trace receiver, in process:
-// OTLP over gRPC (collectortrace.TraceServiceServer) and over HTTP
-// (protobuf POSTed to its URL path). It keeps every request it receives.
-type collector struct {
-	collectortrace.UnimplementedTraceServiceServer
-	urlPath string      // the HTTP receiver's path
-	discard atomic.Bool // answer without keeping: a benchmark's collector
-
-	mu   sync.Mutex
-	reqs []*collectortrace.ExportTraceServiceRequest
-}
-
-func (c *collector) Export(_ context.Context, req *collectortrace.ExportTraceServiceRequest) (*collectortrace.ExportTraceServiceResponse, error) {
-	if c.discard.Load() {
-		return &collectortrace.ExportTraceServiceResponse{}, nil
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.reqs = append(c.reqs, proto.Clone(req).(*collectortrace.ExportTraceServiceRequest))
-	return &collectortrace.ExportTraceServiceResponse{}, nil
-}
-
-func (c *collector) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost || r.URL.Path != c.urlPath || r.Header.Get("Content-Type") != "application/x-protobuf" {
-		http.Error(w, "not an OTLP/HTTP protobuf export", http.StatusNotFound)
-		return
-	}
-	b, err := io.ReadAll(io.LimitReader(r.Body, 4<<20))
-	req := &collectortrace.ExportTraceServiceRequest{}
-	if err == nil {
-		err = proto.Unmarshal(b, req)
-	}
-	if err != nil {
-		http.Error(w, err.Error(), http.StatusBadRequest)
-		return
-	}
-	resp, _ := c.Export(r.Context(), req)
-	out, _ := proto.Marshal(resp)
-	w.Header().Set("Content-Type", "application/x-protobuf")
-	_, _ = w.Write(out)
-}
-
-// received returns every span received, with the resource it came under.
-func (c *collector) received() (spans []*tracev1.Span, resources []*commonv1.KeyValue, text string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var all strings.Builder
-	for _, req := range c.reqs {
-		all.WriteString(prototext.Format(req))
-		for _, rs := range req.GetResourceSpans() {
-			resources = append(resources, rs.GetResource().GetAttributes()...)
-			for _, ss := range rs.GetScopeSpans() {
-				spans = append(spans, ss.GetSpans()...)
-			}
-		}
-	}
-	return spans, resources, all.String()
-}
 
 // collectorTLS is how a test collector speaks: plaintext, TLS, or TLS
 // asking for a client certificate.
@@ -117,42 +53,35 @@ const (
 
 // startCollector runs a collector on 127.0.0.1:0 for protocol and returns
 // it with the tracing config that sends to it.
-func startCollector(t testing.TB, protocol string, mode collectorTLS, urlPath string) (*collector, config.Tracing) {
-	t.Helper()
-	c := &collector{urlPath: urlPath}
-	if c.urlPath == "" {
-		c.urlPath = config.DefaultTracingURLPath
-	}
+func startCollector(tb testing.TB, protocol string, mode collectorTLS, urlPath string) (*testsupport.Collector, config.Tracing) {
+	tb.Helper()
 	cfg := config.Tracing{Enabled: true, Protocol: protocol, URLPath: urlPath, ServiceName: "guestgate-under-test", Insecure: mode == plaintext}
 	var tlsCfg *tls.Config
 	if mode != plaintext {
-		dir := t.TempDir()
-		cert, certPEM, keyPEM := selfSignedCert(t)
-		cfg.CAFile = writeFile(t, dir, "ca.pem", certPEM)
+		dir := tb.TempDir()
+		cert, certPEM, keyPEM := selfSignedCert(tb)
+		cfg.CAFile = writeFile(tb, dir, "ca.pem", certPEM)
 		tlsCfg = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		if mode == mutualTLS {
 			pool := x509.NewCertPool()
 			pool.AppendCertsFromPEM(certPEM)
 			tlsCfg.ClientCAs, tlsCfg.ClientAuth = pool, tls.RequireAndVerifyClientCert
-			cfg.CertFile, cfg.KeyFile = writeFile(t, dir, "client.pem", certPEM), writeFile(t, dir, "client-key.pem", keyPEM)
+			cfg.CertFile, cfg.KeyFile = writeFile(tb, dir, "client.pem", certPEM), writeFile(tb, dir, "client-key.pem", keyPEM)
 		}
 	}
+	var c *testsupport.Collector
 	switch protocol {
 	case config.TracingGRPC:
 		var opts []grpc.ServerOption
 		if tlsCfg != nil {
 			opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
 		}
-		srv := grpc.NewServer(opts...)
-		collectortrace.RegisterTraceServiceServer(srv, c)
-		lis, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		go func() { _ = srv.Serve(lis) }()
-		t.Cleanup(srv.Stop)
-		cfg.Endpoint = lis.Addr().String()
+		c, cfg.Endpoint = testsupport.StartGRPCCollector(tb, opts...)
 	case config.TracingHTTP:
+		c = &testsupport.Collector{URLPath: urlPath}
+		if c.URLPath == "" {
+			c.URLPath = config.DefaultTracingURLPath
+		}
 		srv := httptest.NewUnstartedServer(c)
 		if tlsCfg != nil {
 			srv.TLS = tlsCfg
@@ -160,7 +89,7 @@ func startCollector(t testing.TB, protocol string, mode collectorTLS, urlPath st
 		} else {
 			srv.Start()
 		}
-		t.Cleanup(srv.Close)
+		tb.Cleanup(srv.Close)
 		cfg.Endpoint = srv.Listener.Addr().String()
 	}
 	// The config's own defaults (the sample ratio) and validation.
@@ -169,11 +98,11 @@ func startCollector(t testing.TB, protocol string, mode collectorTLS, urlPath st
 		"ca_file": cfg.CAFile, "cert_file": cfg.CertFile, "key_file": cfg.KeyFile, "service_name": cfg.ServiceName,
 	}})
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
-	full, err := config.Parse(doc, t.TempDir()) // JSON is YAML
+	full, err := config.Parse(doc, tb.TempDir()) // JSON is YAML
 	if err != nil {
-		t.Fatal(err)
+		tb.Fatal(err)
 	}
 	return c, full.Tracing
 }
@@ -431,7 +360,7 @@ func TestCheckSpanTreeReachesAnOTLPCollector(t *testing.T) {
 			}
 			flush()
 
-			spans, resource, text := col.received()
+			spans, resource, text := col.Received()
 			if len(spans) != 4 {
 				t.Fatalf("collector received %d spans, want 4 (the check and its three steps)", len(spans))
 			}
@@ -489,7 +418,7 @@ func TestRepeatedCheckSaysTheDecisionCacheAnswered(t *testing.T) {
 		}
 	}
 	flush()
-	spans, _, _ := col.received()
+	spans, _, _ := col.Received()
 	var cached []any
 	for _, s := range spans {
 		if s.GetName() == spanEvaluate {
@@ -553,7 +482,7 @@ func TestEveryWireOfTheCheckIsTraced(t *testing.T) {
 			c, ws, flush := tracedChecker(t, cfg, tc.form)
 			tc.call(t, c, ws)
 			flush()
-			spans, _, _ := col.received()
+			spans, _, _ := col.Received()
 			if len(spans) != 4 {
 				t.Fatalf("collector received %d spans, want 4", len(spans))
 			}
@@ -590,7 +519,7 @@ func TestSamplingFollowsTheParentThenTheRatio(t *testing.T) {
 				t.Fatalf("denied: %s", d.Reason)
 			}
 			flush()
-			if spans, _, _ := col.received(); len(spans) != tc.want {
+			if spans, _, _ := col.Received(); len(spans) != tc.want {
 				t.Fatalf("%d spans exported, want %d", len(spans), tc.want)
 			}
 		})
@@ -712,7 +641,7 @@ func BenchmarkCheckTraced(b *testing.B) {
 	}{{"sampled", 1}, {"unsampled", 0}} {
 		b.Run(tc.name, func(b *testing.B) {
 			col, cfg := startCollector(b, config.TracingGRPC, plaintext, "")
-			col.discard.Store(true)
+			col.Discard.Store(true)
 			cfg.SampleRatio = &tc.ratio
 			c, ws, flush := tracedChecker(b, cfg, "")
 			cr := sensitiveRequest(b, ws)
