@@ -24,6 +24,7 @@ import (
 
 	"github.com/guestgate/guestgate/config"
 	"github.com/guestgate/guestgate/engine"
+	"github.com/guestgate/guestgate/internal/memo"
 )
 
 // A check's span and its three children (docs/tracing.md): one tree per
@@ -48,7 +49,7 @@ const (
 	attrTokenKind  = attribute.Key("guestgate.token.kind")
 	attrTokenError = attribute.Key("guestgate.token.error")
 	attrRevision   = attribute.Key("guestgate.policy.revision")
-	attrCached     = attribute.Key("guestgate.decision.cached")
+	attrCached     = attribute.Key("guestgate.decision.cached") // the decision cache answered
 )
 
 // untraced is the span of a check when tracing is off: boxed once, so an
@@ -186,7 +187,11 @@ func setToken(span trace.Span, d *Decision) {
 // whether its decision cache answered, or why it failed.
 func endEvaluate(span trace.Span, d *Decision, res engine.Result, ok bool) {
 	if span.IsRecording() {
-		span.SetAttributes(attrRevision.String(res.Revision), attrCached.Bool(res.Cached()))
+		// Answered from the cache: a decision whose answer an earlier check
+		// already shaped (respond keeps it beside the cached decision). One
+		// just put in the cache was evaluated, so it does not count.
+		_, cached := memo.Load[*Decision](res.Memo())
+		span.SetAttributes(attrRevision.String(res.Revision), attrCached.Bool(cached))
 		if !ok {
 			span.SetAttributes(attrReason.String(d.Reason))
 			if failed(d.Reason) {

@@ -408,11 +408,15 @@ func TestCheckSpanTreeReachesAnOTLPCollector(t *testing.T) {
 	}
 }
 
+// TestRepeatedCheckSaysTheDecisionCacheAnswered: the first of identical
+// checks is evaluated; by the last the decision cache answers (it admits a
+// decision once it has seen it again), and from then on it does.
 func TestRepeatedCheckSaysTheDecisionCacheAnswered(t *testing.T) {
 	col, cfg := startCollector(t, config.TracingGRPC, plaintext, "")
 	c, ws, flush := tracedChecker(t, cfg, "")
 	cr := sensitiveRequest(t, ws)
-	for range 2 {
+	const checks = 3
+	for range checks {
 		if d := c.Decide(context.Background(), cr); !d.Allowed {
 			t.Fatalf("denied: %s", d.Reason)
 		}
@@ -420,14 +424,30 @@ func TestRepeatedCheckSaysTheDecisionCacheAnswered(t *testing.T) {
 	flush()
 	spans, _, _ := col.Received()
 	var cached []any
-	for _, s := range spans {
-		if s.GetName() == spanEvaluate {
-			cached = append(cached, attrs(s)["guestgate.decision.cached"])
+	for _, s := range treeOrder(spans, spanEvaluate) {
+		cached = append(cached, attrs(s)["guestgate.decision.cached"])
+	}
+	t.Logf("guestgate.decision.cached of %d identical checks: %v", checks, cached)
+	if len(cached) != checks || cached[0] != false || cached[checks-1] != true {
+		t.Fatalf("guestgate.decision.cached of %d identical checks = %v, want false first and true last", checks, cached)
+	}
+	for i := 1; i < checks; i++ {
+		if cached[i-1] == true && cached[i] == false {
+			t.Fatalf("a cached decision was evaluated again: %v", cached)
 		}
 	}
-	if fmt.Sprint(cached) != "[false true]" {
-		t.Fatalf("guestgate.decision.cached of two identical checks = %v, want [false true]", cached)
+}
+
+// treeOrder is the spans named name in the order they began.
+func treeOrder(spans []*tracev1.Span, name string) []*tracev1.Span {
+	var out []*tracev1.Span
+	for _, s := range spans {
+		if s.GetName() == name {
+			out = append(out, s)
+		}
 	}
+	sort.Slice(out, func(i, j int) bool { return out[i].GetStartTimeUnixNano() < out[j].GetStartTimeUnixNano() })
+	return out
 }
 
 func TestEveryWireOfTheCheckIsTraced(t *testing.T) {
