@@ -44,6 +44,7 @@ type Config struct {
 	// Issuer configures the minting routes, off unless enabled (issuer.go).
 	Issuer    Issuer    `yaml:"issuer"`
 	HTTPCheck HTTPCheck `yaml:"http_check"` // config/httpcheck.go
+	Tracing   Tracing   `yaml:"tracing"`    // config/tracing.go
 
 	// Path is the file this config was read from ("" when built in code).
 	Path string `yaml:"-"`
@@ -307,6 +308,7 @@ func (c *Config) resolvePaths(base string) {
 		abs(&c.Tokens.Issuers[i].SecretFile)
 	}
 	c.Issuer.resolvePaths(abs)
+	c.Tracing.resolvePaths(abs)
 	for _, m := range []*MintedKind{&c.Minting.SAT, &c.Minting.Access, &c.Minting.XBS} {
 		for i := range m.KeyFiles {
 			abs(&m.KeyFiles[i])
@@ -382,6 +384,7 @@ func (c *Config) applyDefaults() {
 	setS(&c.Minting.AnonymousEmailDomain, "guestgate.invalid")
 	c.Issuer.applyDefaults()
 	c.HTTPCheck.applyDefaults()
+	c.Tracing.applyDefaults()
 }
 
 func (c *Config) readSecrets() error {
@@ -562,6 +565,7 @@ func (c *Config) Validate() error {
 	c.Playground.validate(add)
 	c.Issuer.validate(c, add)
 	c.HTTPCheck.validate(add)
+	c.Tracing.validate(add)
 	// Map iteration above is unordered; a stable order reads better.
 	sort.Slice(errs, func(i, j int) bool { return errs[i].Error() < errs[j].Error() })
 	return errors.Join(errs...)

@@ -89,6 +89,7 @@ func (c *Checker) decide(ctx context.Context, cr *authv3.CheckRequest, bodyAbsen
 	start := time.Now()
 	cs := c.compiled.Load()
 	d = &Decision{RequestID: requestID(cr)}
+	ctx, span := c.startCheck(ctx, cr) // the check's span and its steps' (trace.go)
 	defer func() {
 		if p := recover(); p != nil {
 			c.logger.Error("check panicked; denied", "request_id", d.RequestID, "panic", fmt.Sprint(p))
@@ -97,6 +98,7 @@ func (c *Checker) decide(ctx context.Context, cr *authv3.CheckRequest, bodyAbsen
 		d.Latency = time.Since(start)
 		cs.finish(d) // a denial's answer (response.go)
 		c.observe(cs, d)
+		endCheck(span, d)
 	}()
 
 	// 1. Read the request (request.go).
@@ -108,7 +110,9 @@ func (c *Checker) decide(ctx context.Context, cr *authv3.CheckRequest, bodyAbsen
 	}
 
 	// 2. Verify its token (tokens) and make it input.token (input.go).
-	tok := c.verify(ctx, cs, r.rawToken, d)
+	vctx, step := c.startStep(ctx, spanVerify)
+	tok := c.verify(vctx, cs, r.rawToken, d)
+	endVerify(step, d)
 
 	eng := c.engine.Load()
 	if eng == nil {
@@ -120,12 +124,16 @@ func (c *Checker) decide(ctx context.Context, cr *authv3.CheckRequest, bodyAbsen
 	// evaluate it there (evaluation.go).
 	in := &inputDoc{r: r, tok: tok, tokErr: d.TokenError, id: d.RequestID,
 		showCredential: cs.check.ShowCredentialToPolicy, need: c.plan(eng.Current())}
-	res, ok := c.evaluate(ctx, in, d)
+	ectx, step := c.startStep(ctx, spanEvaluate)
+	res, ok := c.evaluate(ectx, in, d)
+	endEvaluate(step, d, res, ok)
 	if !ok {
 		return d
 	}
 
 	// 4. Shape the decision into the answer (response.go).
+	_, step = c.startStep(ctx, spanDecision)
+	defer endDecision(step, d)
 	if err := d.respond(res, r, cs); err != nil {
 		c.logger.Warn("policy decision has the wrong shape; denied", "request_id", d.RequestID, "revision", res.Revision, "error", err)
 	}

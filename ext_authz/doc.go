@@ -23,7 +23,9 @@
 //
 // Beside them, http.go serves the HTTP forms of the check and
 // decide_endpoint.go the admin decision endpoint: each builds the
-// CheckRequest Envoy would have sent and runs the same check.
+// CheckRequest Envoy would have sent and runs the same check. trace.go
+// traces a check, when tracing is on: a span for it, under the request's
+// traceparent, and one for each of verifying, evaluating and deciding.
 //
 // Whatever goes wrong in between denies.
 package ext_authz

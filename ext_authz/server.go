@@ -8,6 +8,8 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -32,6 +34,7 @@ type Checker struct {
 	logger   *slog.Logger // operational log
 	decision *slog.Logger // the decision log
 	observer Observer
+	tracer   trace.Tracer // nil: tracing off (trace.go)
 }
 
 // Observer is told of every decision (metrics hang here).
@@ -64,6 +67,9 @@ type Options struct {
 	Logger      *slog.Logger // operational log; default slog.Default()
 	DecisionLog *slog.Logger // decision log; default the operational log
 	Observer    Observer     // optional
+	// Tracing traces every check (trace.go, NewTracerProvider). Nil: off,
+	// at no cost to a check.
+	Tracing *sdktrace.TracerProvider
 }
 
 // The gRPC service names health reports on: "" (the whole server) and the
@@ -78,6 +84,9 @@ func New(s Settings, opts Options) *Checker {
 	}
 	if c.decision == nil {
 		c.decision = c.logger
+	}
+	if opts.Tracing != nil {
+		c.tracer = opts.Tracing.Tracer(tracerName)
 	}
 	for _, name := range healthServices {
 		c.health.SetServingStatus(name, healthpb.HealthCheckResponse_NOT_SERVING)

@@ -76,7 +76,7 @@ func checkCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
-		s, err := newSidecar(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		s, err := newSidecar(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
 		if err != nil {
 			return err
 		}

@@ -30,7 +30,7 @@ func runSidecar(t testing.TB, cfg *config.Config, logs io.Writer) (*sidecar, con
 	cfg.Listen.GRPC, cfg.Listen.HTTP, cfg.Listen.Admin = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	ctx, cancel := context.WithCancel(context.Background())
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	s, err := newSidecar(ctx, cfg, logger)
+	s, err := newSidecar(ctx, cfg, logger, nil)
 	if err != nil {
 		cancel()
 		t.Fatal(err)

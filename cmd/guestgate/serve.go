@@ -10,10 +10,14 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"syscall"
+	"time"
 
 	"github.com/KimMachineGun/automemlimit/memlimit"
+	"go.opentelemetry.io/otel"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/guestgate/guestgate/config"
+	"github.com/guestgate/guestgate/ext_authz"
 )
 
 func serveCmd(args []string, stderr io.Writer) error {
@@ -34,7 +38,14 @@ func serveCmd(args []string, stderr io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	s, err := newSidecar(ctx, cfg, logger)
+	tp, err := startTracing(ctx, cfg.Tracing, logger)
+	if err != nil {
+		return err
+	}
+	// Deferred, so it runs after serve's drain: the last checks' spans
+	// are sent, within another shutdown timeout.
+	defer stopTracing(tp, cfg.Listen.ShutdownTimeout.D(), logger)
+	s, err := newSidecar(ctx, cfg, logger, tp)
 	if err != nil {
 		return err
 	}
@@ -42,6 +53,35 @@ func serveCmd(args []string, stderr io.Writer) error {
 		return err
 	}
 	return s.serve(ctx)
+}
+
+// startTracing builds the tracer provider cfg describes (nil when tracing
+// is off), its export failures logged.
+func startTracing(ctx context.Context, cfg config.Tracing, logger *slog.Logger) (*sdktrace.TracerProvider, error) {
+	tp, err := ext_authz.NewTracerProvider(ctx, cfg, versionString())
+	if err != nil || tp == nil {
+		return nil, err
+	}
+	// The SDK reports a failed export here (a collector down, a
+	// certificate refused); the spans are dropped, the checks go on.
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		logger.Warn("tracing: spans not exported", "error", err)
+	}))
+	logger.Info("tracing on", "exporter", cfg.String(), "sample_ratio", cfg.Ratio())
+	return tp, nil
+}
+
+// stopTracing sends the spans still queued and stops the exporter, for at
+// most timeout.
+func stopTracing(tp *sdktrace.TracerProvider, timeout time.Duration, logger *slog.Logger) {
+	if tp == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := tp.Shutdown(ctx); err != nil {
+		logger.Warn("tracing: the last spans were not sent", "error", err)
+	}
 }
 
 // gcPercent is the garbage collector's target when GOGC is not set. The
@@ -99,8 +139,17 @@ func validateCmd(args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// The tracing files (CA, client certificate) are read as serve reads
+	// them; nothing is exported.
+	tp, err := ext_authz.NewTracerProvider(context.Background(), cfg.Tracing, versionString())
+	if err != nil {
+		return err
+	}
+	if tp != nil {
+		_ = tp.Shutdown(context.Background())
+	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	s, err := newSidecar(context.Background(), cfg, logger)
+	s, err := newSidecar(context.Background(), cfg, logger, nil)
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"google.golang.org/grpc"
 
 	"github.com/guestgate/guestgate/config"
@@ -48,8 +49,9 @@ type sidecar struct {
 }
 
 // newSidecar builds everything a config describes and loads the policy.
-// It binds nothing yet.
-func newSidecar(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*sidecar, error) {
+// It binds nothing yet. Its checks are traced with tracing, unless nil
+// (the caller owns it: serve builds it from cfg.Tracing).
+func newSidecar(ctx context.Context, cfg *config.Config, logger *slog.Logger, tracing *sdktrace.TracerProvider) (*sidecar, error) {
 	s := &sidecar{logger: logger, metrics: metrics.New()}
 	signer, verifier, err := wiring.Tokens(ctx, cfg, wiring.Options{Hooks: tokenHooks(s.metrics)})
 	if err != nil {
@@ -62,6 +64,7 @@ func newSidecar(ctx context.Context, cfg *config.Config, logger *slog.Logger) (*
 		Logger:      logger,
 		DecisionLog: logger.With("log", "decision"),
 		Observer:    checkMetrics{s.metrics},
+		Tracing:     tracing,
 	})
 	s.engine, err = engine.New(engine.Options{
 		Dir:      cfg.Policy.Dir,
@@ -238,6 +241,8 @@ func needsRestart(old, next *config.Config) error {
 		return errors.New("development: needs a restart")
 	case old.Playground.Enabled != next.Playground.Enabled:
 		return errors.New("playground.enabled: turning the playground on or off needs a restart")
+	case !old.Tracing.Equal(next.Tracing):
+		return errors.New("tracing: changing tracing needs a restart")
 	}
 	return nil
 }
