@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/x509"
 	"encoding/pem"
 	"net"
@@ -116,13 +117,14 @@ func TestValidateOfTheExampleSaysEverythingItNeeds(t *testing.T) {
 		"file /etc/guestgate/keys/sat-2026-11.pem: no such file or directory (minting.secure_anonymous.key_files[0])",
 		"file /etc/guestgate/keys/sat-2026-05.pem: no such file or directory (minting.secure_anonymous.key_files[1])",
 		"file /etc/guestgate/keys/access-2026-11.pem: no such file or directory (minting.access.key_files[0])",
+		"file /etc/guestgate/keys/sessions-2026-11.pem: no such file or directory (minting.xbs_anonymous.key_files[0])",
 	} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("validate does not say %q:\n%s", want, msg)
 		}
 	}
-	if strings.Count(msg, "\n  ") != 6 {
-		t.Errorf("want exactly six needs listed:\n%s", msg)
+	if strings.Count(msg, "\n  ") != 7 {
+		t.Errorf("want exactly seven needs listed:\n%s", msg)
 	}
 
 	// Provide exactly what was listed.
@@ -149,9 +151,7 @@ func TestValidateOfTheExampleSaysEverythingItNeeds(t *testing.T) {
 	if err := os.Mkdir(filepath.Join(root, "keys"), 0o700); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"sat-2026-11.pem", "sat-2026-05.pem", "access-2026-11.pem"} {
-		writeES256Key(t, filepath.Join(root, "keys", name))
-	}
+	writeExampleKeys(t, filepath.Join(root, "keys"))
 	t.Setenv(envs[0], "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldC0=")
 	t.Setenv(envs[1], strings.Repeat("s", 40))
 	out.Reset()
@@ -164,19 +164,30 @@ func TestValidateOfTheExampleSaysEverythingItNeeds(t *testing.T) {
 	}
 }
 
-// writeES256Key writes a new P-256 private key (PKCS #8 PEM) to path: a
-// key of a deployment's own, never the published development ones.
-func writeES256Key(t *testing.T, path string) {
+// writeExampleKeys writes the signing keys config/guestgate.example.yaml
+// names into dir: new ones, a deployment's own, never the published
+// development keys (refused outside the development setup).
+func writeExampleKeys(t *testing.T, dir string) {
 	t.Helper()
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o644); err != nil {
-		t.Fatal(err)
+	for name, rsaKey := range map[string]bool{
+		"sat-2026-11.pem": false, "sat-2026-05.pem": false, "access-2026-11.pem": false, "sessions-2026-11.pem": true,
+	} {
+		var priv any
+		var err error
+		if rsaKey {
+			priv, err = rsa.GenerateKey(rand.Reader, 2048)
+		} else {
+			priv, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		der, err := x509.MarshalPKCS8PrivateKey(priv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
