@@ -13,10 +13,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 
+	"gopkg.in/yaml.v3"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -445,3 +447,63 @@ func (m *manifests) container(name string) *corev1.Container {
 func ptr[T any](v T) *T { return &v }
 
 var errNoPod = errors.New("no Deployment " + podName)
+
+const embeddedStateOverlay = "deploy/kubernetes/overlays/embedded-state"
+
+// TestKubernetesEmbeddedStateOverlay: one replica, replaced rather than
+// rolled, whose state.dir is a claimed volume guestgate may write, and
+// otherwise the base's config and safety.
+func TestKubernetesEmbeddedStateOverlay(t *testing.T) {
+	m := mustRender(t, embeddedStateOverlay)
+	if err := checkKubernetesSafety(m); err != nil {
+		t.Fatalf("%s is unsafe:\n%v", embeddedStateOverlay, err)
+	}
+	dep := m.deployments[0]
+	if dep.Spec.Replicas == nil || *dep.Spec.Replicas != 1 || dep.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType || dep.Spec.Strategy.RollingUpdate != nil {
+		t.Errorf("replicas %v, strategy %+v: the embedded store wants one pod, replaced, never two at once", dep.Spec.Replicas, dep.Spec.Strategy)
+	}
+
+	var doc, baseDoc map[string]any
+	if err := yaml.Unmarshal([]byte(m.configMaps["guestgate-config"].Data["guestgate.yaml"]), &doc); err != nil {
+		t.Fatal(err)
+	}
+	base := mustRender(t, kubernetesBase)
+	if err := yaml.Unmarshal([]byte(base.configMaps["guestgate-config"].Data["guestgate.yaml"]), &baseDoc); err != nil {
+		t.Fatal(err)
+	}
+	state, _ := doc["state"].(map[string]any)
+	delete(doc, "state")
+	if !reflect.DeepEqual(doc, baseDoc) {
+		t.Error("the overlay's guestgate.yaml differs from the base's in more than state: make the same change in both")
+	}
+	// By structure: the state keys (DESIGN.md's contract) land with the
+	// state store; once config knows them, config.Load reads this too.
+	dir, _ := state["dir"].(string)
+	if state["backend"] != "embedded" || dir == "" || len(state) != 2 {
+		t.Fatalf("state %v: want backend embedded and a dir", state)
+	}
+	pod := m.pod()
+	var claim string
+	for _, vm := range m.container(guestgateName).VolumeMounts {
+		if vm.MountPath == dir {
+			if v := volume(pod, vm.Name); v != nil && v.PersistentVolumeClaim != nil && !vm.ReadOnly {
+				claim = v.PersistentVolumeClaim.ClaimName
+			}
+		}
+	}
+	if claim == "" {
+		t.Fatalf("state.dir %s is not a writable mount of a PersistentVolumeClaim", dir)
+	}
+	found := false
+	for _, pvc := range m.pvcs {
+		if pvc.Name == claim && slices.Equal(pvc.Spec.AccessModes, []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}) {
+			found = true
+		}
+	}
+	if !found {
+		t.Errorf("no ReadWriteOnce PersistentVolumeClaim %s in the overlay", claim)
+	}
+	if pod.SecurityContext.FSGroup == nil {
+		t.Error("no fsGroup: the non-root guestgate could not write the volume")
+	}
+}
