@@ -507,3 +507,32 @@ func TestKubernetesEmbeddedStateOverlay(t *testing.T) {
 		t.Error("no fsGroup: the non-root guestgate could not write the volume")
 	}
 }
+
+// TestKubernetesDocsCreateEverySecretKeyThePodMounts: the commands in
+// docs/kubernetes.md make each key the Deployment's Secret volumes list,
+// or the pod never starts.
+func TestKubernetesDocsCreateEverySecretKeyThePodMounts(t *testing.T) {
+	docs, err := os.ReadFile("docs/kubernetes.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := mustRender(t, kubernetesBase)
+	n := 0
+	for _, v := range m.pod().Volumes {
+		if v.Secret == nil {
+			continue
+		}
+		if !bytes.Contains(docs, []byte("create secret generic "+v.Secret.SecretName+" ")) {
+			t.Errorf("docs/kubernetes.md does not create Secret %s", v.Secret.SecretName)
+		}
+		for _, it := range v.Secret.Items {
+			n++
+			if !bytes.Contains(docs, []byte("--from-file="+it.Key+"=")) {
+				t.Errorf("docs/kubernetes.md does not create key %s of Secret %s", it.Key, v.Secret.SecretName)
+			}
+		}
+	}
+	if n == 0 {
+		t.Fatal("no Secret keys in the Deployment: update the test")
+	}
+}
