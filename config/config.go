@@ -251,6 +251,20 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 // names the key it is about.
 func Load(path string) (*Config, error) {
 	readAt := time.Now()
+	doc, err := readDoc(path)
+	if err != nil {
+		return nil, err
+	}
+	c, err := Parse(doc, filepath.Dir(path))
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	c.Path, c.ReadAt = path, readAt
+	return c, nil
+}
+
+// readDoc reads the config file at path, refusing one over MaxFileSize.
+func readDoc(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
@@ -263,18 +277,29 @@ func Load(path string) (*Config, error) {
 	if len(doc) > MaxFileSize {
 		return nil, fmt.Errorf("config %s: larger than %d bytes", path, MaxFileSize)
 	}
-	c, err := Parse(doc, filepath.Dir(path))
-	if err != nil {
-		return nil, fmt.Errorf("config %s: %w", path, err)
-	}
-	c.Path, c.ReadAt = path, readAt
-	return c, nil
+	return doc, nil
 }
 
 // Parse decodes a config document strictly (unknown keys are errors),
 // resolves relative paths against baseDir, reads the secrets it names,
 // fills defaults and validates.
 func Parse(doc []byte, baseDir string) (*Config, error) {
+	c, err := decode(doc, baseDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.readSecrets(); err != nil {
+		return nil, err
+	}
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// decode is Parse up to the secrets: the strict decode, the paths
+// resolved against baseDir and the defaults filled.
+func decode(doc []byte, baseDir string) (*Config, error) {
 	var c Config
 	dec := yaml.NewDecoder(bytes.NewReader(doc))
 	dec.KnownFields(true)
@@ -284,12 +309,6 @@ func Parse(doc []byte, baseDir string) (*Config, error) {
 	}
 	c.resolvePaths(baseDir)
 	c.applyDefaults()
-	if err := c.readSecrets(); err != nil {
-		return nil, err
-	}
-	if err := c.Validate(); err != nil {
-		return nil, err
-	}
 	return &c, nil
 }
 

@@ -20,7 +20,7 @@ func TestExampleConfigIsValid(t *testing.T) {
 	if c.Development || *c.Check.PreciseReasons {
 		t.Fatal("the example must run with coarse reasons, outside the development setup")
 	}
-	if len(c.Tokens.Issuers) != 4 || !c.Issuer.Enabled {
+	if len(c.Tokens.Issuers) != 5 || !c.Issuer.Enabled {
 		t.Fatalf("issuers %d, issuer enabled %v", len(c.Tokens.Issuers), c.Issuer.Enabled)
 	}
 }

@@ -1,6 +1,6 @@
 // Command guestgate is the guestgate sidecar and its small tools.
 //
-//	guestgate [serve] [--config FILE]     run the sidecar (no --config: the development setup)
+//	guestgate serve [--config FILE]       run the sidecar (no --config: the development setup)
 //	guestgate check --request FILE        evaluate one CheckRequest (offline, or --addr a running server)
 //	guestgate validate --config FILE      check a config and its policies without serving
 //	guestgate mint KIND ...               mint a guest, sat, access or (development) xbs-anonymous token
@@ -15,6 +15,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"strings"
 )
 
 // version is set at build time (-ldflags "-X main.version=...").
@@ -24,12 +25,16 @@ func main() {
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
-// run dispatches a subcommand and returns the exit code.
+// run dispatches a subcommand and returns the exit code. A bare guestgate
+// prints its usage and exits 2, as opa does: someone finding out what it
+// does should not find it serving on the default ports. Only
+// `guestgate serve` serves.
 func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	cmd := "serve"
-	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
-		cmd, args = args[0], args[1:]
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
 	}
+	cmd, args := args[0], args[1:]
 	var err error
 	switch cmd {
 	case "serve":
@@ -47,6 +52,10 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 	default:
+		if strings.HasPrefix(cmd, "-") {
+			fmt.Fprintf(stderr, "guestgate: a command comes first (guestgate serve %s ...)\n%s", cmd, usage)
+			return 2
+		}
 		fmt.Fprintf(stderr, "guestgate: unknown command %q\n%s", cmd, usage)
 		return 2
 	}
@@ -61,7 +70,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 }
 
 const usage = `usage:
-  guestgate [serve] [--config FILE]      run the sidecar; with no --config, the development setup
+  guestgate serve [--config FILE]        run the sidecar; with no --config, the development setup
   guestgate check --request FILE [--addr HOST:PORT] [--token-file FILE|-] [--config FILE]
                                          evaluate one CheckRequest (JSON, as Envoy sends it):
                                          against a running server with --addr, else offline

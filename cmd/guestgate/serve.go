@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -36,6 +37,12 @@ func serveCmd(args []string, stderr io.Writer) error {
 	if cfg.Development {
 		warnDevelopment(stderr, logger)
 	}
+	// Bound before anything is built, so a taken address fails at once,
+	// not after the policy compiled and the keys were fetched.
+	ls, err := bind(cfg.Listen)
+	if err != nil {
+		return err
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	tp, err := startTracing(ctx, cfg.Tracing, logger)
@@ -47,11 +54,10 @@ func serveCmd(args []string, stderr io.Writer) error {
 	defer stopTracing(tp, cfg.Listen.ShutdownTimeout.D(), logger)
 	s, err := newSidecar(ctx, cfg, logger, tp)
 	if err != nil {
+		ls.close()
 		return err
 	}
-	if err := s.listen(); err != nil {
-		return err
-	}
+	s.use(ls)
 	return s.serve(ctx)
 }
 
@@ -110,11 +116,25 @@ func tuneGC(logger *slog.Logger, limit memlimit.Provider) {
 
 // loadConfig reads the given file, or the development setup when none is
 // given. The development setup is never a fallback for a config that fails.
+// A config whose environment variables or files are not all here is
+// refused with the list of every one that is not, so a newcomer trying the
+// example learns at once what a deployment must provide.
 func loadConfig(path string) (*config.Config, error) {
 	if path == "" {
 		return config.Development()
 	}
-	return config.Load(path)
+	cfg, err := config.Load(path)
+	var missing *config.MissingError
+	if !errors.As(config.CheckNeeds(path), &missing) {
+		// All here (or the document does not decode: Load said why).
+		return cfg, err
+	}
+	var fe *config.FieldError
+	if err == nil || errors.As(err, &fe) && missing.Has(fe.Key) {
+		return nil, missing
+	}
+	// Load failed for something else too: say both.
+	return nil, errors.Join(err, missing)
 }
 
 func warnDevelopment(stderr io.Writer, logger *slog.Logger) {

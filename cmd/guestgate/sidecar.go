@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -96,21 +97,54 @@ func settingsOf(cfg *config.Config, v *tokens.Verifier) ext_authz.Settings {
 
 // listen binds the three listeners.
 func (s *sidecar) listen() error {
-	cfg := s.cfg.Load()
-	var err error
-	if s.grpcLis, err = net.Listen("tcp", cfg.Listen.GRPC); err != nil {
-		return fmt.Errorf("listen.grpc: %w", err)
+	ls, err := bind(s.cfg.Load().Listen)
+	if err != nil {
+		return err
 	}
-	if s.httpLis, err = net.Listen("tcp", cfg.Listen.HTTP); err != nil {
-		s.grpcLis.Close()
-		return fmt.Errorf("listen.http: %w", err)
-	}
-	if s.adminLis, err = net.Listen("tcp", cfg.Listen.Admin); err != nil {
-		s.grpcLis.Close()
-		s.httpLis.Close()
-		return fmt.Errorf("listen.admin: %w", err)
-	}
+	s.use(ls)
 	return nil
+}
+
+// use takes listeners bound before the sidecar was built.
+func (s *sidecar) use(ls listeners) {
+	s.grpcLis, s.httpLis, s.adminLis = ls.grpc, ls.http, ls.admin
+}
+
+// listeners are the three sockets guestgate serves on.
+type listeners struct{ grpc, http, admin net.Listener }
+
+func (ls listeners) close() {
+	for _, l := range []net.Listener{ls.grpc, ls.http, ls.admin} {
+		if l != nil {
+			l.Close()
+		}
+	}
+}
+
+// bind opens the listeners of l. An address that cannot be had fails
+// with the listener's name, its config key and what to do about it.
+func bind(l config.Listen) (listeners, error) {
+	var ls listeners
+	for _, b := range []struct {
+		lis             *net.Listener
+		name, key, addr string
+	}{
+		{&ls.grpc, "the gRPC ext_authz listener", "listen.grpc", l.GRPC},
+		{&ls.http, "the public HTTP listener", "listen.http", l.HTTP},
+		{&ls.admin, "the admin HTTP listener", "listen.admin", l.Admin},
+	} {
+		lis, err := net.Listen("tcp", b.addr)
+		if err != nil {
+			ls.close()
+			hint := ""
+			if errors.Is(err, syscall.EADDRINUSE) {
+				hint = fmt.Sprintf(": another program (another guestgate?) holds it; stop it, or set %s to a free address in a config file (guestgate serve --config FILE)", b.key)
+			}
+			return listeners{}, fmt.Errorf("%s: %s cannot listen on %s: %w%s", b.key, b.name, b.addr, err, hint)
+		}
+		*b.lis = lis
+	}
+	return ls, nil
 }
 
 // serve runs until ctx is done, then stops accepting, drains in-flight
