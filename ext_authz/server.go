@@ -24,6 +24,9 @@ type Checker struct {
 	authv3.UnimplementedAuthorizationServer
 
 	engine atomic.Pointer[engine.Engine]
+	// shadow is the candidate policy decided beside it (shadow.go); nil
+	// without one.
+	shadow atomic.Pointer[shadowPolicy]
 	// inputPlan is what the serving revision reads of the input.
 	inputPlan atomic.Pointer[inputPlan]
 	// compiled is the current Settings, as checks read them.
