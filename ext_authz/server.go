@@ -42,6 +42,16 @@ type Observer interface {
 	Decided(d *Decision)
 }
 
+// Observers tells each of its observers, in order.
+type Observers []Observer
+
+// Decided tells each observer of d.
+func (os Observers) Decided(d *Decision) {
+	for _, o := range os {
+		o.Decided(d)
+	}
+}
+
 // Settings is what a config reload changes.
 type Settings struct {
 	Verifier    *tokens.Verifier // nil: no token verifies (token_error "untrusted_issuer")
