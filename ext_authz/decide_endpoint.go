@@ -122,13 +122,7 @@ func (c *Checker) DecideHandler() http.Handler {
 			return
 		}
 		insp := c.Inspect(r.Context(), cr, InspectOptions{Explain: req.Explain, Input: req.Explain})
-		out := decideResponse(insp.Decision, cr)
-		if insp.Shadow != nil {
-			s := decideResponse(insp.Shadow, cr)
-			agrees := answerOf(insp.Decision, engine.Snapshot{}).agrees(answerOf(insp.Shadow, engine.Snapshot{}))
-			out.Shadow, out.Agrees = &s, &agrees
-		}
-		out.Explanation, out.ShadowExplanation, out.Input, out.ExplainError = insp.Explanation, insp.ShadowExplanation, insp.Input, insp.ExplainError
+		out := insp.Response(cr)
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
 		enc := json.NewEncoder(w)
@@ -260,6 +254,20 @@ func placeToken(headers map[string]string, fullPath *string, path, token string,
 		*fullPath += sep + url.QueryEscape(cr.Query) + "=" + url.QueryEscape(token)
 	}
 	return nil
+}
+
+// Response is the inspection as the decision endpoint answers it (and
+// `guestgate check --format json` prints it): the decision, the shadow's,
+// and what else was asked for. cr is the request inspected.
+func (insp *Inspection) Response(cr *authv3.CheckRequest) DecideResponse {
+	out := decideResponse(insp.Decision, cr)
+	if insp.Shadow != nil {
+		s := decideResponse(insp.Shadow, cr)
+		agrees := insp.Agrees()
+		out.Shadow, out.Agrees = &s, &agrees
+	}
+	out.Explanation, out.ShadowExplanation, out.Input, out.ExplainError = insp.Explanation, insp.ShadowExplanation, insp.Input, insp.ExplainError
+	return out
 }
 
 // decideResponse turns a decision into the endpoint's answer, with the

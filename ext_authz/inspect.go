@@ -45,6 +45,12 @@ type Inspection struct {
 	opts InspectOptions
 }
 
+// Agrees says whether the shadow gave the live answer: the same allowed,
+// status and reason. False without a shadow answer.
+func (insp *Inspection) Agrees() bool {
+	return insp.Shadow != nil && answerOf(insp.Decision, engine.Snapshot{}).agrees(answerOf(insp.Shadow, engine.Snapshot{}))
+}
+
 // Inspect decides cr as Decide does (the same settings, policy, decision
 // log and metrics) and adds, for an operator: the shadow policy's answer
 // (decided now, counted and logged like every shadowed check) and, as
