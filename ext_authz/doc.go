@@ -23,7 +23,11 @@
 //
 // Beside them, http.go serves the HTTP forms of the check and
 // decide_endpoint.go the admin decision endpoint: each builds the
-// CheckRequest Envoy would have sent and runs the same check.
+// CheckRequest Envoy would have sent and runs the same check. Once a
+// check's answer is settled, shadow.go hands it to the shadow policy, off
+// the answer's path; inspect.go runs a check for an operator (the decision
+// endpoint, `guestgate check`) with the shadow's answer and why each policy
+// decided; opalog.go turns a decision into an event of OPA's decision log.
 //
 // Whatever goes wrong in between denies.
 package ext_authz
