@@ -84,6 +84,9 @@ type Policy struct {
 	// It is off by itself for a policy whose answer could differ for the
 	// same input (time.now_ns, http.send, ...). Empty: 10000; -1: off.
 	DecisionCache int `yaml:"decision_cache"`
+	// Shadow is a candidate policy decided beside this one, off the
+	// answer's path (shadow.go). Empty: none.
+	Shadow Shadow `yaml:"shadow"`
 }
 
 // Check shapes how a request becomes the policy's input.
@@ -132,6 +135,9 @@ type DecisionLog struct {
 	DenySampleRate *float64 `yaml:"deny_sample_rate"`
 	// Full logs every decision, whatever the rates say.
 	Full bool `yaml:"full"`
+	// OPA also sends every decision, unsampled, in OPA's decision-log
+	// event format to an HTTP endpoint (opalog.go). Empty: not sent.
+	OPA *OPADecisionLog `yaml:"opa"`
 }
 
 // Tokens lists the trusted issuers and the verifier's bounds.
@@ -322,6 +328,10 @@ func (c *Config) resolvePaths(base string) {
 	if c.Policy.Dir == "" {
 		c.Policy.Dir = filepath.Join(base, "policies")
 	}
+	c.Policy.Shadow.resolvePaths(abs)
+	if c.DecisionLog.OPA != nil {
+		c.DecisionLog.OPA.resolvePaths(abs)
+	}
 	for i := range c.Tokens.Issuers {
 		abs(&c.Tokens.Issuers[i].JWKSFile)
 		abs(&c.Tokens.Issuers[i].SecretFile)
@@ -366,6 +376,10 @@ func (c *Config) applyDefaults() {
 	if c.Policy.Debounce == 0 {
 		c.Policy.Debounce = Duration(50 * time.Millisecond)
 	}
+	c.Policy.Shadow.applyDefaults()
+	if c.DecisionLog.OPA != nil {
+		c.DecisionLog.OPA.applyDefaults()
+	}
 	if c.Check.MaxBodyBytes == 0 {
 		c.Check.MaxBodyBytes = DefaultMaxBodyBytes
 	}
@@ -409,6 +423,11 @@ func (c *Config) applyDefaults() {
 func (c *Config) readSecrets() error {
 	if err := c.Issuer.readSecrets(); err != nil {
 		return err
+	}
+	if c.DecisionLog.OPA != nil {
+		if err := c.DecisionLog.OPA.readSecrets(); err != nil {
+			return err
+		}
 	}
 	for i := range c.Tokens.Issuers {
 		ti := &c.Tokens.Issuers[i]
@@ -580,6 +599,10 @@ func (c *Config) Validate() error {
 		if len(m.KeyFiles) == 0 {
 			add(key+".key_files", "at least one signing key")
 		}
+	}
+	c.Policy.Shadow.validate(c.Policy.Dir, add)
+	if c.DecisionLog.OPA != nil {
+		c.DecisionLog.OPA.validate(add)
 	}
 	c.Playground.validate(add)
 	c.Issuer.validate(c, add)

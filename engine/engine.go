@@ -211,6 +211,9 @@ type policy struct {
 	cache *decisionCache
 	// dataCache serves the data to evaluations (evalcache.go).
 	dataCache dataCache
+	// compiler is the revision's compiler (the prepared query holds it
+	// anyway): Explain and Literals read its rules.
+	compiler *ast.Compiler
 }
 
 // New loads the policy directory once and returns an Engine serving it. It
@@ -357,8 +360,9 @@ func (s Snapshot) decide(ctx context.Context, input ast.Value, in Input, shared 
 	return res, err
 }
 
-// evalOPA evaluates the decision query with OPA.
-func (e *Engine) evalOPA(ctx context.Context, p *policy, input ast.Value) (Result, error) {
+// evalOPA evaluates the decision query with OPA; extra are further
+// evaluation options (Explain's tracer).
+func (e *Engine) evalOPA(ctx context.Context, p *policy, input ast.Value, extra ...rego.EvalOption) (Result, error) {
 	res := Result{Revision: p.revision}
 
 	// topdown would otherwise start a goroutine per evaluation to watch ctx;
@@ -373,14 +377,14 @@ func (e *Engine) evalOPA(ctx context.Context, p *policy, input ast.Value) (Resul
 	rules := getRuleCache()
 	defer rules.release()
 
-	rs, err := p.query.Eval(ctx,
+	rs, err := p.query.Eval(ctx, append([]rego.EvalOption{
 		rego.EvalParsedInput(input),
 		rego.EvalTransaction(p.txn),
 		rego.EvalMetrics(e.noopMetrics),
 		rego.EvalExternalCancel(cancel),
 		rego.EvalBaseCache(p.dataCache),
 		rego.EvalVirtualCache(rules),
-	)
+	}, extra...)...)
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return res, fmt.Errorf("engine: evaluating %s: %w", e.query, ctxErr)

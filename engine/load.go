@@ -247,6 +247,7 @@ func compile(set *fileSet, query ast.Ref, strict bool, cacheSize int) (*policy, 
 		revision:  set.revision,
 		files:     len(set.files),
 		loadedAt:  time.Now(),
+		compiler:  compiler,
 		reads:     analyseInput(compiler, query),
 	}
 	if cacheSize > 0 && p.reads.off() == "" {

@@ -85,19 +85,36 @@ func (c *Checker) Decide(ctx context.Context, cr *authv3.CheckRequest) *Decision
 // body (nginx auth_request, Traefik forwardAuth): a request that may carry
 // one is then shown to the policy as truncated_body, so body-dependent
 // rules deny.
-func (c *Checker) decide(ctx context.Context, cr *authv3.CheckRequest, bodyAbsent bool) (d *Decision) {
+func (c *Checker) decide(ctx context.Context, cr *authv3.CheckRequest, bodyAbsent bool) *Decision {
+	return c.decideInspected(ctx, cr, bodyAbsent, nil)
+}
+
+// decideInspected is decide, and Inspect when insp is not nil: then the
+// shadow decides at once and insp gets what it asks for (inspect.go);
+// otherwise a sampled check is offered to the shadow's queue once its
+// answer is settled (shadow.go).
+func (c *Checker) decideInspected(ctx context.Context, cr *authv3.CheckRequest, bodyAbsent bool, insp *Inspection) (d *Decision) {
 	start := time.Now()
 	cs := c.compiled.Load()
 	d = &Decision{RequestID: requestID(cr)}
+	// in is the input once built: the shadow decides from the same one.
+	var in *inputDoc
 	ctx, span := c.startCheck(ctx, cr) // the check's span and its steps' (trace.go)
 	defer func() {
 		if p := recover(); p != nil {
 			c.logger.Error("check panicked; denied", "request_id", d.RequestID, "panic", fmt.Sprint(p))
 			d.deny(http.StatusForbidden, ReasonInternal)
+			in = nil
 		}
 		d.Latency = time.Since(start)
 		cs.finish(d) // a denial's answer (response.go)
 		c.observe(cs, d)
+		switch {
+		case insp != nil:
+			c.inspect(ctx, insp, in, cs, d)
+		case in != nil:
+			c.offerShadow(in, cs, d)
+		}
 		endCheck(span, d)
 	}()
 
@@ -122,7 +139,7 @@ func (c *Checker) decide(ctx context.Context, cr *authv3.CheckRequest, bodyAbsen
 
 	// 3. Build the input for the serving revision (input.go) and
 	// evaluate it there (evaluation.go).
-	in := &inputDoc{r: r, tok: tok, tokErr: d.TokenError, id: d.RequestID,
+	in = &inputDoc{r: r, tok: tok, tokErr: d.TokenError, id: d.RequestID,
 		showCredential: cs.check.ShowCredentialToPolicy, need: c.plan(eng.Current())}
 	ectx, step := c.startStep(ctx, spanEvaluate)
 	res, ok := c.evaluate(ectx, in, d)

@@ -15,6 +15,7 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
 	"github.com/guestgate/guestgate/config"
+	"github.com/guestgate/guestgate/engine"
 )
 
 // MaxDecideRequestBytes bounds the decision endpoint's JSON request: room
@@ -32,6 +33,9 @@ type DecideRequest struct {
 	// Token is put where the check looks for a credential on this path
 	// (the Authorization header with the Bearer scheme, by default).
 	Token string `json:"token"`
+	// Explain adds why the live (and shadow) policy decided, and the
+	// input document they decided on.
+	Explain bool `json:"explain"`
 }
 
 // DecideResponse is the decision as the endpoint answers it: everything the
@@ -59,6 +63,21 @@ type DecideResponse struct {
 	// On a deny: what the client receives.
 	DeniedHeaders []NameValue `json:"denied_headers,omitempty"`
 	DeniedBody    string      `json:"denied_body,omitempty"`
+
+	// Shadow is the shadow policy's answer to the same request, when a
+	// shadow policy is configured and a policy decided (it has no shadow
+	// of its own).
+	Shadow *DecideResponse `json:"shadow,omitempty"`
+	// Agrees says whether the shadow gave the live answer (allowed,
+	// status and reason), when there is a shadow answer.
+	Agrees *bool `json:"agrees,omitempty"`
+
+	// With explain: why each policy decided, the input document, or why
+	// an explanation is missing.
+	Explanation       *engine.Explanation `json:"explanation,omitempty"`
+	ShadowExplanation *engine.Explanation `json:"shadow_explanation,omitempty"`
+	Input             any                 `json:"input,omitempty"`
+	ExplainError      string              `json:"explain_error,omitempty"`
 }
 
 // NameValue is a header or query parameter in the endpoint's answer: the
@@ -68,8 +87,9 @@ type NameValue = Header
 // DecideHandler is the admin decision endpoint: it takes a DecideRequest as
 // JSON, builds the CheckRequest Envoy would send for it, runs Decide exactly
 // as the gRPC Check does (same settings, policy, decision log and metrics),
-// and answers the decision with its precise reason. It belongs on the admin
-// listener only.
+// and answers the decision with its precise reason, beside the shadow
+// policy's answer when one is configured, and, asked to explain, why each
+// policy decided (Inspect). It belongs on the admin listener only.
 func (c *Checker) DecideHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodPost {
@@ -101,12 +121,13 @@ func (c *Checker) DecideHandler() http.Handler {
 			decideError(w, http.StatusBadRequest, err.Error())
 			return
 		}
-		d := c.Decide(r.Context(), cr)
+		insp := c.Inspect(r.Context(), cr, InspectOptions{Explain: req.Explain, Input: req.Explain})
+		out := insp.Response(cr)
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Cache-Control", "no-store")
 		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		_ = enc.Encode(decideResponse(d, cr))
+		_ = enc.Encode(out)
 	})
 }
 
@@ -233,6 +254,20 @@ func placeToken(headers map[string]string, fullPath *string, path, token string,
 		*fullPath += sep + url.QueryEscape(cr.Query) + "=" + url.QueryEscape(token)
 	}
 	return nil
+}
+
+// Response is the inspection as the decision endpoint answers it (and
+// `guestgate check --format json` prints it): the decision, the shadow's,
+// and what else was asked for. cr is the request inspected.
+func (insp *Inspection) Response(cr *authv3.CheckRequest) DecideResponse {
+	out := decideResponse(insp.Decision, cr)
+	if insp.Shadow != nil {
+		s := decideResponse(insp.Shadow, cr)
+		agrees := insp.Agrees()
+		out.Shadow, out.Agrees = &s, &agrees
+	}
+	out.Explanation, out.ShadowExplanation, out.Input, out.ExplainError = insp.Explanation, insp.ShadowExplanation, insp.Input, insp.ExplainError
+	return out
 }
 
 // decideResponse turns a decision into the endpoint's answer, with the

@@ -261,3 +261,35 @@ func TestDecideEndpointRefusesBadRequestsNamingTheProblem(t *testing.T) {
 		t.Fatalf("GET answered %d, want 405", resp.StatusCode)
 	}
 }
+
+func TestDecideEndpointShowsTheShadowsAnswerAndExplains(t *testing.T) {
+	c, rec, _ := shadowChecker(t, candidate(), 8)
+	url := decideEndpoint(t, &harness{checker: c})
+	cases := []struct {
+		name     string
+		req      DecideRequest
+		agrees   bool
+		shadow   string
+		explains bool
+	}{
+		{"answers differ", DecideRequest{Method: "GET", Path: "/allow-plain"}, false, "channel_not_bound", false},
+		{"answers agree, explained", DecideRequest{Method: "GET", Path: "/login", Explain: true}, true, "missing_token", true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := decide(t, url, tc.req)
+			if got.Shadow == nil || got.Agrees == nil || *got.Agrees != tc.agrees || got.Shadow.Reason != tc.shadow || got.Shadow.PolicyRevision == got.PolicyRevision {
+				t.Fatalf("shadow %+v agrees %v", got.Shadow, got.Agrees)
+			}
+			if (got.Explanation != nil) != tc.explains || (got.ShadowExplanation != nil) != tc.explains || (got.Input != nil) != tc.explains {
+				t.Fatalf("explanation %v, shadow's %v, input %v: want them exactly when asked", got.Explanation, got.ShadowExplanation, got.Input)
+			}
+			if tc.explains && (len(got.Explanation.Steps) == 0 || got.Explanation.Steps[0].Line == 0 || got.Explanation.Steps[0].File != "authz.rego") {
+				t.Fatalf("explanation %+v", got.Explanation)
+			}
+		})
+	}
+	if pairs, _ := rec.counts(); pairs[[2]string{ReasonAllowed, "channel_not_bound"}] != 1 || pairs[[2]string{"missing_token", "missing_token"}] != 1 {
+		t.Fatalf("the endpoint's shadowed decisions were not counted: %v", pairs)
+	}
+}

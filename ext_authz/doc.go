@@ -26,6 +26,11 @@
 // CheckRequest Envoy would have sent and runs the same check. trace.go
 // traces a check, when tracing is on: a span for it, under the request's
 // traceparent, and one for each of verifying, evaluating and deciding.
+// CheckRequest Envoy would have sent and runs the same check. Once a
+// check's answer is settled, shadow.go hands it to the shadow policy, off
+// the answer's path; inspect.go runs a check for an operator (the decision
+// endpoint, `guestgate check`) with the shadow's answer and why each policy
+// decided; opalog.go turns a decision into an event of OPA's decision log.
 //
 // Whatever goes wrong in between denies.
 package ext_authz

@@ -26,6 +26,9 @@ type Checker struct {
 	authv3.UnimplementedAuthorizationServer
 
 	engine atomic.Pointer[engine.Engine]
+	// shadow is the candidate policy decided beside it (shadow.go); nil
+	// without one.
+	shadow atomic.Pointer[shadowPolicy]
 	// inputPlan is what the serving revision reads of the input.
 	inputPlan atomic.Pointer[inputPlan]
 	// compiled is the current Settings, as checks read them.
@@ -40,6 +43,16 @@ type Checker struct {
 // Observer is told of every decision (metrics hang here).
 type Observer interface {
 	Decided(d *Decision)
+}
+
+// Observers tells each of its observers, in order.
+type Observers []Observer
+
+// Decided tells each observer of d.
+func (os Observers) Decided(d *Decision) {
+	for _, o := range os {
+		o.Decided(d)
+	}
 }
 
 // Settings is what a config reload changes.

@@ -33,6 +33,13 @@ type Metrics struct {
 	policyInfo    *prometheus.GaugeVec
 	mints         *prometheus.CounterVec
 
+	shadowDecisions *prometheus.CounterVec
+	shadowDropped   prometheus.Counter
+	shadowReloads   *prometheus.CounterVec
+	opaLogSent      prometheus.Counter
+	opaLogDropped   *prometheus.CounterVec
+	opaLogFailures  prometheus.Counter
+
 	mu       sync.Mutex // guards revision and reasons
 	revision string
 	reasons  map[string]bool // the reason labels in use
@@ -100,6 +107,30 @@ func New() *Metrics {
 		Name: "guestgate_mints_total",
 		Help: "Mint requests on the issuer routes, by route and outcome (ok, or why it was refused).",
 	}, []string{"route", "outcome"})
+	m.shadowDecisions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "guestgate_shadow_decisions_total",
+		Help: "Checks the shadow policy decided too, by the live and the shadow reason (other: a reason outside the policies' own literals); live != shadow is a disagreement.",
+	}, []string{"live", "shadow"})
+	m.shadowDropped = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "guestgate_shadow_dropped_total",
+		Help: "Sampled checks the shadow policy did not decide because its queue was full.",
+	})
+	m.shadowReloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "guestgate_shadow_policy_reloads_total",
+		Help: "Shadow policy load attempts, by result: ok or refused (the last good shadow revision keeps deciding).",
+	}, []string{"result"})
+	m.opaLogSent = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "guestgate_opa_decision_logs_sent_total",
+		Help: "Decision log events the OPA decision-log endpoint accepted.",
+	})
+	m.opaLogDropped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "guestgate_opa_decision_logs_dropped_total",
+		Help: "Decision log events never sent, by reason: buffer_full, rejected (a 4xx), shutdown, encoding.",
+	}, []string{"reason"})
+	m.opaLogFailures = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "guestgate_opa_decision_log_upload_failures_total",
+		Help: "Uploads to the OPA decision-log endpoint that failed and were retried.",
+	})
 	// The result labels exist from the start, so a rate() over them is
 	// defined before the first refusal.
 	for _, r := range []string{ResultOK, ResultRefused} {
@@ -111,6 +142,7 @@ func New() *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.checks, m.checkDuration, m.cacheHits, m.cacheMisses, m.jwksFetches, m.jwksFailures,
 		m.policyReloads, m.configReloads, m.policyInfo, m.mints,
+		m.shadowDecisions, m.shadowDropped, m.shadowReloads, m.opaLogSent, m.opaLogDropped, m.opaLogFailures,
 	)
 	return m
 }
@@ -197,3 +229,34 @@ func (m *Metrics) ConfigReload(err error) {
 func (m *Metrics) Minted(route, outcome string) {
 	m.mints.WithLabelValues(route, outcome).Inc()
 }
+
+// ShadowDecided counts one check the shadow policy decided too. live and
+// shadow are reasons already mapped to a finite set by the check; the
+// reason labels' bound (MaxReasons) holds here too.
+func (m *Metrics) ShadowDecided(live, shadow string) {
+	m.shadowDecisions.WithLabelValues(m.reasonLabel(live), m.reasonLabel(shadow)).Inc()
+}
+
+// ShadowDropped counts one sampled check the shadow's queue could not take.
+func (m *Metrics) ShadowDropped() { m.shadowDropped.Inc() }
+
+// ShadowReload counts one shadow policy load attempt; err is nil on success.
+func (m *Metrics) ShadowReload(err error) {
+	if err != nil {
+		m.shadowReloads.WithLabelValues(ResultRefused).Inc()
+		return
+	}
+	m.shadowReloads.WithLabelValues(ResultOK).Inc()
+}
+
+// OPALogSent counts events the OPA decision-log endpoint accepted.
+func (m *Metrics) OPALogSent(events int) { m.opaLogSent.Add(float64(events)) }
+
+// OPALogDropped counts events never sent, by why: the sender's fixed few
+// reasons.
+func (m *Metrics) OPALogDropped(reason string, events int) {
+	m.opaLogDropped.WithLabelValues(reason).Add(float64(events))
+}
+
+// OPALogUploadFailed counts one failed, retried upload.
+func (m *Metrics) OPALogUploadFailed() { m.opaLogFailures.Inc() }

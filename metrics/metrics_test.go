@@ -125,3 +125,31 @@ func TestReasonLabelsAreBounded(t *testing.T) {
 		t.Errorf("%d series, want %d", n, MaxReasons+1)
 	}
 }
+
+func TestShadowAndOPADecisionLogAreCounted(t *testing.T) {
+	m := New()
+	m.ShadowDecided("allowed", "allowed")
+	m.ShadowDecided("allowed", "channel_not_bound")
+	m.ShadowDecided("allowed", "channel_not_bound")
+	m.ShadowDropped()
+	m.ShadowReload(nil)
+	m.ShadowReload(errors.New("candidate/authz.rego:1: parse error"))
+	m.OPALogSent(5)
+	m.OPALogDropped("buffer_full", 3)
+	m.OPALogUploadFailed()
+	out := exposition(t, m)
+	for _, want := range []string{
+		`guestgate_shadow_decisions_total{live="allowed",shadow="allowed"} 1`,
+		`guestgate_shadow_decisions_total{live="allowed",shadow="channel_not_bound"} 2`,
+		`guestgate_shadow_dropped_total 1`,
+		`guestgate_shadow_policy_reloads_total{result="ok"} 1`,
+		`guestgate_shadow_policy_reloads_total{result="refused"} 1`,
+		`guestgate_opa_decision_logs_sent_total 5`,
+		`guestgate_opa_decision_logs_dropped_total{reason="buffer_full"} 3`,
+		`guestgate_opa_decision_log_upload_failures_total 1`,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}

@@ -72,8 +72,11 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 const usage = `usage:
   guestgate serve [--config FILE]        run the sidecar; with no --config, the development setup
   guestgate check --request FILE [--addr HOST:PORT] [--token-file FILE|-] [--config FILE]
+                [--shadow DIR] [--explain] [--print-input] [--format text|json]
                                          evaluate one CheckRequest (JSON, as Envoy sends it):
-                                         against a running server with --addr, else offline
+                                         against a running server with --addr, else offline;
+                                         offline, beside a candidate policy (--shadow), with
+                                         the rule lines that decided (--explain) and the input
   guestgate validate --config FILE       check a config and its policies without serving
   guestgate mint (guest|sat|access|xbs-anonymous) ...
                                          mint a token (guestgate mint, alone, lists the flags)

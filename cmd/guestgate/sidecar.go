@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -17,6 +18,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/guestgate/guestgate/config"
+	"github.com/guestgate/guestgate/decisionlog"
 	"github.com/guestgate/guestgate/engine"
 	"github.com/guestgate/guestgate/ext_authz"
 	"github.com/guestgate/guestgate/issuer"
@@ -32,6 +34,8 @@ type sidecar struct {
 	logger  *slog.Logger
 	checker *ext_authz.Checker
 	engine  *engine.Engine
+	shadow  *engine.Engine      // the shadow policy, nil without one
+	opaLog  *decisionlog.Sender // decision_log.opa, nil when off
 	issuer  *issuer.Issuer
 	metrics *metrics.Metrics // served on the admin listener's /metrics
 
@@ -61,11 +65,19 @@ func newSidecar(ctx context.Context, cfg *config.Config, logger *slog.Logger, tr
 	s.cfg.Store(cfg)
 	s.verifier.Store(verifier)
 	s.configLoaded = time.Now()
+	if s.opaLog, err = newOPALog(cfg, s.metrics, logger.With("log", "opa_decision_log")); err != nil {
+		verifier.Close()
+		return nil, fmt.Errorf("decision_log.opa: %w", err)
+	}
+	observers := ext_authz.Observers{checkMetrics{s.metrics}}
+	if s.opaLog != nil {
+		observers = append(observers, ext_authz.NewOPALog(s.opaLog, cfg.Policy.Query))
+	}
 	s.checker = ext_authz.New(settingsOf(cfg, verifier), ext_authz.Options{
 		Logger:      logger,
 		DecisionLog: logger.With("log", "decision"),
-		Observer:    checkMetrics{s.metrics},
 		Tracing:     tracing,
+		Observer:    observers,
 	})
 	s.engine, err = engine.New(engine.Options{
 		Dir:      cfg.Policy.Dir,
@@ -80,6 +92,10 @@ func newSidecar(ctx context.Context, cfg *config.Config, logger *slog.Logger, tr
 	if err != nil {
 		verifier.Close()
 		return nil, fmt.Errorf("policy %s: %w", cfg.Policy.Dir, err)
+	}
+	if s.shadow, err = newShadow(cfg, s.checker, s.metrics, logger); err != nil {
+		verifier.Close()
+		return nil, err
 	}
 	// The issuer reads widgets and channels from the engine's data: the
 	// same registry the policy decides with.
@@ -170,6 +186,24 @@ func (s *sidecar) serve(ctx context.Context) error {
 			s.logger.Error("policy watch stopped; the loaded policy keeps serving", "error", err)
 		}
 	}()
+	if s.shadow != nil {
+		go s.checker.RunShadow(runCtx)
+		go func() {
+			if err := s.shadow.Watch(runCtx); err != nil {
+				s.logger.Error("shadow policy watch stopped; the loaded shadow keeps deciding", "error", err)
+			}
+		}()
+	}
+	// The OPA decision log outlives the listeners: the checks drained at
+	// shutdown are logged too, then it sends what is left and stops.
+	logCtx, stopLog := context.WithCancel(context.Background())
+	logDone := make(chan struct{})
+	if s.opaLog != nil {
+		go func() { s.opaLog.Run(logCtx); close(logDone) }()
+	} else {
+		close(logDone)
+	}
+	defer func() { stopLog(); <-logDone }()
 	if cfg.Path != "" {
 		go func() {
 			if err := config.Watch(runCtx, func() []string { return s.cfg.Load().Files() }, cfg.ReadAt, 100*time.Millisecond, s.logger, s.reloadConfig); err != nil {
@@ -269,8 +303,10 @@ func needsRestart(old, next *config.Config) error {
 	switch {
 	case old.Listen != next.Listen:
 		return errors.New("listen: changing listeners needs a restart")
-	case old.Policy != next.Policy:
-		return errors.New("policy: changing the policy directory or query needs a restart")
+	case !old.Policy.Equal(next.Policy):
+		return errors.New("policy: changing the policy directory, query or shadow needs a restart")
+	case !reflect.DeepEqual(old.DecisionLog.OPA, next.DecisionLog.OPA):
+		return errors.New("decision_log.opa: changing the OPA decision log needs a restart")
 	case old.Development != next.Development:
 		return errors.New("development: needs a restart")
 	case old.Playground.Enabled != next.Playground.Enabled:
@@ -305,8 +341,10 @@ func (s *sidecar) publicMux() *http.ServeMux {
 }
 
 type readiness struct {
-	Ready  bool              `json:"ready"`
-	Policy policyReadiness   `json:"policy"`
+	Ready  bool            `json:"ready"`
+	Policy policyReadiness `json:"policy"`
+	// Shadow is the shadow policy's state; it never makes guestgate unready.
+	Shadow *policyReadiness  `json:"shadow,omitempty"`
 	Config configReadiness   `json:"config"`
 	Keys   []keySetReadiness `json:"keys"`
 }
@@ -337,6 +375,10 @@ type keySetReadiness struct {
 	LastError string    `json:"last_error,omitempty"`
 }
 
+func policyReadinessOf(st engine.Status) policyReadiness {
+	return policyReadiness{Revision: st.Revision, DecisionCache: st.DecisionCache, LoadedAt: st.LoadedAt, Files: st.Files, LastError: st.LastError, LastErrorAt: st.LastErrorAt}
+}
+
 // readyz reports the policy, config and key state. It is 200 once a policy
 // serves and every key set has keys; a refused reload shows in last_error
 // while the last good policy or config keeps serving.
@@ -345,7 +387,11 @@ func (s *sidecar) readyz(w http.ResponseWriter, r *http.Request) {
 	cfg := s.cfg.Load()
 	rd := readiness{
 		Ready:  s.checker.Ready() && st.Ready,
-		Policy: policyReadiness{Revision: st.Revision, DecisionCache: st.DecisionCache, LoadedAt: st.LoadedAt, Files: st.Files, LastError: st.LastError, LastErrorAt: st.LastErrorAt},
+		Policy: policyReadinessOf(st),
+	}
+	if s.shadow != nil {
+		sh := policyReadinessOf(s.shadow.Status())
+		rd.Shadow = &sh
 	}
 	s.mu.Lock()
 	rd.Config = configReadiness{Path: cfg.Path, Development: cfg.Development, LoadedAt: s.configLoaded, LastError: s.configError, LastErrorAt: s.configErrAt}

@@ -326,6 +326,7 @@ async function decideNow() {
       headers: parseHeaders($("decide-headers").value),
       body: $("decide-body").value,
       token: $("decide-token").value.trim(),
+      explain: $("decide-explain").checked,
     };
   } catch (e) { showDecideError(e.message); return; }
   let resp;
@@ -347,6 +348,78 @@ async function decideNow() {
   setText("decide-upstream", d.allowed ? d.upstream_headers.map((h) => h.name + ": " + h.value).join("\n") : "(nothing goes upstream)");
   setText("decide-removed", d.headers_removed.join("\n") || "(none)");
   setText("decide-denied", d.allowed ? "" : (d.denied_headers || []).map((h) => h.name + ": " + h.value).join("\n") + "\n\n" + (d.denied_body || ""));
+  showShadow(d);
+  showWhy(d);
+}
+
+// showShadow shows the shadow policy's answer beside the live one.
+function showShadow(d) {
+  const box = $("decide-shadow");
+  box.hidden = !d.shadow;
+  if (!d.shadow) return;
+  const v = $("decide-shadow-verdict");
+  v.className = "verdict " + (d.shadow.allowed ? "allowed" : "denied");
+  v.textContent = d.shadow.allowed ? "ALLOWED" : "DENIED";
+  setText("decide-shadow-status", d.shadow.status);
+  setText("decide-shadow-reason", d.shadow.reason);
+  setText("decide-shadow-revision", d.shadow.policy_revision || "(decided before the policy ran)");
+  setText("decide-shadow-agrees", d.agrees ? "yes" : "NO: the answers differ");
+}
+
+// showWhy shows why each policy decided (the chain of rules, each with its
+// file and line, its value or the expression that failed, and the data it
+// read) and the input document.
+function showWhy(d) {
+  const box = $("decide-why");
+  const asked = !!(d.explanation || d.explain_error);
+  box.hidden = !asked;
+  if (!asked) return;
+  const err = $("decide-explain-error");
+  err.hidden = !d.explain_error;
+  err.textContent = d.explain_error || "";
+  renderExplanation($("decide-explanation"), d.explanation);
+  $("decide-shadow-why").hidden = !d.shadow_explanation;
+  renderExplanation($("decide-shadow-explanation"), d.shadow_explanation);
+  setText("decide-input", d.input ? JSON.stringify(d.input, null, 2) : "");
+}
+
+function renderExplanation(list, x) {
+  list.replaceChildren();
+  if (!x) return;
+  for (const st of x.steps) {
+    const li = document.createElement("li");
+    li.style.paddingLeft = st.depth * 1.25 + "rem";
+    const where = document.createElement("span");
+    where.className = "where";
+    where.textContent = st.file + ":" + st.line + "  ";
+    li.append(where);
+    const what = document.createElement("span");
+    if (st.outcome === "value") {
+      what.textContent = st.rule + " = " + JSON.stringify(st.value);
+    } else {
+      what.className = "undefined";
+      what.textContent = st.rule + " is undefined";
+    }
+    li.append(what);
+    const detail = (text) => {
+      const s = document.createElement("span");
+      s.className = "detail";
+      s.textContent = text;
+      li.append(s);
+    };
+    if (st.expr) detail((st.outcome === "value" ? "if " : "failed: ") + st.expr.replace(/\s+/g, " "));
+    if (st.evaluated) detail("as: " + st.evaluated);
+    if (st.not_evaluated) detail("(not evaluated: OPA's rule index found from the input that it cannot hold)");
+    for (const r of st.data || []) {
+      detail("read " + r.ref + (!r.defined ? ": undefined" : r.truncated ? " (too large to show)" : " = " + JSON.stringify(r.value)));
+    }
+    list.append(li);
+  }
+  if (x.truncated) {
+    const li = document.createElement("li");
+    li.textContent = "(the rest of the chain is left out)";
+    list.append(li);
+  }
 }
 
 function showDecideError(msg) {
