@@ -159,12 +159,17 @@ func TestMetricsMoveForChecksAndReloadsAndReadyzShowsRefusals(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(polDir, "extra.rego"), []byte("package guestgate.extra\n\nx := 1\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	testsupport.Eventually(t, "a new revision serves", func() bool {
+	// The removal and the write may be two reloads: wait until the
+	// revision serving is the one /readyz and the metrics export.
+	var newRev string
+	testsupport.Eventually(t, "a new revision serves and is exported", func() bool {
 		_, rd := readyz(t, s)
-		return rd.Policy.Revision != rev && rd.Policy.LastError == ""
+		m = testsupport.Scrape(t, metricsURL(s))
+		newRev = s.engine.Revision()
+		return rd.Policy.Revision != rev && rd.Policy.LastError == "" && rd.Policy.Revision == newRev &&
+			strings.Contains(m, `guestgate_policy_revision_info{revision="`+newRev+`"}`) &&
+			s.engine.Revision() == newRev
 	})
-	m = testsupport.Scrape(t, metricsURL(s))
-	newRev := s.engine.Revision()
 	if testsupport.Metric(t, m, `guestgate_policy_reloads_total{result="ok"}`) <= okBefore ||
 		testsupport.Metric(t, m, `guestgate_policy_revision_info{revision="`+newRev+`"}`) != 1 ||
 		strings.Contains(m, `revision="`+rev+`"`) {
