@@ -4,6 +4,7 @@ import (
 	cryptorand "crypto/rand"
 	"encoding/hex"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -311,9 +312,13 @@ func cookieValue(header, name string) (value string, present bool) {
 
 // readBody parses a JSON or form body into parsed_body. A body Envoy cut
 // short, one over the bound, or one with a Content-Encoding is not
-// parsed: the policy sees
-// truncated_body and decides (the shipped policy denies body-dependent
-// routes then).
+// parsed: the policy sees truncated_body and decides (the shipped policy
+// denies body-dependent routes then).
+//
+// A JSON or form body is text: one that is not UTF-8 is bad_body, whether
+// or not it is parsed (bodyText). A decoder that drops or repairs the bytes
+// it cannot read would otherwise show the upstream another field name or
+// value than the policy saw.
 func (r *request) readBody(max int) {
 	body := r.http.GetRawBody()
 	if len(body) == 0 {
@@ -332,33 +337,91 @@ func (r *request) readBody(max int) {
 	// A compressed body is not the text the upstream reads once it inflates
 	// it: parsed as it stands it would show the policy noise. The policy
 	// cannot see this body, as if it were cut short.
+	encoded := false
 	if ce := strings.TrimSpace(r.headers["content-encoding"]); ce != "" && !strings.EqualFold(ce, "identity") {
-		r.truncated = true
+		r.truncated, encoded = true, true
 	}
 	if len(body) > max {
 		r.truncated = true
 	}
-	if r.truncated || len(body) == 0 {
+	if len(body) == 0 {
 		return
 	}
 	ct, _, _ := strings.Cut(r.headers["content-type"], ";")
 	ct = strings.ToLower(strings.TrimSpace(ct))
+	isJSON := ct == "application/json" || strings.HasSuffix(ct, "+json")
+	isForm := ct == "application/x-www-form-urlencoded"
+	if (isJSON || isForm) && !encoded && !bodyText(body, r.truncated) {
+		r.problem, r.detail = ReasonBadBody, "body is not UTF-8"
+		return
+	}
+	if r.truncated {
+		return
+	}
 	switch {
-	case ct == "application/json" || strings.HasSuffix(ct, "+json"):
+	case isJSON:
 		v, err := parseJSONValue(body)
 		if err != nil {
 			r.problem, r.detail = ReasonBadBody, "JSON body: "+err.Error()
 			return
 		}
 		r.body = v
-	case ct == "application/x-www-form-urlencoded":
+	case isForm:
 		vs, err := url.ParseQuery(string(body))
 		if err != nil {
 			r.problem, r.detail = ReasonBadBody, "form body does not parse"
 			return
 		}
+		// Percent escapes decode to bytes: "%C0%AE" is an overlong "."
+		// once decoded, as in a path.
+		for k, list := range vs {
+			if !utf8.ValidString(k) || slices.ContainsFunc(list, func(v string) bool { return !utf8.ValidString(v) }) {
+				r.problem, r.detail = ReasonBadBody, "form body is not UTF-8 once decoded"
+				return
+			}
+		}
 		r.body = valuesToAST(vs)
 	}
+}
+
+// bodyText says whether body is UTF-8. A body cut short (cut says so) may
+// end inside a character: its last, incomplete sequence passes when some
+// continuation could complete it.
+func bodyText(body []byte, cut bool) bool {
+	if utf8.Valid(body) {
+		return true
+	}
+	if !cut {
+		return false
+	}
+	// The start of the last character: at most three bytes back.
+	start := len(body) - 1
+	for start > 0 && start > len(body)-utf8.UTFMax && !utf8.RuneStart(body[start]) {
+		start--
+	}
+	tail := body[start:]
+	if utf8.FullRune(tail) || !utf8.Valid(body[:start]) {
+		return false
+	}
+	// Complete the tail with the least continuation bytes its lead allows
+	// (the second byte of E0, ED, F0 and F4 sequences is narrower), and see
+	// whether that is a character.
+	second := byte(0x80)
+	switch tail[0] {
+	case 0xe0:
+		second = 0xa0
+	case 0xf0:
+		second = 0x90
+	}
+	full := append([]byte(nil), tail...)
+	for len(full) < utf8.UTFMax && !utf8.FullRune(full) {
+		if len(full) == 1 {
+			full = append(full, second)
+		} else {
+			full = append(full, 0x80)
+		}
+	}
+	return utf8.Valid(full)
 }
 
 func valuesToAST(vs url.Values) ast.Value {
