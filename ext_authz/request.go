@@ -367,6 +367,10 @@ func (r *request) readBody(max int) {
 		}
 		r.body = v
 	case isForm:
+		if !formShaped(body) {
+			r.problem, r.detail = ReasonBadBody, "form body is not name=value pairs of URL-encoded text (a JSON text sent as a form?)"
+			return
+		}
 		vs, err := url.ParseQuery(string(body))
 		if err != nil {
 			r.problem, r.detail = ReasonBadBody, "form body does not parse"
@@ -382,6 +386,41 @@ func (r *request) readBody(max int) {
 		}
 		r.body = valuesToAST(vs)
 	}
+}
+
+// formShaped says whether body has the shape of what a form encoder sends
+// (WHATWG URL §5.2, url.Values.Encode, urllib.parse.urlencode): pairs
+// joined by "&", each a name, "=" and a value, of characters a query may
+// hold unencoded (RFC 3986 §3.4) but the delimiters, and percent escapes
+// for every other byte. A body declared as a form but written otherwise
+// is something else under the wrong name: a JSON text's "{", "[" and "\""
+// or its bare true, 1 or null, text with spaces, newlines or bytes beyond
+// ASCII. A form parser makes noise of it while an upstream that reads the
+// body as what it is (many take JSON whatever the Content-Type says)
+// finds fields the policy never saw. ";" is not a separator here (some
+// parsers take it for one), so it must be encoded too.
+func formShaped(body []byte) bool {
+	sawEquals := false // in the pair read so far
+	for i := 0; i < len(body); i++ {
+		switch c := body[i]; {
+		case c == '&':
+			if !sawEquals {
+				return false
+			}
+			sawEquals = false
+		case c == '=':
+			sawEquals = true
+		case c == '%':
+			if i+2 >= len(body) || !isHex(body[i+1]) || !isHex(body[i+2]) {
+				return false
+			}
+			i += 2
+		case isUnreserved(c) || strings.IndexByte("!$'()*+,:@/?", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return sawEquals
 }
 
 // bodyText says whether body is UTF-8. A body cut short (cut says so) may
