@@ -63,7 +63,22 @@ type Listen struct {
 	// Admin is the admin HTTP listener (/healthz, /readyz, /metrics).
 	// Empty: 127.0.0.1:8282.
 	Admin string `yaml:"admin"`
-	// MaxMessageBytes bounds a gRPC message in either direction. Empty: 1 MiB.
+	// MaxMessageBytes bounds a gRPC message in either direction. Empty:
+	// 4 MiB; at least MessageRoom (256 KiB) more than check.max_body_bytes.
+	//
+	// It is chosen with tokens.max_size so that every request Envoy sends
+	// is answered with a CheckResponse (a deny with its reason), not a gRPC
+	// RESOURCE_EXHAUSTED. A CheckRequest holds the request's headers, its
+	// path a second time (the path attribute beside the :path header) and
+	// the body Envoy buffered: with Envoy's header bound left at its default
+	// (max_request_headers_kb: 60 KiB) that is at most 2 × 60 KiB, the
+	// attributes, and with_request_body.max_request_bytes; 4 MiB takes a
+	// buffered body of up to 3.75 MiB. A token Envoy sends is in its
+	// headers, and anything over tokens.max_size (8 KiB, at most 64 KiB) is
+	// answered too_large: a 1 MiB token is too, should Envoy's header bound
+	// be raised to carry it. Raise this bound with Envoy's: at least
+	// 2 × max_request_headers_kb + max_request_bytes + 128 KiB (the
+	// attributes). A message in flight may hold this much memory.
 	MaxMessageBytes int `yaml:"max_message_bytes"`
 	// ShutdownTimeout bounds the drain of in-flight checks on SIGTERM.
 	// Empty: 10s.
@@ -93,7 +108,8 @@ type Policy struct {
 type Check struct {
 	// MaxBodyBytes bounds the body guestgate parses into input.parsed_body.
 	// A larger body is not parsed and input.truncated_body is true.
-	// Empty: 64 KiB.
+	// Empty: 64 KiB. At most listen.max_message_bytes less 256 KiB, so a
+	// body this large reaches the check over gRPC.
 	MaxBodyBytes int `yaml:"max_body_bytes"`
 	// Credentials says where to find the token, per route family. The first
 	// entry whose path_prefix matches the request path is used. Empty: the
@@ -142,7 +158,11 @@ type DecisionLog struct {
 
 // Tokens lists the trusted issuers and the verifier's bounds.
 type Tokens struct {
-	// MaxSize bounds a token in bytes. Empty: 8192.
+	// MaxSize bounds a token in bytes; a longer one is token_error
+	// too_large, answered as any other refusal. Empty: 8192 (real tokens
+	// of every kind are under 2 KiB), at most 64 KiB: far below
+	// listen.max_message_bytes, so an oversize token is a deny with its
+	// reason, never a gRPC error.
 	MaxSize int `yaml:"max_size"`
 	// Leeway is the clock skew allowed on exp, nbf and iat, at most 60s
 	// (RFC 8725 leaves it to the verifier; a longer one keeps expired
@@ -345,13 +365,19 @@ func (c *Config) resolvePaths(base string) {
 	}
 }
 
+// MessageRoom is what a gRPC CheckRequest holds besides the body, with
+// Envoy's default header bound (max_request_headers_kb 60 KiB): the headers
+// and the path a second time (2 × 60 KiB) and 128 KiB of attributes
+// (addresses, metadata, a peer certificate), rounded up.
+const MessageRoom = 256 << 10
+
 // Defaults. Exported so the documentation and the tests name one value.
 const (
 	DefaultGRPC            = "127.0.0.1:9191"
 	DefaultHTTP            = "127.0.0.1:8181"
 	DefaultAdmin           = "127.0.0.1:8282"
 	DefaultQuery           = "data.guestgate.authz.decision"
-	DefaultMaxMessageBytes = 1 << 20
+	DefaultMaxMessageBytes = 4 << 20
 	DefaultMaxBodyBytes    = 64 << 10
 	DefaultMaxTokenSize    = 8192
 	DefaultCacheSize       = 10000
@@ -492,8 +518,10 @@ func (c *Config) Validate() error {
 			add(key, "the development setup (committed development keys and secrets) listens on loopback only, not %q", addr)
 		}
 	}
-	if c.Listen.MaxMessageBytes < 4096 || c.Listen.MaxMessageBytes > 64<<20 {
-		add("listen.max_message_bytes", "must be between 4096 and 67108864")
+	if c.Listen.MaxMessageBytes < MessageRoom || c.Listen.MaxMessageBytes > 64<<20 {
+		add("listen.max_message_bytes", "must be between %d and 67108864", MessageRoom)
+	} else if c.Check.MaxBodyBytes > c.Listen.MaxMessageBytes-MessageRoom {
+		add("check.max_body_bytes", "must be at most listen.max_message_bytes less %d (the headers, the path and the attributes beside the body), %d", MessageRoom, c.Listen.MaxMessageBytes-MessageRoom)
 	}
 	if c.Policy.DecisionCache < -1 {
 		add("policy.decision_cache", "must be -1 (off), 0 (the default) or a number of entries")
