@@ -150,12 +150,11 @@ func parseDecideRequest(doc []byte) (*DecideRequest, error) {
 	if err := dec.Decode(&req); err != nil {
 		return nil, fmt.Errorf("request: %v", err)
 	}
-	req.Method = strings.ToUpper(strings.TrimSpace(req.Method))
+	// The method goes to the check as it is given: the check decides
+	// "post" or "POST " as it would from Envoy (HTTP methods are
+	// case-sensitive, RFC 9110 §9.1), not as the "POST" it is not.
 	if req.Method == "" {
 		return nil, errors.New("method: required")
-	}
-	if !validHeaderName(req.Method) {
-		return nil, fmt.Errorf("method: %q is not an HTTP method", req.Method)
 	}
 	if req.Path == "" {
 		return nil, errors.New("path: required")

@@ -84,6 +84,12 @@ func readRequest(cr *authv3.CheckRequest, chk *config.Check, bodyAbsent bool) *r
 	}
 	full := r.http.GetPath()
 	r.path, r.query, _ = strings.Cut(full, "?")
+	// A method is a token (RFC 9110 §9.1): no proxy sends " POST" or
+	// "PO ST", so no policy is asked about one.
+	if !validHeaderName(r.method) {
+		r.problem, r.detail = ReasonBadRequest, "the method is not an HTTP method"
+		return r
+	}
 	// Envoy sends the request target as the path attribute and as the
 	// :path header, one value; a policy may read either, so they must agree.
 	if hp, ok := r.headers[":path"]; ok && hp != full {
