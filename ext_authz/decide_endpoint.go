@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
@@ -173,8 +174,11 @@ func parseDecideRequest(doc []byte) (*DecideRequest, error) {
 			return nil, fmt.Errorf("headers.%s: value contains CR, LF or NUL", name)
 		}
 	}
-	req.Token = strings.TrimSpace(req.Token)
-	if strings.ContainsAny(req.Token, " \t\r\n") {
+	// Spaces and tabs around the token are what the check trims too; any
+	// other white space is in the token, and refused here as the check
+	// would refuse it in a header.
+	req.Token = strings.Trim(req.Token, " \t")
+	if strings.ContainsFunc(req.Token, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) {
 		return nil, errors.New("token: contains whitespace (give the token alone, without a scheme such as Bearer)")
 	}
 	return &req, nil

@@ -288,12 +288,31 @@ func (r *request) findCredential(chk *config.Check) {
 
 func tokenFromHeader(v, scheme string) string {
 	if scheme == "" || scheme == "-" {
-		return strings.TrimSpace(v)
+		return trimOWS(v)
 	}
 	if len(v) <= len(scheme) || !strings.EqualFold(v[:len(scheme)], scheme) || v[len(scheme)] != ' ' {
 		return ""
 	}
-	return strings.TrimSpace(v[len(scheme)+1:])
+	return trimOWS(v[len(scheme)+1:])
+}
+
+// cookiePart splits one ";"-separated part of a Cookie header into its
+// name, white space trimmed as any cookie parser trims it (so whatever one
+// could take for the credential is found, hidden and removed: cookieValue,
+// redactCookie and withoutCookie all read names here), and its value, of
+// which only spaces and tabs are trimmed (trimOWS).
+func cookiePart(part string) (name, value string, hasValue bool) {
+	k, v, ok := strings.Cut(part, "=")
+	return strings.TrimSpace(k), trimOWS(v), ok
+}
+
+// trimOWS trims the white space a header value may have around it, spaces
+// and tabs (RFC 9110 §5.6.3), and nothing else: a CR, LF, NUL, vertical
+// tab or Unicode space next to a token is not white space a proxy adds but
+// part of the value, which then is no token (malformed), rather than
+// trimmed into one by strings.TrimSpace.
+func trimOWS(v string) string {
+	return strings.Trim(v, " \t")
 }
 
 // cookieValue returns the value of the first cookie named name=, and
@@ -304,7 +323,7 @@ func cookieValue(header, name string) (value string, present bool) {
 	for rest, more := header, true; more; {
 		var part string
 		part, rest, more = strings.Cut(rest, ";")
-		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+		k, v, ok := cookiePart(part)
 		if k != name {
 			continue
 		}

@@ -67,7 +67,9 @@ func bearer(r *http.Request) (string, bool) {
 		return "", false
 	}
 	scheme, tok, ok := strings.Cut(vs[0], " ")
-	tok = strings.TrimSpace(tok)
+	// Spaces and tabs only (RFC 9110 §5.6.3): any other white space is in
+	// the token, which then does not verify (malformed).
+	tok = strings.Trim(tok, " \t")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" {
 		return "", false
 	}
