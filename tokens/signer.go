@@ -3,6 +3,7 @@ package tokens
 import (
 	"bytes"
 	"cmp"
+	"crypto/ecdsa"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -238,6 +239,9 @@ func prepareSigningKey(sk SigningKey) (signingKey, error) {
 		if err := public.Set(kv.k, kv.v); err != nil {
 			return signingKey{}, err
 		}
+	}
+	if k, ok := raw.(*ecdsa.PrivateKey); ok {
+		raw = lowSSigner{k} // the only form the verifier takes
 	}
 	return signingKey{kid: sk.ID, alg: alg, raw: raw, public: public}, nil
 }

@@ -175,6 +175,17 @@ func vfSign(t testing.TB, alg jwa.SignatureAlgorithm, key any, header, payload a
 	if err != nil {
 		t.Fatal(err)
 	}
+	// In low-S form, as the verifier takes them (TestHighSSignaturesAreRefused).
+	if jk, ok := key.(jwk.Key); ok && jk.KeyType() == jwa.EC {
+		var raw ecdsa.PrivateKey
+		if err := jk.Raw(&raw); err != nil {
+			t.Fatal(err)
+		}
+		key = &raw
+	}
+	if k, ok := key.(*ecdsa.PrivateKey); ok {
+		key = lowSSigner{k}
+	}
 	sig, err := signer.Sign([]byte(input), key)
 	if err != nil {
 		t.Fatal(err)
