@@ -214,8 +214,17 @@ type TrustedIssuer struct {
 	// guest issuer hands it out. Exactly one, for kind guest only.
 	SecretFile string `yaml:"secret_file"`
 	SecretEnv  string `yaml:"secret_env"`
-	// MaxLifetime bounds how far a guest token's exp may lie ahead.
-	// Empty: 24h.
+	// MaxLifetime bounds the lifetime of the entry's tokens: exp - iat, or
+	// how far exp lies ahead of now for a token without iat (the leeway
+	// allowed on top). A longer-lived token is token_error bad_claims: one
+	// minted to last (exp in the year 3000) would outlive every rotation
+	// and revocation. At most 168h. Empty, by kind: xbs_anonymous 1h (an ID
+	// token's validity, Cognito's default and guestgate's anonymous
+	// sessions'; raise it to the pool's ID token validity), guest 24h,
+	// access 6h (the login exchange's), secure_anonymous the longest
+	// duration of issuer.providers when the entry is guestgate's own SAT
+	// issuer (minting.secure_anonymous.issuer), else 24h (the longest a
+	// provider's may be).
 	MaxLifetime Duration `yaml:"max_lifetime"`
 
 	// Secret is the secret read from SecretFile or SecretEnv at load.
@@ -365,6 +374,10 @@ func (c *Config) resolvePaths(base string) {
 	}
 }
 
+// MaxTokenLifetime bounds tokens.issuers[].max_lifetime: a token that
+// lives a week already outlasts any session it was minted for.
+const MaxTokenLifetime = 7 * 24 * time.Hour
+
 // MessageRoom is what a gRPC CheckRequest holds besides the body, with
 // Envoy's default header bound (max_request_headers_kb 60 KiB): the headers
 // and the path a second time (2 × 60 KiB) and 128 KiB of attributes
@@ -444,6 +457,17 @@ func (c *Config) applyDefaults() {
 	c.Issuer.applyDefaults()
 	c.HTTPCheck.applyDefaults()
 	c.Tracing.applyDefaults()
+	// The SATs guestgate mints live as long as their provider's duration:
+	// the verifier of its own SAT issuer takes no longer ones. (The other
+	// kinds' defaults are the verifier's own.)
+	for i := range c.Tokens.Issuers {
+		ti := &c.Tokens.Issuers[i]
+		if ti.Kind == "secure_anonymous" && ti.MaxLifetime == 0 && ti.Issuer == c.Minting.SAT.Issuer {
+			for _, p := range c.Issuer.Providers {
+				ti.MaxLifetime = max(ti.MaxLifetime, p.Duration)
+			}
+		}
+	}
 }
 
 func (c *Config) readSecrets() error {
@@ -564,6 +588,9 @@ func (c *Config) Validate() error {
 	names, issuers := map[string]bool{}, map[string]bool{}
 	for i, ti := range c.Tokens.Issuers {
 		key := fmt.Sprintf("tokens.issuers[%d]", i)
+		if ti.MaxLifetime.D() > MaxTokenLifetime {
+			add(key+".max_lifetime", "must be at most %s", MaxTokenLifetime)
+		}
 		if ti.Name == "" {
 			add(key+".name", "required")
 		} else if names[ti.Name] {
