@@ -50,6 +50,7 @@ fuzz:
 	$(GO) test ./ext_authz/ -run '^$$' -fuzz '^FuzzJSONValue$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./ext_authz/ -run '^$$' -fuzz '^FuzzJSONValueAgainstStrictJSON$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./strictjson/ -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./ext_authz/ -run '^$$' -fuzz '^FuzzBodyText$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./ext_authz/ -run '^$$' -fuzz '^FuzzCheckRequestCodec$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./engine/ -run '^$$' -fuzz '^FuzzDecisionCache$$' -fuzztime $(FUZZTIME)
 

@@ -31,6 +31,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"gopkg.in/yaml.v3"
 
+	"github.com/guestgate/guestgate/config"
+
 	// Registered for their typed_config types only: every "@type" envoy.yaml uses must
 	// be registered here, or the loader refuses the file (as it should: an unchecked
 	// typed_config is an unchecked part of the proxy).
@@ -49,6 +51,7 @@ const (
 	maxCheckTimeout       = time.Second // ext_authz call: a stuck guestgate must deny quickly
 	maxConnectTimeout     = time.Second // to guestgate, on loopback
 	maxBufferedAuthzBytes = 64 << 10    // body bytes Envoy buffers per request for the check
+	envoyDefaultHeadersKB = 60          // Envoy's max_request_headers_kb when unset
 
 	// The protocol options key Envoy looks up in typed_extension_protocol_options.
 	upstreamHTTPOptionsKey = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
@@ -177,6 +180,7 @@ func TestEnvoySafetyCheckRejectsUnsafeConfig(t *testing.T) {
 		{"success status on error", "code: Forbidden", "code: OK", "status_on_error"},
 		{"no path normalization", "normalize_path: true", "normalize_path: false", "normalize_path"},
 		{"no slash merging", "merge_slashes: true", "merge_slashes: false", "merge_slashes"},
+		{"headers past a gRPC message", "merge_slashes: true\n", "merge_slashes: true\n                max_request_headers_kb: 4096\n", "max_message_bytes"},
 		{"escaped slashes passed through", "path_with_escaped_slashes_action: REJECT_REQUEST", "path_with_escaped_slashes_action: KEEP_UNCHANGED", "path_with_escaped_slashes_action"},
 		{"client X-Forwarded-For trusted", "use_remote_address: true", "use_remote_address: false", "use_remote_address"},
 		{"underscore headers allowed", "headers_with_underscores_action: REJECT_REQUEST", "headers_with_underscores_action: ALLOW", "headers_with_underscores_action"},
@@ -559,6 +563,17 @@ func checkConnectionManager(hcm *hcmv3.HttpConnectionManager) (string, error) {
 	}
 	if err := checkExtAuthz(authz); err != nil {
 		fail("ext_authz: %w", err)
+	}
+	// Every request Envoy lets through to the check must fit in one of
+	// guestgate's gRPC messages, or it is a RESOURCE_EXHAUSTED error rather
+	// than a CheckResponse: its headers, its path again, the buffered body
+	// and the attributes (config.Listen.MaxMessageBytes).
+	headers := int(hcm.GetMaxRequestHeadersKb().GetValue())
+	if headers == 0 {
+		headers = envoyDefaultHeadersKB
+	}
+	if need := 2*headers<<10 + int(authz.GetWithRequestBody().GetMaxRequestBytes()) + 128<<10; need > config.DefaultMaxMessageBytes {
+		fail("max_request_headers_kb %d and with_request_body.max_request_bytes make a CheckRequest of up to %d bytes, over guestgate's listen.max_message_bytes default %d", headers, need, config.DefaultMaxMessageBytes)
 	}
 	return authz.GetGrpcService().GetEnvoyGrpc().GetClusterName(), errors.Join(errs...)
 }

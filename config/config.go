@@ -63,7 +63,22 @@ type Listen struct {
 	// Admin is the admin HTTP listener (/healthz, /readyz, /metrics).
 	// Empty: 127.0.0.1:8282.
 	Admin string `yaml:"admin"`
-	// MaxMessageBytes bounds a gRPC message in either direction. Empty: 1 MiB.
+	// MaxMessageBytes bounds a gRPC message in either direction. Empty:
+	// 4 MiB; at least MessageRoom (256 KiB) more than check.max_body_bytes.
+	//
+	// It is chosen with tokens.max_size so that every request Envoy sends
+	// is answered with a CheckResponse (a deny with its reason), not a gRPC
+	// RESOURCE_EXHAUSTED. A CheckRequest holds the request's headers, its
+	// path a second time (the path attribute beside the :path header) and
+	// the body Envoy buffered: with Envoy's header bound left at its default
+	// (max_request_headers_kb: 60 KiB) that is at most 2 × 60 KiB, the
+	// attributes, and with_request_body.max_request_bytes; 4 MiB takes a
+	// buffered body of up to 3.75 MiB. A token Envoy sends is in its
+	// headers, and anything over tokens.max_size (8 KiB, at most 64 KiB) is
+	// answered too_large: a 1 MiB token is too, should Envoy's header bound
+	// be raised to carry it. Raise this bound with Envoy's: at least
+	// 2 × max_request_headers_kb + max_request_bytes + 128 KiB (the
+	// attributes). A message in flight may hold this much memory.
 	MaxMessageBytes int `yaml:"max_message_bytes"`
 	// ShutdownTimeout bounds the drain of in-flight checks on SIGTERM.
 	// Empty: 10s.
@@ -93,7 +108,8 @@ type Policy struct {
 type Check struct {
 	// MaxBodyBytes bounds the body guestgate parses into input.parsed_body.
 	// A larger body is not parsed and input.truncated_body is true.
-	// Empty: 64 KiB.
+	// Empty: 64 KiB. At most listen.max_message_bytes less 256 KiB, so a
+	// body this large reaches the check over gRPC.
 	MaxBodyBytes int `yaml:"max_body_bytes"`
 	// Credentials says where to find the token, per route family. The first
 	// entry whose path_prefix matches the request path is used. Empty: the
@@ -142,7 +158,11 @@ type DecisionLog struct {
 
 // Tokens lists the trusted issuers and the verifier's bounds.
 type Tokens struct {
-	// MaxSize bounds a token in bytes. Empty: 8192.
+	// MaxSize bounds a token in bytes; a longer one is token_error
+	// too_large, answered as any other refusal. Empty: 8192 (real tokens
+	// of every kind are under 2 KiB), at most 64 KiB: far below
+	// listen.max_message_bytes, so an oversize token is a deny with its
+	// reason, never a gRPC error.
 	MaxSize int `yaml:"max_size"`
 	// Leeway is the clock skew allowed on exp, nbf and iat, at most 60s
 	// (RFC 8725 leaves it to the verifier; a longer one keeps expired
@@ -194,8 +214,17 @@ type TrustedIssuer struct {
 	// guest issuer hands it out. Exactly one, for kind guest only.
 	SecretFile string `yaml:"secret_file"`
 	SecretEnv  string `yaml:"secret_env"`
-	// MaxLifetime bounds how far a guest token's exp may lie ahead.
-	// Empty: 24h.
+	// MaxLifetime bounds the lifetime of the entry's tokens: exp - iat, or
+	// how far exp lies ahead of now for a token without iat (the leeway
+	// allowed on top). A longer-lived token is token_error bad_claims: one
+	// minted to last (exp in the year 3000) would outlive every rotation
+	// and revocation. At most 168h. Empty, by kind: xbs_anonymous 1h (an ID
+	// token's validity, Cognito's default and guestgate's anonymous
+	// sessions'; raise it to the pool's ID token validity), guest 24h,
+	// access 6h (the login exchange's), secure_anonymous the longest
+	// duration of issuer.providers when the entry is guestgate's own SAT
+	// issuer (minting.secure_anonymous.issuer), else 24h (the longest a
+	// provider's may be).
 	MaxLifetime Duration `yaml:"max_lifetime"`
 
 	// Secret is the secret read from SecretFile or SecretEnv at load.
@@ -345,13 +374,23 @@ func (c *Config) resolvePaths(base string) {
 	}
 }
 
+// MaxTokenLifetime bounds tokens.issuers[].max_lifetime: a token that
+// lives a week already outlasts any session it was minted for.
+const MaxTokenLifetime = 7 * 24 * time.Hour
+
+// MessageRoom is what a gRPC CheckRequest holds besides the body, with
+// Envoy's default header bound (max_request_headers_kb 60 KiB): the headers
+// and the path a second time (2 × 60 KiB) and 128 KiB of attributes
+// (addresses, metadata, a peer certificate), rounded up.
+const MessageRoom = 256 << 10
+
 // Defaults. Exported so the documentation and the tests name one value.
 const (
 	DefaultGRPC            = "127.0.0.1:9191"
 	DefaultHTTP            = "127.0.0.1:8181"
 	DefaultAdmin           = "127.0.0.1:8282"
 	DefaultQuery           = "data.guestgate.authz.decision"
-	DefaultMaxMessageBytes = 1 << 20
+	DefaultMaxMessageBytes = 4 << 20
 	DefaultMaxBodyBytes    = 64 << 10
 	DefaultMaxTokenSize    = 8192
 	DefaultCacheSize       = 10000
@@ -418,6 +457,17 @@ func (c *Config) applyDefaults() {
 	c.Issuer.applyDefaults()
 	c.HTTPCheck.applyDefaults()
 	c.Tracing.applyDefaults()
+	// The SATs guestgate mints live as long as their provider's duration:
+	// the verifier of its own SAT issuer takes no longer ones. (The other
+	// kinds' defaults are the verifier's own.)
+	for i := range c.Tokens.Issuers {
+		ti := &c.Tokens.Issuers[i]
+		if ti.Kind == "secure_anonymous" && ti.MaxLifetime == 0 && ti.Issuer == c.Minting.SAT.Issuer {
+			for _, p := range c.Issuer.Providers {
+				ti.MaxLifetime = max(ti.MaxLifetime, p.Duration)
+			}
+		}
+	}
 }
 
 func (c *Config) readSecrets() error {
@@ -492,8 +542,10 @@ func (c *Config) Validate() error {
 			add(key, "the development setup (committed development keys and secrets) listens on loopback only, not %q", addr)
 		}
 	}
-	if c.Listen.MaxMessageBytes < 4096 || c.Listen.MaxMessageBytes > 64<<20 {
-		add("listen.max_message_bytes", "must be between 4096 and 67108864")
+	if c.Listen.MaxMessageBytes < MessageRoom || c.Listen.MaxMessageBytes > 64<<20 {
+		add("listen.max_message_bytes", "must be between %d and 67108864", MessageRoom)
+	} else if c.Check.MaxBodyBytes > c.Listen.MaxMessageBytes-MessageRoom {
+		add("check.max_body_bytes", "must be at most listen.max_message_bytes less %d (the headers, the path and the attributes beside the body), %d", MessageRoom, c.Listen.MaxMessageBytes-MessageRoom)
 	}
 	if c.Policy.DecisionCache < -1 {
 		add("policy.decision_cache", "must be -1 (off), 0 (the default) or a number of entries")
@@ -536,6 +588,9 @@ func (c *Config) Validate() error {
 	names, issuers := map[string]bool{}, map[string]bool{}
 	for i, ti := range c.Tokens.Issuers {
 		key := fmt.Sprintf("tokens.issuers[%d]", i)
+		if ti.MaxLifetime.D() > MaxTokenLifetime {
+			add(key+".max_lifetime", "must be at most %s", MaxTokenLifetime)
+		}
 		if ti.Name == "" {
 			add(key+".name", "required")
 		} else if names[ti.Name] {

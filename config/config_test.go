@@ -38,6 +38,12 @@ func TestEmptyConfigIsAWorkingDefault(t *testing.T) {
 	if c.Tokens.Leeway.D() != time.Minute || c.Tokens.MaxSize != 8192 {
 		t.Errorf("tokens = %+v", c.Tokens)
 	}
+	// The gRPC bound takes what Envoy sends with its defaults (60 KiB of
+	// headers, twice with the path), this body bound and a token 128
+	// times the token bound, so each is answered with a CheckResponse.
+	if room := c.Listen.MaxMessageBytes - c.Check.MaxBodyBytes - 2*60<<10; room < 1<<20 || c.Tokens.MaxSize*128 > 1<<20 {
+		t.Errorf("listen.max_message_bytes %d leaves %d beside the body; tokens.max_size %d", c.Listen.MaxMessageBytes, room, c.Tokens.MaxSize)
+	}
 }
 
 func TestBadConfigErrorsNameTheKey(t *testing.T) {
@@ -60,6 +66,9 @@ func TestBadConfigErrorsNameTheKey(t *testing.T) {
 		{"decision cache size", "policy:\n  decision_cache: -2\n", "policy.decision_cache"},
 		{"minting without keys", "minting:\n  access: {issuer: a, audience: b}\n", "minting.access.key_files"},
 		{"development off loopback", "development: true\nlisten:\n  http: 0.0.0.0:8181\n", "listen.http"},
+		{"message bound below the room for headers", "listen:\n  max_message_bytes: 65536\n", "listen.max_message_bytes"},
+		{"body bound past what a message holds", "check:\n  max_body_bytes: 4194304\n", "check.max_body_bytes"},
+		{"token bound past Envoy's headers", "tokens:\n  max_size: 1048576\n", "tokens.max_size"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

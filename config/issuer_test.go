@@ -124,6 +124,41 @@ func TestBadIssuerConfigErrorsNameTheKey(t *testing.T) {
 	}
 }
 
+// TestOwnSATIssuerTakesNoLongerTokensThanItsProviders: the verifier entry
+// of guestgate's own SAT issuer is bounded by the longest provider
+// duration (what it mints), unless the entry says otherwise; another SAT
+// issuer's entry keeps the verifier's default; no entry takes more than
+// MaxTokenLifetime.
+func TestOwnSATIssuerTakesNoLongerTokensThanItsProviders(t *testing.T) {
+	doc := issuerDoc + `    - {id: prov-2, account: acct-2, scope: launchpads/lp-2, duration: 2h}
+    - {id: prov-3, account: acct-2, scope: launchpads/lp-3}
+tokens:
+  issuers:
+    - {name: own, kind: secure_anonymous, issuer: s, jwks: '{"keys":[]}'}
+    - {name: other, kind: secure_anonymous, issuer: elsewhere, audiences: [a], jwks: '{"keys":[]}'}
+`
+	c, err := parseIssuer(t, doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Tokens.Issuers[0].MaxLifetime.D(); got != 2*time.Hour {
+		t.Errorf("own SAT issuer: max_lifetime %s, want the longest provider's 2h", got)
+	}
+	if got := c.Tokens.Issuers[1].MaxLifetime.D(); got != 0 {
+		t.Errorf("another SAT issuer: max_lifetime %s, want the verifier's default (0)", got)
+	}
+	set, err := parseIssuer(t, issuerDoc+"tokens:\n  issuers:\n    - {name: own, kind: secure_anonymous, issuer: s, max_lifetime: 3h, jwks: '{\"keys\":[]}'}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := set.Tokens.Issuers[0].MaxLifetime.D(); got != 3*time.Hour {
+		t.Errorf("own SAT issuer with max_lifetime 3h: %s", got)
+	}
+	if _, err := parseIssuer(t, issuerDoc+"tokens:\n  issuers:\n    - {name: own, kind: secure_anonymous, issuer: s, max_lifetime: 169h, jwks: '{\"keys\":[]}'}\n"); err == nil || !strings.Contains(err.Error(), "tokens.issuers[0].max_lifetime") {
+		t.Errorf("max_lifetime 169h: %v, want refused naming the key", err)
+	}
+}
+
 func TestAdministratorProviderAcceptedWhenExplicitlyAllowed(t *testing.T) {
 	doc := strings.Replace(issuerDoc, "scope: launchpads/lp-1, duration", "role: administrator, scope: launchpads/lp-1, duration", 1)
 	doc = strings.Replace(doc, "enabled: true", "enabled: true\n  allow_administrator_providers: true", 1)

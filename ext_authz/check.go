@@ -74,6 +74,23 @@ const (
 	ReasonDeniedPolicy = "denied"
 )
 
+// Reasons of a check its caller ended before the policy decided: nothing
+// is broken, and nobody reads the answer.
+const (
+	// ReasonCanceled: the caller went away (a client that hung up, a proxy
+	// that gave up). Status StatusClientClosed.
+	ReasonCanceled = "canceled"
+	// ReasonDeadline: the caller's deadline passed (Envoy's
+	// grpc_service.timeout): guestgate was slower than its caller allows.
+	// Status 504.
+	ReasonDeadline = "deadline_exceeded"
+)
+
+// StatusClientClosed is the status of a check its caller canceled: 499,
+// nginx's "client closed request", which no proxy shows a client (the
+// client is gone).
+const StatusClientClosed = 499
+
 // Decide runs one check: read the request, verify its token, evaluate the
 // policy, and shape the answer. It never fails: whatever goes wrong inside
 // is a denial with a stable reason.

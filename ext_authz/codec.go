@@ -17,15 +17,23 @@ import (
 )
 
 // checkCodec is the gRPC server's codec: gRPC's own proto codec, except
-// that a CheckRequest's HTTP headers are decoded here. The protobuf
-// runtime decodes a map<string,string> through reflection, several
+// that a CheckRequest's HTTP headers and body are decoded here. The
+// protobuf runtime decodes a map<string,string> through reflection, several
 // allocations per entry, and with Envoy's headers that map was a third of
 // the server's work per Check before the policy ran. Everything else is
-// still decoded by the protobuf runtime: the headers are taken out of the
-// wire bytes, the rest unmarshalled as ever, and the headers put in the
-// map as the runtime would (a later entry of the same name wins; a key or
-// value that is not UTF-8 is an error). FuzzCheckRequestCodec and
-// TestCheckCodecDecodesAsProto hold it to proto.Unmarshal's answers.
+// still decoded by the protobuf runtime: the headers and the body are taken
+// out of the wire bytes, the rest unmarshalled as ever, and the headers put
+// in the map as the runtime would (a later entry of the same name wins; a
+// key or value that is not UTF-8 is an error).
+//
+// The body (request.http.body) is taken as the bytes it is, UTF-8 or not,
+// where the runtime refuses the whole message: Envoy fills that string
+// field with the raw body (with_request_body, pack_as_bytes: false), so a
+// binary upload or a text body cut inside a character would be a gRPC
+// error rather than a CheckResponse. The check reads it as it reads
+// raw_body, and refuses a JSON or form body that is not UTF-8 (bad_body).
+// FuzzCheckRequestCodec and TestCheckCodecDecodesAsProto hold it to what
+// proto.Unmarshal answers with that field as bytes.
 type checkCodec struct{ encoding.CodecV2 }
 
 func newCheckCodec() checkCodec {
@@ -43,8 +51,9 @@ func (c checkCodec) Unmarshal(data mem.BufferSlice, v any) error {
 }
 
 // The path from a CheckRequest to its HTTP headers, as field numbers read
-// from the generated descriptors: attributes.request.http.headers.
-var headersPath = func() [4]protowire.Number {
+// from the generated descriptors: attributes.request.http.headers; and the
+// number of the body beside them, attributes.request.http.body.
+var headersPath, bodyNumber = func() ([4]protowire.Number, protowire.Number) {
 	var path [4]protowire.Number
 	md := (&authv3.CheckRequest{}).ProtoReflect().Descriptor()
 	for i, name := range []protoreflect.Name{"attributes", "request", "http", "headers"} {
@@ -59,7 +68,11 @@ var headersPath = func() [4]protowire.Number {
 			panic("ext_authz: the CheckRequest headers are not a map<string,string>")
 		}
 	}
-	return path
+	body := md.Fields().ByName("body")
+	if body == nil || body.Kind() != protoreflect.StringKind || body.Cardinality() == protoreflect.Repeated {
+		panic("ext_authz: the CheckRequest's HTTP request has no string body")
+	}
+	return path, body.Number()
 }()
 
 var (
@@ -81,14 +94,20 @@ func unmarshalCheckRequest(b []byte, req *authv3.CheckRequest) error {
 	if err := proto.Unmarshal(out, req); err != nil {
 		return err
 	}
-	if len(d.entries) == 0 {
+	if len(d.entries) == 0 && !d.hasBody {
 		return nil
 	}
-	// Entries were only taken from inside an http field, which the
-	// remaining bytes still hold (emptied), so the message is there.
+	// Entries and the body were only taken from inside an http field, which
+	// the remaining bytes still hold (emptied), so the message is there.
 	http := req.GetAttributes().GetRequest().GetHttp()
 	if http == nil {
 		return errDecode
+	}
+	if d.hasBody {
+		http.Body = string(d.body)
+	}
+	if len(d.entries) == 0 {
+		return nil
 	}
 	headers := make(map[string]string, len(d.entries))
 	for _, e := range d.entries {
@@ -98,10 +117,12 @@ func unmarshalCheckRequest(b []byte, req *authv3.CheckRequest) error {
 	return nil
 }
 
-// headerDecoder takes the header map's entries out of a CheckRequest's wire
-// bytes.
+// headerDecoder takes the header map's entries and the body out of a
+// CheckRequest's wire bytes.
 type headerDecoder struct {
 	entries []headerEntry
+	body    []byte // the last body field, in b (not copied)
+	hasBody bool
 }
 
 // headerDecoders recycles decoders and their entries.
@@ -114,7 +135,7 @@ func (d *headerDecoder) release() {
 		return
 	}
 	clear(d.entries)
-	d.entries = d.entries[:0]
+	d.entries, d.body, d.hasBody = d.entries[:0], nil, false
 	headerDecoders.Put(d)
 }
 
@@ -131,6 +152,16 @@ func (d *headerDecoder) strip(out, b []byte, depth int) ([]byte, error) {
 		num, typ, n := protowire.ConsumeTag(b)
 		if n < 0 || num > protowire.MaxValidNumber {
 			return nil, errDecode
+		}
+		if depth == len(headersPath)-1 && num == bodyNumber && typ == protowire.BytesType {
+			// The body, as bytes; a later one wins, as in the runtime.
+			v, m := protowire.ConsumeBytes(b[n:])
+			if m < 0 {
+				return nil, errDecode
+			}
+			d.body, d.hasBody = v, true
+			b = b[n+m:]
+			continue
 		}
 		if num != headersPath[depth] || typ != protowire.BytesType {
 			// Not on the path (or not as a message, which the runtime keeps

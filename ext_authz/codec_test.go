@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"unicode/utf8"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -14,22 +15,138 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protodesc"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/descriptorpb"
+	"google.golang.org/protobuf/types/dynamicpb"
 	"google.golang.org/protobuf/types/known/structpb"
 )
 
 // decodesAsProto fails t unless unmarshalCheckRequest gives for b what
-// proto.Unmarshal gives: both an error, or the same message.
+// proto.Unmarshal gives when request.http.body is a bytes field (as the
+// codec takes it): both an error, or the same message.
 func decodesAsProto(t testing.TB, name string, b []byte) {
 	t.Helper()
-	want, got := &authv3.CheckRequest{}, &authv3.CheckRequest{}
-	errWant := proto.Unmarshal(b, want)
+	got := &authv3.CheckRequest{}
 	errGot := unmarshalCheckRequest(b, got)
+	want, ok, errWant := referenceDecode(b)
+	if !ok {
+		// The reflection decoder could not judge b: hold the codec to the
+		// generated one, which refuses only what the codec refuses or a
+		// body that is not UTF-8.
+		want = &authv3.CheckRequest{}
+		if errWant = proto.Unmarshal(b, want); errWant != nil && errGot == nil && !utf8.ValidString(got.GetAttributes().GetRequest().GetHttp().GetBody()) {
+			return
+		}
+	}
 	if (errWant == nil) != (errGot == nil) {
 		t.Fatalf("%s: error %v, proto.Unmarshal's %v (bytes %x)", name, errGot, errWant, b)
 	}
 	if errWant == nil && !proto.Equal(want, got) {
 		t.Fatalf("%s: decoded\n %v\nproto.Unmarshal decoded\n %v\n(bytes %x)", name, got, want, b)
 	}
+}
+
+// referenceDecode is proto.Unmarshal of b with request.http.body a bytes
+// field (bodyAsBytes), as a CheckRequest: its body set aside, the rest
+// through the wire, the body put back as the string it is. The bool is false
+// when the protobuf runtime's reflection decoder panics, as it does on a
+// map entry whose key comes again with another wire type (proto/decode.go
+// unmarshalMap reads the key as nil; the generated decoder skips it).
+func referenceDecode(b []byte) (*authv3.CheckRequest, bool, error) {
+	ref := dynamicpb.NewMessage(bodyAsBytes)
+	panicked := false
+	err := func() error {
+		defer func() { panicked = recover() != nil }()
+		return proto.Unmarshal(b, ref)
+	}()
+	if panicked {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, true, err
+	}
+	var body []byte
+	http := ref.ProtoReflect()
+	for _, f := range []protoreflect.Name{"attributes", "request", "http"} {
+		fd := http.Descriptor().Fields().ByName(f)
+		if !http.Has(fd) {
+			http = nil
+			break
+		}
+		http = http.Mutable(fd).Message()
+	}
+	if http != nil {
+		fd := http.Descriptor().Fields().ByName("body")
+		body = http.Get(fd).Bytes()
+		http.Clear(fd)
+	}
+	wire, err := proto.Marshal(ref)
+	if err != nil {
+		panic(err)
+	}
+	want := &authv3.CheckRequest{}
+	if err := proto.Unmarshal(wire, want); err != nil {
+		panic(fmt.Sprintf("the reference does not decode as a CheckRequest: %v", err))
+	}
+	if len(body) > 0 {
+		want.Attributes.Request.Http.Body = string(body)
+	}
+	return want, true, nil
+}
+
+// bodyAsBytes is CheckRequest's descriptor with request.http.body a bytes
+// field rather than a string, so the protobuf runtime takes it as it is,
+// UTF-8 or not: built from the generated descriptors, the attribute
+// context's file amended.
+var bodyAsBytes = func() protoreflect.MessageDescriptor {
+	attrs := protodesc.ToFileDescriptorProto(authv3.File_envoy_service_auth_v3_attribute_context_proto)
+	amended := false
+	for _, m := range attrs.GetMessageType() {
+		for _, n := range m.GetNestedType() {
+			for _, f := range n.GetField() {
+				if m.GetName() == "AttributeContext" && n.GetName() == "HttpRequest" && f.GetName() == "body" {
+					f.Type, amended = descriptorpb.FieldDescriptorProto_TYPE_BYTES.Enum(), true
+				}
+			}
+		}
+	}
+	if !amended {
+		panic("AttributeContext.HttpRequest has no body field")
+	}
+	local := new(protoregistry.Files)
+	af, err := protodesc.NewFile(attrs, protoregistry.GlobalFiles)
+	if err == nil {
+		err = local.RegisterFile(af)
+	}
+	if err != nil {
+		panic(err)
+	}
+	check := protodesc.ToFileDescriptorProto(authv3.File_envoy_service_auth_v3_external_auth_proto)
+	cf, err := protodesc.NewFile(check, amendedResolver{local})
+	if err != nil {
+		panic(err)
+	}
+	return cf.Messages().ByName("CheckRequest")
+}()
+
+// amendedResolver resolves names in its own files first, then in the
+// generated ones.
+type amendedResolver struct{ local *protoregistry.Files }
+
+func (r amendedResolver) FindFileByPath(path string) (protoreflect.FileDescriptor, error) {
+	if f, err := r.local.FindFileByPath(path); err == nil {
+		return f, nil
+	}
+	return protoregistry.GlobalFiles.FindFileByPath(path)
+}
+
+func (r amendedResolver) FindDescriptorByName(name protoreflect.FullName) (protoreflect.Descriptor, error) {
+	if d, err := r.local.FindDescriptorByName(name); err == nil {
+		return d, nil
+	}
+	return protoregistry.GlobalFiles.FindDescriptorByName(name)
 }
 
 func tag(num protowire.Number, typ protowire.Type) []byte { return protowire.AppendTag(nil, num, typ) }
@@ -77,6 +194,12 @@ func TestCheckCodecDecodesAsProto(t *testing.T) {
 		"invalid UTF-8 value":          inHTTP(entry("a", "\xc3\x28")),
 		"invalid UTF-8 key, then fine": inHTTP(field(3, field(1, []byte("\xff")), field(1, []byte("a")))),
 		"invalid UTF-8 elsewhere":      inHTTP(field(4, []byte("/\xff"))),
+		"invalid UTF-8 body":           inHTTP(entry("a", "1"), field(11, []byte("{\"to\xc0PersonId\":1}"))),
+		"body only":                    inHTTP(field(11, []byte("\xff"))),
+		"body twice: the last wins":    inHTTP(field(11, []byte("\xff")), entry("a", "1"), field(11, []byte("ok"))),
+		"empty body after a body":      inHTTP(field(11, []byte("x")), field(11, nil)),
+		"body as a varint":             inHTTP(varint(11, 3)),
+		"body cut short":               inHTTP(append(tag(11, protowire.BytesType), 0x05, 'a')),
 		"truncated entry":              inHTTP(field(3, []byte{0x0a, 0x05, 'a'})),
 		"truncated header length":      field(1, field(4, append(tag(2, protowire.BytesType), 0x80))),
 		"field number zero in entry":   inHTTP(field(3, []byte{0x02, 0x00})),

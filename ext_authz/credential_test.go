@@ -2,6 +2,8 @@ package ext_authz
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -13,6 +15,8 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 
 	"github.com/guestgate/guestgate/config"
+	"github.com/guestgate/guestgate/internal/testsupport"
+	"github.com/guestgate/guestgate/tokens"
 )
 
 // echoPolicy allows every request and hands what it was shown of the
@@ -69,6 +73,12 @@ func TestCredentialIsHiddenAndRemovedEvenWhenNoTokenIsTakenFromIt(t *testing.T) 
 			upstream: func(d *Decision) bool { return cookieGone(d, "gg") },
 		},
 		{
+			// Any cookie parser trims the name: "\vgg " is gg to one.
+			name: "cookie name with white space about it", credentials: "- cookie: gg",
+			path: "/x", headers: map[string]string{"cookie": "a=1; \vgg =tokpartA"}, leak: "tokpart",
+			upstream: func(d *Decision) bool { return cookieGone(d, "gg") },
+		},
+		{
 			name: "scheme followed by a tab", credentials: "- header: authorization",
 			path: "/x", headers: map[string]string{"authorization": "Bearer\ttokpartA"}, leak: "tokpart",
 			upstream: func(d *Decision) bool { return slices.Contains(d.RemoveHeaders, "authorization") },
@@ -114,7 +124,7 @@ func cookieGone(d *Decision, name string) bool {
 	for _, h := range d.UpstreamHeaders {
 		if h.Name == "cookie" {
 			for _, part := range strings.Split(h.Value, ";") {
-				if k, _, _ := strings.Cut(strings.TrimSpace(part), "="); k == name {
+				if k, _, _ := strings.Cut(part, "="); strings.TrimSpace(k) == name {
 					return false
 				}
 			}
@@ -122,6 +132,92 @@ func cookieGone(d *Decision, name string) bool {
 		}
 	}
 	return false
+}
+
+// TestCredentialWithWhiteSpaceOtherThanSpacesAndTabsIsMalformed: a proxy
+// may leave spaces and tabs around a header value (RFC 9110 §5.6.3), which
+// are trimmed; any other white space or control character before or after
+// the token (CR, LF, NUL, vertical tab, form feed, NEL, no-break and other
+// Unicode spaces) is part of the value, which then is no token: malformed,
+// in every place a token is taken from and through the decision endpoint,
+// where "Bearer <token>\r\n" was trimmed and verified.
+func TestCredentialWithWhiteSpaceOtherThanSpacesAndTabsIsMalformed(t *testing.T) {
+	ws, err := testsupport.LoadDevelopment(devConfig)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := ws.Verifier(context.Background(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(v.Close)
+	toks, err := ws.Mint(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	eng, dir := policyEngine(t, allowAll)
+	cfg, err := config.Parse([]byte(`check:
+  credentials:
+    - {path_prefix: /raw/, header: x-token, scheme: "-"}
+    - {path_prefix: /cookie/, cookie: gg}
+    - {header: authorization}
+`), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := New(Settings{Verifier: v, Check: cfg.Check, DecisionLog: cfg.DecisionLog}, Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	c.SetEngine(eng)
+	srv := httptest.NewServer(c.DecideHandler())
+	t.Cleanup(srv.Close)
+
+	tok := toks.Access
+	places := []struct {
+		name, path string
+		headers    func(value string) map[string]string
+	}{
+		{"Authorization: Bearer", "/x", func(v string) map[string]string { return map[string]string{"authorization": "Bearer " + v} }},
+		{"a raw header", "/raw/x", func(v string) map[string]string { return map[string]string{"x-token": v} }},
+		{"a cookie", "/cookie/x", func(v string) map[string]string { return map[string]string{"cookie": "a=1; gg=" + v + "; b=2"} }},
+	}
+	ows := []string{" ", "\t", " \t "}
+	notOWS := []string{"\r", "\n", "\r\n", "\x00", "\v", "\f", "\x1b", "\u0085", "\u00a0", "\u2028", "\u3000", "\ufeff"}
+	for _, p := range places {
+		t.Run(p.name, func(t *testing.T) {
+			for _, w := range append(ows, notOWS...) {
+				want := ""
+				if !slices.Contains(ows, w) {
+					want = tokens.CodeMalformed
+				}
+				for _, value := range []string{tok + w, w + tok} {
+					if strings.HasPrefix(value, " ") && p.name == "Authorization: Bearer" {
+						continue // "Bearer  <token>": the scheme's one space, then OWS
+					}
+					d := c.Decide(context.Background(), checkRequest("GET", p.path, p.headers(value), ""))
+					if d.TokenError != want {
+						t.Errorf("token with %q (before: %v): token_error %q, want %q", w, strings.HasSuffix(value, tok), d.TokenError, want)
+					}
+				}
+			}
+		})
+	}
+	t.Run("decision endpoint", func(t *testing.T) {
+		for _, w := range notOWS {
+			for _, value := range []string{tok + w, w + tok} {
+				// Refused as a request, or decided as the check decides it.
+				body, _ := json.Marshal(DecideRequest{Method: "GET", Path: "/x", Token: value})
+				status, answer := postDecide(t, srv.URL, "application/json", string(body))
+				refused := status == http.StatusBadRequest && strings.Contains(fmt.Sprint(answer["error"]), "token")
+				if !refused && (status != http.StatusOK || answer["token_error"] != tokens.CodeMalformed) {
+					t.Errorf("token with %q: answered %d, token_error %v; want 400 about the token, or malformed", w, status, answer["token_error"])
+				}
+			}
+		}
+		for _, w := range ows {
+			if d := decide(t, srv.URL, DecideRequest{Method: "GET", Path: "/x", Token: w + tok + w}); d.TokenError != "" || d.Kind != "access" {
+				t.Errorf("%q around the token: token_error %q, kind %q", w, d.TokenError, d.Kind)
+			}
+		}
+	})
 }
 
 // TestQueryParametersThePolicySetsCannotAddOthers: Envoy writes a

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unicode"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 
@@ -150,12 +151,11 @@ func parseDecideRequest(doc []byte) (*DecideRequest, error) {
 	if err := dec.Decode(&req); err != nil {
 		return nil, fmt.Errorf("request: %v", err)
 	}
-	req.Method = strings.ToUpper(strings.TrimSpace(req.Method))
+	// The method goes to the check as it is given: the check decides
+	// "post" or "POST " as it would from Envoy (HTTP methods are
+	// case-sensitive, RFC 9110 §9.1), not as the "POST" it is not.
 	if req.Method == "" {
 		return nil, errors.New("method: required")
-	}
-	if !validHeaderName(req.Method) {
-		return nil, fmt.Errorf("method: %q is not an HTTP method", req.Method)
 	}
 	if req.Path == "" {
 		return nil, errors.New("path: required")
@@ -174,8 +174,11 @@ func parseDecideRequest(doc []byte) (*DecideRequest, error) {
 			return nil, fmt.Errorf("headers.%s: value contains CR, LF or NUL", name)
 		}
 	}
-	req.Token = strings.TrimSpace(req.Token)
-	if strings.ContainsAny(req.Token, " \t\r\n") {
+	// Spaces and tabs around the token are what the check trims too; any
+	// other white space is in the token, and refused here as the check
+	// would refuse it in a header.
+	req.Token = strings.Trim(req.Token, " \t")
+	if strings.ContainsFunc(req.Token, func(r rune) bool { return unicode.IsSpace(r) || unicode.IsControl(r) }) {
 		return nil, errors.New("token: contains whitespace (give the token alone, without a scheme such as Bearer)")
 	}
 	return &req, nil

@@ -2,6 +2,7 @@ package ext_authz
 
 import (
 	"context"
+	"errors"
 	"net/http"
 
 	"github.com/guestgate/guestgate/engine"
@@ -31,6 +32,16 @@ func (c *Checker) evaluate(ctx context.Context, in *inputDoc, d *Decision) (res 
 	}
 	d.Revision = res.Revision
 	switch {
+	case err != nil && errors.Is(ctx.Err(), context.Canceled):
+		// The caller went away: under load every client that hangs up
+		// ends here, which is not a broken policy.
+		c.logger.Debug("check canceled by its caller; denied", "request_id", d.RequestID, "revision", res.Revision)
+		d.deny(StatusClientClosed, ReasonCanceled)
+		return res, false
+	case err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded):
+		c.logger.Info("check past its caller's deadline; denied", "request_id", d.RequestID, "revision", res.Revision)
+		d.deny(http.StatusGatewayTimeout, ReasonDeadline)
+		return res, false
 	case err != nil:
 		c.logger.Warn("policy evaluation failed; denied", "request_id", d.RequestID, "revision", res.Revision, "error", err)
 		d.deny(http.StatusForbidden, ReasonPolicyError)

@@ -492,7 +492,7 @@ func redactCookie(header, name string) string {
 	parts := strings.Split(header, ";")
 	for i, part := range parts {
 		p := strings.TrimLeft(part, " \t")
-		if k, _, _ := strings.Cut(strings.TrimSpace(p), "="); k == name {
+		if k, _, _ := cookiePart(p); k == name {
 			parts[i] = part[:len(part)-len(p)] + name + "=" + redacted
 		}
 	}

@@ -20,10 +20,15 @@ var errDuplicateKey = errors.New("duplicate key")
 
 // parseJSONValue decodes one JSON document (RFC 8259) straight into an
 // ast.Value, refusing duplicate object keys at any depth, nesting deeper
-// than maxJSONDepth and trailing data. Numbers keep their text exactly;
-// strings are decoded as encoding/json decodes them (invalid UTF-8 and lone
-// surrogates become U+FFFD). It reads the body once, without building Go
-// values or a token stream first: this runs on every check with a body.
+// than maxJSONDepth and trailing data. Numbers keep their text exactly.
+// Strings must be text: bytes that are not UTF-8 (invalid, overlong, an
+// encoded surrogate) and \u escapes of a lone surrogate are refused, not
+// repaired to U+FFFD as encoding/json does (RFC 8259 §8.1 and §8.2, RFC 7493
+// §2.1): an upstream that drops or repairs them otherwise reads another
+// name or value than the policy was shown ("guest\xc0\xad2" is "guest2" to
+// a decoder that skips what it cannot read). It reads the body once,
+// without building Go values or a token stream first: this runs on every
+// check with a body.
 func parseJSONValue(doc []byte) (ast.Value, error) {
 	p := jsonParser{doc: doc}
 	p.space()
@@ -273,23 +278,17 @@ func (p *jsonParser) str() (string, error) {
 					return "", p.errorf("invalid \\u escape")
 				}
 				if utf16.IsSurrogate(r) {
-					// A pair makes one rune; a lone half is U+FFFD.
-					r2 := rune(-1)
-					if p.i+1 < len(p.doc) && p.doc[p.i] == '\\' && p.doc[p.i+1] == 'u' {
-						save := p.i
-						p.i += 2
-						var ok2 bool
-						if r2, ok2 = p.hex4(); !ok2 {
-							return "", p.errorf("invalid \\u escape")
-						}
-						if utf16.DecodeRune(r, r2) == utf8.RuneError {
-							p.i, r2 = save, -1
-						}
+					// Only a high half followed by a low half makes a rune.
+					if p.i+1 >= len(p.doc) || p.doc[p.i] != '\\' || p.doc[p.i+1] != 'u' {
+						return "", p.errorf("lone surrogate in \\u escape")
 					}
-					if r2 >= 0 {
-						r = utf16.DecodeRune(r, r2)
-					} else {
-						r = utf8.RuneError
+					p.i += 2
+					r2, ok := p.hex4()
+					if !ok {
+						return "", p.errorf("invalid \\u escape")
+					}
+					if r = utf16.DecodeRune(r, r2); r == utf8.RuneError {
+						return "", p.errorf("lone surrogate in \\u escape")
 					}
 				}
 				buf = utf8.AppendRune(buf, r)
@@ -301,8 +300,11 @@ func (p *jsonParser) str() (string, error) {
 			p.i++
 		default:
 			r, size := utf8.DecodeRune(p.doc[p.i:])
+			if r == utf8.RuneError && size == 1 {
+				return "", p.errorf("string is not UTF-8")
+			}
+			buf = append(buf, p.doc[p.i:p.i+size]...)
 			p.i += size
-			buf = utf8.AppendRune(buf, r) // invalid bytes: U+FFFD, as encoding/json
 		}
 	}
 	return "", p.errorf("unexpected end of JSON input")

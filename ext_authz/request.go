@@ -4,6 +4,7 @@ import (
 	cryptorand "crypto/rand"
 	"encoding/hex"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -83,6 +84,12 @@ func readRequest(cr *authv3.CheckRequest, chk *config.Check, bodyAbsent bool) *r
 	}
 	full := r.http.GetPath()
 	r.path, r.query, _ = strings.Cut(full, "?")
+	// A method is a token (RFC 9110 §9.1): no proxy sends " POST" or
+	// "PO ST", so no policy is asked about one.
+	if !validHeaderName(r.method) {
+		r.problem, r.detail = ReasonBadRequest, "the method is not an HTTP method"
+		return r
+	}
 	// Envoy sends the request target as the path attribute and as the
 	// :path header, one value; a policy may read either, so they must agree.
 	if hp, ok := r.headers[":path"]; ok && hp != full {
@@ -281,12 +288,31 @@ func (r *request) findCredential(chk *config.Check) {
 
 func tokenFromHeader(v, scheme string) string {
 	if scheme == "" || scheme == "-" {
-		return strings.TrimSpace(v)
+		return trimOWS(v)
 	}
 	if len(v) <= len(scheme) || !strings.EqualFold(v[:len(scheme)], scheme) || v[len(scheme)] != ' ' {
 		return ""
 	}
-	return strings.TrimSpace(v[len(scheme)+1:])
+	return trimOWS(v[len(scheme)+1:])
+}
+
+// cookiePart splits one ";"-separated part of a Cookie header into its
+// name, white space trimmed as any cookie parser trims it (so whatever one
+// could take for the credential is found, hidden and removed: cookieValue,
+// redactCookie and withoutCookie all read names here), and its value, of
+// which only spaces and tabs are trimmed (trimOWS).
+func cookiePart(part string) (name, value string, hasValue bool) {
+	k, v, ok := strings.Cut(part, "=")
+	return strings.TrimSpace(k), trimOWS(v), ok
+}
+
+// trimOWS trims the white space a header value may have around it, spaces
+// and tabs (RFC 9110 §5.6.3), and nothing else: a CR, LF, NUL, vertical
+// tab or Unicode space next to a token is not white space a proxy adds but
+// part of the value, which then is no token (malformed), rather than
+// trimmed into one by strings.TrimSpace.
+func trimOWS(v string) string {
+	return strings.Trim(v, " \t")
 }
 
 // cookieValue returns the value of the first cookie named name=, and
@@ -297,7 +323,7 @@ func cookieValue(header, name string) (value string, present bool) {
 	for rest, more := header, true; more; {
 		var part string
 		part, rest, more = strings.Cut(rest, ";")
-		k, v, ok := strings.Cut(strings.TrimSpace(part), "=")
+		k, v, ok := cookiePart(part)
 		if k != name {
 			continue
 		}
@@ -311,9 +337,13 @@ func cookieValue(header, name string) (value string, present bool) {
 
 // readBody parses a JSON or form body into parsed_body. A body Envoy cut
 // short, one over the bound, or one with a Content-Encoding is not
-// parsed: the policy sees
-// truncated_body and decides (the shipped policy denies body-dependent
-// routes then).
+// parsed: the policy sees truncated_body and decides (the shipped policy
+// denies body-dependent routes then).
+//
+// A JSON or form body is text: one that is not UTF-8 is bad_body, whether
+// or not it is parsed (bodyText). A decoder that drops or repairs the bytes
+// it cannot read would otherwise show the upstream another field name or
+// value than the policy saw.
 func (r *request) readBody(max int) {
 	body := r.http.GetRawBody()
 	if len(body) == 0 {
@@ -332,33 +362,130 @@ func (r *request) readBody(max int) {
 	// A compressed body is not the text the upstream reads once it inflates
 	// it: parsed as it stands it would show the policy noise. The policy
 	// cannot see this body, as if it were cut short.
+	encoded := false
 	if ce := strings.TrimSpace(r.headers["content-encoding"]); ce != "" && !strings.EqualFold(ce, "identity") {
-		r.truncated = true
+		r.truncated, encoded = true, true
 	}
 	if len(body) > max {
 		r.truncated = true
 	}
-	if r.truncated || len(body) == 0 {
+	if len(body) == 0 {
 		return
 	}
 	ct, _, _ := strings.Cut(r.headers["content-type"], ";")
 	ct = strings.ToLower(strings.TrimSpace(ct))
+	isJSON := ct == "application/json" || strings.HasSuffix(ct, "+json")
+	isForm := ct == "application/x-www-form-urlencoded"
+	if (isJSON || isForm) && !encoded && !bodyText(body, r.truncated) {
+		r.problem, r.detail = ReasonBadBody, "body is not UTF-8"
+		return
+	}
+	if r.truncated {
+		return
+	}
 	switch {
-	case ct == "application/json" || strings.HasSuffix(ct, "+json"):
+	case isJSON:
 		v, err := parseJSONValue(body)
 		if err != nil {
 			r.problem, r.detail = ReasonBadBody, "JSON body: "+err.Error()
 			return
 		}
 		r.body = v
-	case ct == "application/x-www-form-urlencoded":
+	case isForm:
+		if !formShaped(body) {
+			r.problem, r.detail = ReasonBadBody, "form body is not name=value pairs of URL-encoded text (a JSON text sent as a form?)"
+			return
+		}
 		vs, err := url.ParseQuery(string(body))
 		if err != nil {
 			r.problem, r.detail = ReasonBadBody, "form body does not parse"
 			return
 		}
+		// Percent escapes decode to bytes: "%C0%AE" is an overlong "."
+		// once decoded, as in a path.
+		for k, list := range vs {
+			if !utf8.ValidString(k) || slices.ContainsFunc(list, func(v string) bool { return !utf8.ValidString(v) }) {
+				r.problem, r.detail = ReasonBadBody, "form body is not UTF-8 once decoded"
+				return
+			}
+		}
 		r.body = valuesToAST(vs)
 	}
+}
+
+// formShaped says whether body has the shape of what a form encoder sends
+// (WHATWG URL §5.2, url.Values.Encode, urllib.parse.urlencode): pairs
+// joined by "&", each a name, "=" and a value, of characters a query may
+// hold unencoded (RFC 3986 §3.4) but the delimiters, and percent escapes
+// for every other byte. A body declared as a form but written otherwise
+// is something else under the wrong name: a JSON text's "{", "[" and "\""
+// or its bare true, 1 or null, text with spaces, newlines or bytes beyond
+// ASCII. A form parser makes noise of it while an upstream that reads the
+// body as what it is (many take JSON whatever the Content-Type says)
+// finds fields the policy never saw. ";" is not a separator here (some
+// parsers take it for one), so it must be encoded too.
+func formShaped(body []byte) bool {
+	sawEquals := false // in the pair read so far
+	for i := 0; i < len(body); i++ {
+		switch c := body[i]; {
+		case c == '&':
+			if !sawEquals {
+				return false
+			}
+			sawEquals = false
+		case c == '=':
+			sawEquals = true
+		case c == '%':
+			if i+2 >= len(body) || !isHex(body[i+1]) || !isHex(body[i+2]) {
+				return false
+			}
+			i += 2
+		case isUnreserved(c) || strings.IndexByte("!$'()*+,:@/?", c) >= 0:
+		default:
+			return false
+		}
+	}
+	return sawEquals
+}
+
+// bodyText says whether body is UTF-8. A body cut short (cut says so) may
+// end inside a character: its last, incomplete sequence passes when some
+// continuation could complete it.
+func bodyText(body []byte, cut bool) bool {
+	if utf8.Valid(body) {
+		return true
+	}
+	if !cut {
+		return false
+	}
+	// The start of the last character: at most three bytes back.
+	start := len(body) - 1
+	for start > 0 && start > len(body)-utf8.UTFMax && !utf8.RuneStart(body[start]) {
+		start--
+	}
+	tail := body[start:]
+	if utf8.FullRune(tail) || !utf8.Valid(body[:start]) {
+		return false
+	}
+	// Complete the tail with the least continuation bytes its lead allows
+	// (the second byte of E0, ED, F0 and F4 sequences is narrower), and see
+	// whether that is a character.
+	second := byte(0x80)
+	switch tail[0] {
+	case 0xe0:
+		second = 0xa0
+	case 0xf0:
+		second = 0x90
+	}
+	full := append([]byte(nil), tail...)
+	for len(full) < utf8.UTFMax && !utf8.FullRune(full) {
+		if len(full) == 1 {
+			full = append(full, second)
+		} else {
+			full = append(full, 0x80)
+		}
+	}
+	return utf8.Valid(full)
 }
 
 func valuesToAST(vs url.Values) ast.Value {

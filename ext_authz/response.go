@@ -368,7 +368,7 @@ func withoutCookie(header, name string) string {
 	var kept []string
 	for _, part := range strings.Split(header, ";") {
 		p := strings.TrimSpace(part)
-		if k, _, _ := strings.Cut(p, "="); k == name || p == "" {
+		if k, _, _ := cookiePart(p); k == name || p == "" {
 			continue
 		}
 		kept = append(kept, p)

@@ -110,7 +110,7 @@ func startHarness(t *testing.T, policy string, ready bool) *harness {
 // own ServerOptions, on 127.0.0.1, and returns a connection to it.
 func loopback(tb testing.TB, register func(*grpc.Server)) *grpc.ClientConn {
 	tb.Helper()
-	srv := grpc.NewServer(ServerOptions(1 << 20)...)
+	srv := grpc.NewServer(ServerOptions(config.DefaultMaxMessageBytes)...)
 	register(srv)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

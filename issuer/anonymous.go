@@ -79,8 +79,7 @@ func (is *Issuer) lookup(w http.ResponseWriter, collection, id, what string) (ma
 func (is *Issuer) mintSession(w http.ResponseWriter, st *state, c tokens.XBSClaims) {
 	issued, err := st.signer.MintXBSAnonymous(c)
 	if err != nil {
-		is.logger.Error("anonymous token not minted", "entry", c.Entry, "widget", c.WidgetID, "channel", c.ChannelID, "error", err)
-		writeError(w, http.StatusInternalServerError, "mint_failed", "", "the token could not be minted")
+		is.mintRefused(w, err, "claim_invalid", "anonymous token", "entry", c.Entry, "widget", c.WidgetID, "channel", c.ChannelID)
 		return
 	}
 	is.logger.Info("minted", "kind", tokens.KindXBSAnonymous, "entry", c.Entry, "widget", c.WidgetID, "channel", c.ChannelID, "subject", issued.Subject)

@@ -52,7 +52,7 @@ func FuzzSATRequest(f *testing.F) {
 			if err := json.Unmarshal(w.Body.Bytes(), &tok); err != nil {
 				t.Fatalf("answer %s", w.Body)
 			}
-		case 400, 401, 403, 404, 415, 429:
+		case 400, 401, 403, 404, 413, 415, 429:
 			var e apiError
 			if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || e.Error == "" {
 				t.Fatalf("%d answer %s", w.Code, w.Body)

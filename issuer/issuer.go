@@ -276,6 +276,22 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// mintRefused answers a mint the signer refused. A claim value the client
+// gave that the signer will not sign (tokens.ClaimError: a name with a
+// control character, a subject too long) is the client's error: status 400
+// with code, naming the claim, and an Info line. Anything else is the
+// issuer's own failure: an Error line and 500 mint_failed.
+func (is *Issuer) mintRefused(w http.ResponseWriter, err error, code, what string, attrs ...any) {
+	var ce *tokens.ClaimError
+	if errors.As(err, &ce) {
+		is.logger.Info(what+" not minted: the client's "+ce.Claim+" was refused", attrs...)
+		writeError(w, http.StatusBadRequest, code, ce.Claim, ce.Error())
+		return
+	}
+	is.logger.Error(what+" not minted", append(attrs, "error", err)...)
+	writeError(w, http.StatusInternalServerError, "mint_failed", "", "the token could not be minted")
+}
+
 // tooLarge says whether err is http.MaxBytesReader's refusal.
 func tooLarge(err error) bool {
 	var mbe *http.MaxBytesError

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -390,14 +391,20 @@ func TestSATRefusals(t *testing.T) {
 		{"json field twice", "acct-1", "prov-1", f.admin().headers(), "application/json", `{"email":"a@example.com","email":"b@example.com"}`, 400, "field_invalid", "body"},
 		{"json after the object", "acct-1", "prov-1", f.admin().headers(), "application/json", `{"email":"a@example.com"} {}`, 400, "field_invalid", "body"},
 		{"json not an object", "acct-1", "prov-1", f.admin().headers(), "application/json", `["email"]`, 400, "field_invalid", "body"},
-		{"json not UTF-8", "acct-1", "prov-1", f.admin().headers(), "application/json", "{\"first_name\":\"Ad\xffa\"}", 400, "field_invalid", "body"},
+		{"json first_name not UTF-8", "acct-1", "prov-1", f.admin().headers(), "application/json", "{\"first_name\":\"Ad\xffa\"}", 400, "field_invalid", "first_name"},
+		{"json last_name overlong", "acct-1", "prov-1", f.admin().headers(), "application/json", "{\"first_name\":\"Ada\",\"last_name\":\"L\xc0\xafx\"}", 400, "field_invalid", "last_name"},
+		{"json metadata not UTF-8", "acct-1", "prov-1", f.admin().headers(), "application/json", "{\"metadata\":{\"k\":\"\xed\xa0\x80\"}}", 400, "field_invalid", "metadata"},
+		{"json field name not UTF-8", "acct-1", "prov-1", f.admin().headers(), "application/json", "{\"first\xff\":\"Ada\"}", 400, "field_invalid", "body"},
+		{"form first_name not UTF-8 once decoded", "acct-1", "prov-1", f.admin().headers(), "application/x-www-form-urlencoded", "first_name=Ad%C0%AFa", 400, "field_invalid", "first_name"},
+		{"form first_name not UTF-8", "acct-1", "prov-1", f.admin().headers(), "application/x-www-form-urlencoded", "first_name=Ad\xffa", 400, "field_invalid", "first_name"},
+		{"metadata larger once encoded", "acct-1", "prov-1", f.admin().headers(), "application/json", `{"metadata":{"k":"` + strings.Repeat("<", 1500) + `"}}`, 400, "field_invalid", "metadata"},
 		{"json metadata member twice", "acct-1", "prov-1", f.admin().headers(), "application/json", `{"metadata":{"a":1,"a":2}}`, 400, "field_invalid", "body"},
 		{"json metadata member twice deep inside", "acct-1", "prov-1", f.admin().headers(), "application/json", `{"metadata":{"a":[{"b":1,"b":1}]}}`, 400, "field_invalid", "body"},
 		{"json metadata nested too deep", "acct-1", "prov-1", f.admin().headers(), "application/json", `{"metadata":` + strings.Repeat(`{"a":`, strictjson.MaxDepth) + "1" + strings.Repeat("}", strictjson.MaxDepth+1), 400, "field_invalid", "body"},
 		{"form metadata member twice", "acct-1", "prov-1", f.admin().headers(), "application/x-www-form-urlencoded", url.Values{"metadata": {`{"a":1,"a":2}`}}.Encode(), 400, "field_invalid", "metadata"},
 		{"form metadata not JSON", "acct-1", "prov-1", f.admin().headers(), "application/x-www-form-urlencoded", url.Values{"metadata": {`{"a":1} {}`}}.Encode(), 400, "field_invalid", "metadata"},
 		{"form field twice", "acct-1", "prov-1", f.admin().headers(), "application/x-www-form-urlencoded", "first_name=a&first_name=b", 400, "field_invalid", "first_name"},
-		{"oversize body", "acct-1", "prov-1", f.admin().headers(), "application/json", `{"first_name":"` + strings.Repeat("a", 17<<10) + `"}`, 400, "body_too_large", "body"},
+		{"oversize body", "acct-1", "prov-1", f.admin().headers(), "application/json", `{"first_name":"` + strings.Repeat("a", 17<<10) + `"}`, 413, "body_too_large", "body"},
 		{"unsupported media type", "acct-1", "prov-1", f.admin().headers(), "text/plain", "first_name=a", 415, "unsupported_media_type", "Content-Type"},
 	}
 	for _, tc := range cases {
@@ -631,6 +638,103 @@ func TestGuestLoginRefusals(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestGuestLoginAnswersAClientsBadInputWithA4xx: whatever a partner puts
+// in a guest token's name and subject (every control character, bytes
+// that are not UTF-8, text too long to carry), the login exchange answers
+// 200 or a 4xx naming the claim at fault, never a 5xx, and writes no ERROR
+// line: a client's bad input is not the issuer's failure. A name with CR
+// or LF was 500 mint_failed.
+func TestGuestLoginAnswersAClientsBadInputWithA4xx(t *testing.T) {
+	f := newFixture(t, "")
+	logs := &logBuffer{}
+	is, err := New(f.settings(), Options{Registry: f.eng, Logger: slog.New(slog.NewJSONHandler(logs, nil)), Now: f.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	is.Register(mux)
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	f.srv = srv
+
+	names := []string{"Ada", "", "Ada\rX-Evil: 1", "Ada\n", "\r\n", "A\x00", "A\x7f", "A\u0085", "A\u2028", "A\u2029", "A\xffB", "A\xc0\xaf", strings.Repeat("é", 200)}
+	for c := rune(0); c < 0x20; c++ {
+		names = append(names, "Ada"+string(c)+"Lovelace")
+	}
+	subjects := []string{"guest-1", strings.Repeat("a", 256), strings.Repeat("a", 257), strings.Repeat("b", 2000)}
+	for _, sub := range subjects {
+		for _, name := range names {
+			a, _ := f.login(f.mintGuest(guestSecretA, sub, name, time.Hour))
+			e := a.apiError()
+			switch {
+			case a.status == 200:
+			case a.status >= 400 && a.status < 500 && e.Error != "" && (a.status != 400 || e.Field != ""):
+			default:
+				t.Fatalf("name %q, sub of %d bytes: %d %s", name, len(sub), a.status, a.body)
+			}
+			if a.status == 400 && (e.Error != "claim_invalid" || e.Field != "name" && e.Field != "guest_sub") {
+				t.Fatalf("name %q: %d %+v, want claim_invalid naming the claim", name, a.status, e)
+			}
+		}
+	}
+	if a, _ := f.login(f.mintGuest(guestSecretA, "guest-1", "Ada\r\nLovelace", time.Hour)); a.status != 400 || a.apiError().Field != "name" {
+		t.Fatalf("a name with CR LF: %d %s, want 400 naming name", a.status, a.body)
+	}
+	if strings.Contains(logs.String(), `"level":"ERROR"`) {
+		t.Fatalf("an ERROR line for a client's input:\n%s", logs)
+	}
+}
+
+// TestGuestLoginTakesOnlySpacesAndTabsAroundTheToken: a guest token with a
+// CR, LF or other white space before or after it is not trimmed into a
+// token but refused as malformed; spaces and tabs are trimmed. (The HTTP
+// server never passes CR or LF in a header; the handler is asked in
+// process, where nothing stands in between.)
+func TestGuestLoginTakesOnlySpacesAndTabsAroundTheToken(t *testing.T) {
+	f := newFixture(t, "")
+	mux := http.NewServeMux()
+	f.is.Register(mux)
+	tok := f.mintGuest(guestSecretA, "guest-3", "Ada", time.Hour)
+	for i, c := range []struct {
+		value  string
+		status int
+	}{
+		{"Bearer " + tok, 200},
+		{"Bearer  " + tok + " \t", 200},
+		{"Bearer " + tok + "\r\n", 401},
+		{"Bearer " + tok + "\n", 401},
+		{"Bearer " + tok + "\v", 401},
+		{"Bearer \u00a0" + tok, 401},
+		{"Bearer " + tok + "\x00", 401},
+	} {
+		req := httptest.NewRequest("POST", "/v1/jwt/login", nil)
+		req.Header["Authorization"] = []string{c.value}
+		w := httptest.NewRecorder()
+		mux.ServeHTTP(w, req)
+		if w.Code != c.status || c.status == 401 && !strings.Contains(w.Body.String(), tokens.CodeMalformed) {
+			t.Errorf("case %d: %d %s, want %d", i, w.Code, w.Body, c.status)
+		}
+	}
+}
+
+// logBuffer collects log lines from the server's goroutines.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
 
 func TestGuestLoginRefusesATokenOfARotatedSecret(t *testing.T) {

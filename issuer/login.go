@@ -49,8 +49,9 @@ func (is *Issuer) login(w http.ResponseWriter, r *http.Request, st *state) {
 	}
 	issued, err := st.signer.MintAccess(tokens.AccessClaims{GuestIssuer: tok.Issuer, GuestSubject: tok.Subject, Name: tok.Name, Generation: gen})
 	if err != nil {
-		is.logger.Error("access token not minted", "guest_issuer", tok.Issuer, "error", err)
-		writeError(w, http.StatusInternalServerError, "mint_failed", "", "the token could not be minted")
+		// A guest token's name or subject the access token cannot carry
+		// is the partner's (a 400 naming the claim), not ours.
+		is.mintRefused(w, err, "claim_invalid", "access token", "guest_issuer", tok.Issuer)
 		return
 	}
 	is.logger.Info("minted", "kind", tokens.KindAccess, "guest_issuer", tok.Issuer, "subject", issued.Subject)
@@ -66,7 +67,9 @@ func bearer(r *http.Request) (string, bool) {
 		return "", false
 	}
 	scheme, tok, ok := strings.Cut(vs[0], " ")
-	tok = strings.TrimSpace(tok)
+	// Spaces and tabs only (RFC 9110 §5.6.3): any other white space is in
+	// the token, which then does not verify (malformed).
+	tok = strings.Trim(tok, " \t")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" {
 		return "", false
 	}

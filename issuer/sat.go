@@ -114,7 +114,7 @@ func (is *Issuer) secureAnonymous(w http.ResponseWriter, r *http.Request, st *st
 		status, code := http.StatusBadRequest, "field_invalid"
 		switch {
 		case tooLarge(err):
-			code, field = "body_too_large", "body"
+			status, code, field = http.StatusRequestEntityTooLarge, "body_too_large", "body"
 			err = fmt.Errorf("the body is larger than %d bytes", st.cfg.MaxBodyBytes)
 		case errors.Is(err, errMediaType):
 			status, code, field = http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type"
@@ -131,8 +131,9 @@ func (is *Issuer) secureAnonymous(w http.ResponseWriter, r *http.Request, st *st
 		FirstName: body.FirstName, LastName: body.LastName, Email: email, Metadata: body.Metadata,
 	})
 	if err != nil {
-		is.logger.Error("secure anonymous token not minted", "client_id", cl.id, "provider", p.ID, "error", err)
-		writeError(w, http.StatusInternalServerError, "mint_failed", "", "the token could not be minted")
+		// A body field the token cannot carry as it is (metadata larger
+		// once encoded) is the client's: field_invalid, naming it.
+		is.mintRefused(w, err, "field_invalid", "secure anonymous token", "client_id", cl.id, "provider", p.ID)
 		return
 	}
 	is.logger.Info("minted", "kind", tokens.KindSecureAnonymous, "client_id", cl.id, "account", accountID, "provider", p.ID, "subject", issued.Subject)
@@ -234,9 +235,9 @@ func readSATBody(r *http.Request) (satBody, string, error) {
 	strs := map[string]*string{"first_name": &b.FirstName, "last_name": &b.LastName, "email": &b.Email, "email_domain": &b.EmailDomain}
 	switch mt {
 	case "application/json":
-		fields, err := jsonFields(data)
+		fields, field, err := jsonFields(data)
 		if err != nil {
-			return b, "body", err
+			return b, field, err
 		}
 		// In name order: the first bad field named is the same on every
 		// request.
@@ -283,17 +284,27 @@ func readSATBody(r *http.Request) (satBody, string, error) {
 }
 
 // jsonFields splits the body into its fields. strictjson reads it first,
-// metadata and all: one object, no field or member named twice at any depth
-// (decoders resolve a repeat differently), nothing after it.
-func jsonFields(data []byte) (map[string]json.RawMessage, error) {
-	if _, err := strictjson.DecodeObject(data); err != nil {
-		return nil, fmt.Errorf("the body: %w", err)
-	}
+// metadata and all: one object, in UTF-8, no field or member named twice
+// at any depth (decoders resolve a repeat differently), nothing after it.
+// On error it names the field at fault: the field whose value is not
+// UTF-8, else the body.
+func jsonFields(data []byte) (map[string]json.RawMessage, string, error) {
 	var fields map[string]json.RawMessage
-	if err := json.Unmarshal(data, &fields); err != nil {
-		return nil, errors.New("the body is not a JSON object")
+	if _, err := strictjson.DecodeObject(data); err != nil {
+		// A value's bytes stay as they came in a RawMessage.
+		if errors.Is(err, strictjson.ErrInvalidUTF8) && json.Unmarshal(data, &fields) == nil {
+			for _, name := range slices.Sorted(maps.Keys(fields)) {
+				if utf8.ValidString(name) && !utf8.Valid(fields[name]) {
+					return nil, name, fmt.Errorf("%s is not UTF-8", name)
+				}
+			}
+		}
+		return nil, "body", fmt.Errorf("the body: %w", err)
 	}
-	return fields, nil
+	if err := json.Unmarshal(data, &fields); err != nil {
+		return nil, "body", errors.New("the body is not a JSON object")
+	}
+	return fields, "", nil
 }
 
 // decodeMetadata reads the metadata field, from a JSON body or a form: a

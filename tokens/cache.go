@@ -209,7 +209,7 @@ func (c *tokenCache) failed(key [sha256.Size]byte, now time.Time) error {
 // outOfTime reports whether the verification may not answer for now: the
 // token expired (RFC 7519 §4.1.4, as on a miss), or now is before the time
 // it was verified at (the clock went back). Every other rule that reads the
-// clock (nbf, iat, a guest's MaxLifetime) holds at any time after one it
+// clock (nbf, iat, an entry's MaxLifetime) holds at any time after one it
 // held at, so those two cover them all.
 func (e *cacheEntry) outOfTime(now time.Time, leeway time.Duration) bool {
 	return !now.Before(e.tok.ExpiresAt.Add(leeway)) || now.Before(e.at)

@@ -62,3 +62,18 @@ func CodeOf(err error) string {
 	}
 	return CodeMalformed
 }
+
+// ClaimError is a mint refused for a claim value its caller gave: a name
+// that is not text, a subject or metadata too long. It is the caller's
+// input, not a fault of the signer's, so a route answers it with a 4xx
+// naming Claim. Its message never holds the value.
+type ClaimError struct {
+	Claim string // the claim refused, e.g. "name"
+	msg   string
+}
+
+func (e *ClaimError) Error() string { return e.msg }
+
+func claimErrorf(claim, format string, args ...any) *ClaimError {
+	return &ClaimError{Claim: claim, msg: fmt.Sprintf(format, args...)}
+}

@@ -5,10 +5,14 @@ package tokens
 // bytes the strict parser (jose.go) read.
 
 import (
+	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
+	"encoding/asn1"
 	"errors"
+	"io"
+	"math/big"
 
 	"github.com/lestrrat-go/jwx/v2/jwa"
 	"github.com/lestrrat-go/jwx/v2/jwk"
@@ -119,10 +123,46 @@ func verifySignature(c *compactJWS, alg jwa.SignatureAlgorithm, raw any) error {
 	if err != nil {
 		return errorf(CodeBadAlgorithm, "%s is not supported", alg)
 	}
+	if pub, ok := raw.(*ecdsa.PublicKey); ok && highS(pub.Curve, c.signature) {
+		return errorf(CodeBadSignature, "ECDSA signature in high-S form")
+	}
 	if err := v.Verify([]byte(c.signingInput), c.signature, raw); err != nil {
 		return errorf(CodeBadSignature, "signature does not verify")
 	}
 	return nil
+}
+
+// highS says whether an ECDSA JWS signature (R || S, RFC 7518 §3.4) has
+// its S in the upper half of the group order. (R, S) and (R, n - S) both
+// verify, so a token would have two encodings, each its own cache entry
+// and its own revocation or replay key; strict verifiers (BIP 146,
+// libsecp256k1) take only the low one, and guestgate's signer writes only
+// that (lowSSigner). A signature of the wrong length is left to the
+// verifier to refuse.
+func highS(curve elliptic.Curve, sig []byte) bool {
+	n := curve.Params().N
+	size := (n.BitLen() + 7) / 8
+	if len(sig) != 2*size {
+		return false
+	}
+	s := new(big.Int).SetBytes(sig[size:])
+	return s.Cmp(new(big.Int).Rsh(n, 1)) > 0
+}
+
+// lowSSigner signs with an ECDSA key in low-S form (S at most n/2), the
+// only form the verifier takes (highS). jws.Sign uses it as the
+// crypto.Signer it is.
+type lowSSigner struct{ *ecdsa.PrivateKey }
+
+func (k lowSSigner) Sign(rand io.Reader, digest []byte, _ crypto.SignerOpts) ([]byte, error) {
+	r, s, err := ecdsa.Sign(rand, k.PrivateKey, digest)
+	if err != nil {
+		return nil, err
+	}
+	if n := k.Curve.Params().N; s.Cmp(new(big.Int).Rsh(n, 1)) > 0 {
+		s.Sub(n, s)
+	}
+	return asn1.Marshal(struct{ R, S *big.Int }{r, s})
 }
 
 // ecdsaAlgorithm is the one JWS algorithm of an EC key's curve (RFC 7518

@@ -3,6 +3,7 @@ package tokens
 import (
 	"bytes"
 	"cmp"
+	"crypto/ecdsa"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -239,6 +240,9 @@ func prepareSigningKey(sk SigningKey) (signingKey, error) {
 			return signingKey{}, err
 		}
 	}
+	if k, ok := raw.(*ecdsa.PrivateKey); ok {
+		raw = lowSSigner{k} // the only form the verifier takes
+	}
 	return signingKey{kid: sk.ID, alg: alg, raw: raw, public: public}, nil
 }
 
@@ -285,41 +289,41 @@ func (s *Signer) kind(kind Kind) *kindSigner {
 // first_name, last_name, email and metadata.
 func (s *Signer) MintSAT(c SATClaims) (Issued, error) {
 	fail := func(format string, args ...any) (Issued, error) {
-		return Issued{}, fmt.Errorf("secure anonymous token: "+format, args...)
+		return Issued{}, fmt.Errorf("secure anonymous token: "+format, args...) // %w keeps a *ClaimError
 	}
 	if err := checkText("account_id", c.AccountID, true); err != nil {
-		return fail("%v", err)
+		return fail("%w", err)
 	}
 	if err := checkText("provider_id", c.ProviderID, true); err != nil {
-		return fail("%v", err)
+		return fail("%w", err)
 	}
 	role := cmp.Or(c.Role, RoleLaunchpad)
 	if role != RoleLaunchpad && role != RoleAdmin {
 		return fail("role must be %q or %q", RoleLaunchpad, RoleAdmin)
 	}
 	if err := checkScope(c.Scope); err != nil {
-		return fail("%v", err)
+		return fail("%w", err)
 	}
 	if c.TTL < 0 {
 		return fail("TTL must not be negative")
 	}
 	for _, f := range [...]struct{ name, v string }{{"first_name", c.FirstName}, {"last_name", c.LastName}} {
 		if err := checkText(f.name, f.v, false); err != nil {
-			return fail("%v", err)
+			return fail("%w", err)
 		}
 	}
 	if c.Email != "" {
 		if err := checkEmail(c.Email); err != nil {
-			return fail("%v", err)
+			return fail("%w", err)
 		}
 	}
 	sub, err := newUUID()
 	if err != nil {
-		return fail("%v", err)
+		return fail("%w", err)
 	}
 	jti, err := newUUID()
 	if err != nil {
-		return fail("%v", err)
+		return fail("%w", err)
 	}
 	now := s.now()
 	exp := now.Add(cmp.Or(c.TTL, s.sat.ttl))
@@ -338,10 +342,10 @@ func (s *Signer) MintSAT(c SATClaims) (Issued, error) {
 		// and a value that is not JSON is refused here, not half-encoded.
 		data, err := json.Marshal(c.Metadata)
 		if err != nil {
-			return fail("metadata is not JSON: %v", err)
+			return fail("%w", claimErrorf("metadata", "metadata is not JSON: %v", err))
 		}
 		if len(data) > maxMetadataSize {
-			return fail("metadata is larger than %d bytes as JSON", maxMetadataSize)
+			return fail("%w", claimErrorf("metadata", "metadata is larger than %d bytes as JSON", maxMetadataSize))
 		}
 		dec := json.NewDecoder(bytes.NewReader(data))
 		dec.UseNumber()
@@ -359,23 +363,23 @@ func (s *Signer) MintSAT(c SATClaims) (Issued, error) {
 // scope, guest_iss, guest_sub, gen, iat, exp, jti.
 func (s *Signer) MintAccess(c AccessClaims) (Issued, error) {
 	fail := func(format string, args ...any) (Issued, error) {
-		return Issued{}, fmt.Errorf("access token: "+format, args...)
+		return Issued{}, fmt.Errorf("access token: "+format, args...) // %w keeps a *ClaimError
 	}
 	if err := checkText("guest_iss", c.GuestIssuer, true); err != nil {
-		return fail("%v", err)
+		return fail("%w", err)
 	}
 	if !isGuestSubject(c.GuestSubject) || len(c.GuestSubject) > maxClaimText {
-		return fail("guest_sub must be letters, digits and hyphens")
+		return fail("%w", claimErrorf("guest_sub", "guest_sub must be at most %d letters, digits and hyphens", maxClaimText))
 	}
 	if err := checkText("gen", c.Generation, true); err != nil {
-		return fail("%v", err)
+		return fail("%w", err)
 	}
 	if err := checkText("name", c.Name, false); err != nil {
-		return fail("%v", err)
+		return fail("%w", err)
 	}
 	jti, err := newUUID()
 	if err != nil {
-		return fail("%v", err)
+		return fail("%w", err)
 	}
 	sub := GuestPersonID(c.GuestIssuer, c.GuestSubject)
 	now := s.now()
@@ -419,16 +423,16 @@ func (s *Signer) MintXBSAnonymous(c XBSClaims) (Issued, error) {
 	default:
 		return fail("entry must be %q or %q", EntryKite, EntryPublicLink)
 	}
-	for _, f := range [...]struct{ name, v string }{{"widget id", c.WidgetID}, {"channel id", c.ChannelID}} {
+	for _, f := range [...]struct{ claim, name, v string }{{"custom:wid", "widget id", c.WidgetID}, {"custom:channel_id", "channel id", c.ChannelID}} {
 		if f.v != "" && !isResourceID(f.v) {
-			return fail("%s must be 1 to 128 letters, digits and \"-._\"", f.name)
+			return fail("%w", claimErrorf(f.claim, "%s must be 1 to 128 letters, digits and \"-._\"", f.name))
 		}
 	}
 	var ids [4]string
 	for i := range ids {
 		id, err := newUUID()
 		if err != nil {
-			return fail("%v", err)
+			return fail("%w", err)
 		}
 		ids[i] = id
 	}
@@ -486,23 +490,23 @@ func newUUID() (string, error) {
 }
 
 // checkText takes free-text claims: valid UTF-8, no control characters,
-// at most maxClaimText bytes.
+// at most maxClaimText bytes. It refuses with a *ClaimError.
 func checkText(name, v string, required bool) error {
 	if v == "" {
 		if required {
-			return fmt.Errorf("%s required", name)
+			return claimErrorf(name, "%s required", name)
 		}
 		return nil
 	}
 	if len(v) > maxClaimText {
-		return fmt.Errorf("%s is longer than %d bytes", name, maxClaimText)
+		return claimErrorf(name, "%s is longer than %d bytes", name, maxClaimText)
 	}
 	if !utf8.ValidString(v) {
-		return fmt.Errorf("%s is not valid UTF-8", name)
+		return claimErrorf(name, "%s is not valid UTF-8", name)
 	}
 	for _, r := range v {
 		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) || r == '\u2028' || r == '\u2029' {
-			return fmt.Errorf("%s holds a control character", name)
+			return claimErrorf(name, "%s holds a control character", name)
 		}
 	}
 	return nil
@@ -514,14 +518,14 @@ func checkText(name, v string, required bool) error {
 // able to climb out of itself or be empty.
 func checkScope(scope string) error {
 	if scope == "" {
-		return errors.New("scope required")
+		return claimErrorf("scope", "scope required")
 	}
 	if len(scope) > maxClaimText {
-		return fmt.Errorf("scope is longer than %d bytes", maxClaimText)
+		return claimErrorf("scope", "scope is longer than %d bytes", maxClaimText)
 	}
 	for _, seg := range strings.Split(scope, "/") {
 		if seg == "" || seg == "." || seg == ".." || !isUnreserved(seg) {
-			return errors.New(`scope must be a resource path such as "launchpads/lp-123"`)
+			return claimErrorf("scope", `scope must be a resource path such as "launchpads/lp-123"`)
 		}
 	}
 	return nil
@@ -549,7 +553,7 @@ func checkEmail(e string) error {
 	}
 	at := strings.LastIndexByte(e, '@')
 	if at <= 0 || at == len(e)-1 || strings.ContainsAny(e, " <>,;\"") {
-		return errors.New("email is not an e-mail address")
+		return claimErrorf("email", "email is not an e-mail address")
 	}
 	return nil
 }

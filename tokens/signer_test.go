@@ -12,6 +12,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"maps"
 	"os"
 	"path/filepath"
@@ -617,39 +618,50 @@ func TestMintRefusesBadClaims(t *testing.T) {
 		return func() error { _, err := s.MintXBSAnonymous(c); return err }
 	}
 	tests := []struct {
-		name string
-		mint func() error
-		want string
+		name  string
+		mint  func() error
+		want  string
+		claim string // the claim a *ClaimError names; "": not the caller's claim value
 	}{
-		{"SAT without account", sat(func(c *SATClaims) { c.AccountID = "" }), "account_id required"},
-		{"SAT without provider", sat(func(c *SATClaims) { c.ProviderID = "" }), "provider_id required"},
-		{"SAT without scope", sat(func(c *SATClaims) { c.Scope = "" }), "scope required"},
-		{"SAT scope climbing out", sat(func(c *SATClaims) { c.Scope = "launchpads/../admin" }), "resource path"},
-		{"SAT scope with an empty segment", sat(func(c *SATClaims) { c.Scope = "launchpads//x" }), "resource path"},
-		{"SAT scope with a leading slash", sat(func(c *SATClaims) { c.Scope = "/launchpads/x" }), "resource path"},
-		{"SAT scope with a query", sat(func(c *SATClaims) { c.Scope = "launchpads/x?y" }), "resource path"},
-		{"SAT unknown role", sat(func(c *SATClaims) { c.Role = "root" }), "role"},
-		{"SAT negative TTL", sat(func(c *SATClaims) { c.TTL = -time.Second }), "TTL"},
-		{"SAT name with a newline", sat(func(c *SATClaims) { c.FirstName = "Ada\nX-Evil: 1" }), "control character"},
-		{"SAT bad email", sat(func(c *SATClaims) { c.Email = "not an email" }), "e-mail"},
-		{"SAT metadata too large", sat(func(c *SATClaims) { c.Metadata = map[string]any{"x": strings.Repeat("a", 3000)} }), "larger than"},
-		{"SAT metadata not JSON", sat(func(c *SATClaims) { c.Metadata = map[string]any{"x": make(chan int)} }), "not JSON"},
-		{"access without guest issuer", access(func(c *AccessClaims) { c.GuestIssuer = "" }), "guest_iss required"},
-		{"access with a bad guest subject", access(func(c *AccessClaims) { c.GuestSubject = "a b" }), "guest_sub"},
-		{"access without generation", access(func(c *AccessClaims) { c.Generation = "" }), "gen required"},
-		{"kite without channel", xbs(XBSClaims{Entry: EntryKite, WidgetID: "W-DEMO"}), "needs a widget id and a channel id"},
-		{"kite without widget", xbs(XBSClaims{Entry: EntryKite, ChannelID: "c"}), "needs a widget id and a channel id"},
-		{"link with a widget", xbs(XBSClaims{Entry: EntryPublicLink, WidgetID: "W-DEMO", ChannelID: "c"}), "no widget id"},
-		{"link without channel", xbs(XBSClaims{Entry: EntryPublicLink}), "needs a channel id"},
-		{"unknown entry", xbs(XBSClaims{Entry: "email", ChannelID: "c"}), "entry must be"},
-		{"no entry", xbs(XBSClaims{WidgetID: "W", ChannelID: "c"}), "entry must be"},
-		{"widget id with @", xbs(XBSClaims{Entry: EntryKite, WidgetID: "a@b", ChannelID: "c"}), "widget id"},
-		{"channel id with a slash", xbs(XBSClaims{Entry: EntryPublicLink, ChannelID: "c/../d"}), "channel id"},
+		{"SAT without account", sat(func(c *SATClaims) { c.AccountID = "" }), "account_id required", "account_id"},
+		{"SAT without provider", sat(func(c *SATClaims) { c.ProviderID = "" }), "provider_id required", "provider_id"},
+		{"SAT without scope", sat(func(c *SATClaims) { c.Scope = "" }), "scope required", "scope"},
+		{"SAT scope climbing out", sat(func(c *SATClaims) { c.Scope = "launchpads/../admin" }), "resource path", "scope"},
+		{"SAT scope with an empty segment", sat(func(c *SATClaims) { c.Scope = "launchpads//x" }), "resource path", "scope"},
+		{"SAT scope with a leading slash", sat(func(c *SATClaims) { c.Scope = "/launchpads/x" }), "resource path", "scope"},
+		{"SAT scope with a query", sat(func(c *SATClaims) { c.Scope = "launchpads/x?y" }), "resource path", "scope"},
+		{"SAT unknown role", sat(func(c *SATClaims) { c.Role = "root" }), "role", ""},
+		{"SAT negative TTL", sat(func(c *SATClaims) { c.TTL = -time.Second }), "TTL", ""},
+		{"SAT name with a newline", sat(func(c *SATClaims) { c.FirstName = "Ada\nX-Evil: 1" }), "control character", "first_name"},
+		{"SAT bad email", sat(func(c *SATClaims) { c.Email = "not an email" }), "e-mail", "email"},
+		{"SAT metadata too large", sat(func(c *SATClaims) { c.Metadata = map[string]any{"x": strings.Repeat("a", 3000)} }), "larger than", "metadata"},
+		{"SAT metadata not JSON", sat(func(c *SATClaims) { c.Metadata = map[string]any{"x": make(chan int)} }), "not JSON", "metadata"},
+		{"access without guest issuer", access(func(c *AccessClaims) { c.GuestIssuer = "" }), "guest_iss required", "guest_iss"},
+		{"access with a bad guest subject", access(func(c *AccessClaims) { c.GuestSubject = "a b" }), "guest_sub", "guest_sub"},
+		{"access without generation", access(func(c *AccessClaims) { c.Generation = "" }), "gen required", "gen"},
+		{"access name with a CR", access(func(c *AccessClaims) { c.Name = "Ada\rLovelace" }), "control character", "name"},
+		{"access name not UTF-8", access(func(c *AccessClaims) { c.Name = "Ad\xffa" }), "UTF-8", "name"},
+		{"access guest subject too long", access(func(c *AccessClaims) { c.GuestSubject = strings.Repeat("a", 257) }), "guest_sub", "guest_sub"},
+		{"SAT last name not UTF-8", sat(func(c *SATClaims) { c.LastName = "L\xc0\xaf" }), "UTF-8", "last_name"},
+		{"SAT metadata larger once escaped", sat(func(c *SATClaims) { c.Metadata = map[string]any{"x": strings.Repeat("<", 1000)} }), "larger than", "metadata"},
+		{"kite without channel", xbs(XBSClaims{Entry: EntryKite, WidgetID: "W-DEMO"}), "needs a widget id and a channel id", ""},
+		{"kite without widget", xbs(XBSClaims{Entry: EntryKite, ChannelID: "c"}), "needs a widget id and a channel id", ""},
+		{"link with a widget", xbs(XBSClaims{Entry: EntryPublicLink, WidgetID: "W-DEMO", ChannelID: "c"}), "no widget id", ""},
+		{"link without channel", xbs(XBSClaims{Entry: EntryPublicLink}), "needs a channel id", ""},
+		{"unknown entry", xbs(XBSClaims{Entry: "email", ChannelID: "c"}), "entry must be", ""},
+		{"no entry", xbs(XBSClaims{WidgetID: "W", ChannelID: "c"}), "entry must be", ""},
+		{"widget id with @", xbs(XBSClaims{Entry: EntryKite, WidgetID: "a@b", ChannelID: "c"}), "widget id", "custom:wid"},
+		{"channel id with a slash", xbs(XBSClaims{Entry: EntryPublicLink, ChannelID: "c/../d"}), "channel id", "custom:channel_id"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if err := tt.mint(); err == nil || !strings.Contains(err.Error(), tt.want) {
+			err := tt.mint()
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("error %v, want one saying %q", err, tt.want)
+			}
+			var ce *ClaimError
+			if errors.As(err, &ce) != (tt.claim != "") || tt.claim != "" && ce.Claim != tt.claim {
+				t.Fatalf("error %v: ClaimError %+v, want one naming %q", err, ce, tt.claim)
 			}
 		})
 	}

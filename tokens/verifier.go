@@ -24,6 +24,15 @@ const (
 	DefaultLeeway           = 60 * time.Second
 	DefaultCacheSize        = 10000
 	DefaultGuestMaxLifetime = 24 * time.Hour
+	// DefaultXBSMaxLifetime is an ID token's: Cognito's default validity,
+	// and what guestgate's anonymous sessions get (DefaultXBSTTL).
+	DefaultXBSMaxLifetime = time.Hour
+	// DefaultSATMaxLifetime is the longest a SAT provider's duration may
+	// be (config: issuer.providers[].duration).
+	DefaultSATMaxLifetime = 24 * time.Hour
+	// DefaultAccessMaxLifetime is the login exchange's access token's
+	// (DefaultAccessTTL).
+	DefaultAccessMaxLifetime = DefaultAccessTTL
 )
 
 // Regular opts an xbs_anonymous issuer entry in to regular (signed-in) ID
@@ -66,8 +75,12 @@ type Issuer struct {
 	// GuestSecret is a guest issuer's secret, base64 as handed out (see
 	// DecodeGuestSecret). Required for guest, refused for other kinds.
 	GuestSecret string
-	// MaxLifetime bounds how far ahead of now a guest token's "exp" may be.
-	// Zero: DefaultGuestMaxLifetime. Guest only.
+	// MaxLifetime bounds a token's lifetime: exp - iat, or, for a token
+	// without iat, how far ahead of now its exp may be. A longer one is
+	// bad_claims: a token minted to last (exp in the year 3000) outlives
+	// every key rotation and revocation. Zero: the kind's default,
+	// DefaultXBSMaxLifetime (regular tokens too), DefaultGuestMaxLifetime,
+	// DefaultSATMaxLifetime or DefaultAccessMaxLifetime.
 	MaxLifetime time.Duration
 }
 
@@ -299,7 +312,7 @@ func newIssuerEntry(ctx context.Context, i int, in Issuer, cfg Config) (*issuerE
 		}
 	}
 
-	// GuestSecret and MaxLifetime.
+	// GuestSecret.
 	if guest {
 		if in.GuestSecret == "" {
 			return nil, fail("GuestSecret", "required for a guest issuer")
@@ -310,20 +323,18 @@ func newIssuerEntry(ctx context.Context, i int, in Issuer, cfg Config) (*issuerE
 			return nil, fail("GuestSecret", "%v", err)
 		}
 		e.secret = secret
-		if in.MaxLifetime < 0 {
-			return nil, fail("MaxLifetime", "must not be negative")
-		}
-		e.maxLifetime = cmp.Or(in.MaxLifetime, DefaultGuestMaxLifetime)
-	} else {
-		if in.GuestSecret != "" {
-			closeKeys()
-			return nil, fail("GuestSecret", "only a guest issuer has a secret")
-		}
-		if in.MaxLifetime != 0 {
-			closeKeys()
-			return nil, fail("MaxLifetime", "only for guest issuers")
-		}
+	} else if in.GuestSecret != "" {
+		closeKeys()
+		return nil, fail("GuestSecret", "only a guest issuer has a secret")
 	}
+	if in.MaxLifetime < 0 {
+		closeKeys()
+		return nil, fail("MaxLifetime", "must not be negative")
+	}
+	e.maxLifetime = cmp.Or(in.MaxLifetime, map[Kind]time.Duration{
+		KindXBSAnonymous: DefaultXBSMaxLifetime, KindGuest: DefaultGuestMaxLifetime,
+		KindSecureAnonymous: DefaultSATMaxLifetime, KindAccess: DefaultAccessMaxLifetime,
+	}[in.Kind])
 	return e, nil
 }
 

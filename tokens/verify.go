@@ -121,7 +121,7 @@ func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Toke
 	// must notice the wall clock going back (the monotonic reading never
 	// does).
 	meta.at = now.Round(0)
-	if err = v.checkTimes(p.claims, tok, now); err != nil {
+	if err = v.checkTimes(e, p.claims, tok, now); err != nil {
 		return nil, meta, err
 	}
 	if e.kind != KindGuest {
@@ -142,7 +142,7 @@ func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Toke
 	case KindXBSAnonymous:
 		err = checkXBS(e, p.claims, tok)
 	case KindGuest:
-		err = v.checkGuest(e, p.claims, tok, now)
+		err = checkGuest(p.claims, tok)
 	case KindSecureAnonymous:
 		err = checkSecureAnonymous(p.claims, tok)
 	case KindAccess:
@@ -181,9 +181,9 @@ func (e *issuerEntry) checkTyp(c *compactJWS) error {
 	return nil
 }
 
-// checkTimes applies exp, nbf and iat with the leeway and sets
-// tok.ExpiresAt.
-func (v *Verifier) checkTimes(claims map[string]any, tok *Token, now time.Time) error {
+// checkTimes applies exp, nbf and iat with the leeway, and the entry's
+// bound on the token's lifetime, and sets tok.ExpiresAt.
+func (v *Verifier) checkTimes(e *issuerEntry, claims map[string]any, tok *Token, now time.Time) error {
 	// RFC 7519 §4.1.4: "the current date/time MUST be before the expiration
 	// date/time listed in the "exp" claim". Every kind must expire.
 	exp, ok, err := numericDate(claims, "exp")
@@ -214,6 +214,18 @@ func (v *Verifier) checkTimes(claims map[string]any, tok *Token, now time.Time) 
 	}
 	if ok && now.Add(v.leeway).Before(iat) {
 		return errorf(CodeNotYetValid, "iat is in the future")
+	}
+	// RFC 7519 leaves the lifetime to the issuer, RFC 8725 §3.10 the
+	// verifier's policy; a token minted to last (exp in the year 3000)
+	// outlives every rotation and revocation. The entry bounds it: exp -
+	// iat, or, without iat, exp - now, each with the leeway (a fraction
+	// of a second, a clock a little ahead). Either holds at every later
+	// time too, as the cache needs (outOfTime).
+	switch {
+	case ok && exp.Sub(iat) > e.maxLifetime+v.leeway:
+		return errorf(CodeBadClaims, "exp is more than %s after iat", e.maxLifetime)
+	case !ok && exp.After(now.Add(e.maxLifetime+v.leeway)):
+		return errorf(CodeBadClaims, "exp is more than %s ahead", e.maxLifetime)
 	}
 	_, _, err = numericDate(claims, "auth_time")
 	return err

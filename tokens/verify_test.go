@@ -175,6 +175,17 @@ func vfSign(t testing.TB, alg jwa.SignatureAlgorithm, key any, header, payload a
 	if err != nil {
 		t.Fatal(err)
 	}
+	// In low-S form, as the verifier takes them (TestHighSSignaturesAreRefused).
+	if jk, ok := key.(jwk.Key); ok && jk.KeyType() == jwa.EC {
+		var raw ecdsa.PrivateKey
+		if err := jk.Raw(&raw); err != nil {
+			t.Fatal(err)
+		}
+		key = &raw
+	}
+	if k, ok := key.(*ecdsa.PrivateKey); ok {
+		key = lowSSigner{k}
+	}
 	sig, err := signer.Sign([]byte(input), key)
 	if err != nil {
 		t.Fatal(err)
@@ -721,7 +732,7 @@ func TestBadConfigurationIsRefused(t *testing.T) {
 		{"guest with keys", func(c *Config) { c.Issuers[2].PublicKeys = c.Issuers[3].PublicKeys }, "partner", "Keys", ""},
 		{"regular on a sat entry", func(c *Config) { c.Issuers[3].Regular = &Regular{} }, "sat", "Regular", ""},
 		{"XBS_ANONYMOUS as a regular type", func(c *Config) { c.Issuers[1].Regular = &Regular{AuthorizationTypes: []string{"XBS_ANONYMOUS"}} }, "user-pool", "Regular.AuthorizationTypes", ""},
-		{"max lifetime on an access entry", func(c *Config) { c.Issuers[4].MaxLifetime = time.Hour }, "access", "MaxLifetime", ""},
+		{"negative access max lifetime", func(c *Config) { c.Issuers[4].MaxLifetime = -time.Hour }, "access", "MaxLifetime", ""},
 		{"negative guest max lifetime", func(c *Config) { c.Issuers[2].MaxLifetime = -time.Hour }, "partner", "MaxLifetime", ""},
 		{"unnamed entry", func(c *Config) { c.Issuers[0].Name = ""; c.Issuers[0].Audiences = nil }, "issuers[0]", "Audiences", ""},
 	}
@@ -928,6 +939,61 @@ func TestConfiguredLeewayBoundsTheDates(t *testing.T) {
 			code, _, err := vfCode(v, f.xbs(t, tt.c))
 			if code != tt.want {
 				t.Fatalf("code %q (%v), want %q", code, err, tt.want)
+			}
+		})
+	}
+}
+
+// TestEveryKindsLifetimeIsBounded: no kind takes a token minted to last.
+// For every kind (regular tokens too, on their pool's entry), with iat
+// (the lifetime is exp - iat) and without (exp - now): a token living
+// the kind's default bound is taken, one living a second past the bound
+// and the leeway is bad_claims, and so is one whose exp is in the year
+// 3000; an entry's MaxLifetime raises the bound. XBS, SAT and access
+// tokens with exp in 3000 were taken.
+func TestEveryKindsLifetimeIsBounded(t *testing.T) {
+	f := newVFFixture(t)
+	year3000 := time.Date(3000, 1, 1, 0, 0, 0, 0, time.UTC).Unix()
+	kinds := []struct {
+		kind   string
+		entry  int // in f.config's issuers
+		bound  time.Duration
+		claims func() vfClaims
+		sign   func(vfClaims) string
+	}{
+		{"xbs_anonymous", 0, DefaultXBSMaxLifetime, f.xbsClaims, func(c vfClaims) string { return f.xbs(t, c) }},
+		{"regular", 1, DefaultXBSMaxLifetime, f.regularClaims, func(c vfClaims) string { return f.xbs(t, c) }},
+		{"guest", 2, DefaultGuestMaxLifetime, f.guestClaims, func(c vfClaims) string { return f.guest(t, c) }},
+		{"secure_anonymous", 3, DefaultSATMaxLifetime, f.satClaims, func(c vfClaims) string { return f.sat(t, c) }},
+		{"access", 4, DefaultAccessMaxLifetime, func() vfClaims { return f.accessClaims(t) }, func(c vfClaims) string { return f.access(t, c) }},
+	}
+	v := f.verifier(t)
+	for _, k := range kinds {
+		t.Run(k.kind, func(t *testing.T) {
+			// iat an hour ago: exp - iat is the lifetime, exp - now an
+			// hour less.
+			iat := f.unix(-time.Hour)
+			over := k.bound + DefaultLeeway + time.Second
+			for _, c := range []struct {
+				name   string
+				claims vfClaims
+				want   string
+			}{
+				{"iat, living the bound", vfWith(k.claims(), "iat", iat, "exp", iat+int64(k.bound/time.Second)), ""},
+				{"iat, living past the bound", vfWith(k.claims(), "iat", iat, "exp", iat+int64(over/time.Second)), CodeBadClaims},
+				{"iat, exp in 3000", vfWith(k.claims(), "iat", iat, "exp", year3000), CodeBadClaims},
+				{"no iat, exp the bound ahead", vfWith(k.claims(), "iat", nil, "exp", f.unix(k.bound)), ""},
+				{"no iat, exp past the bound ahead", vfWith(k.claims(), "iat", nil, "exp", f.unix(over)), CodeBadClaims},
+				{"no iat, exp in 3000", vfWith(k.claims(), "iat", nil, "exp", year3000), CodeBadClaims},
+			} {
+				if code, _, err := vfCode(v, k.sign(c.claims)); code != c.want {
+					t.Errorf("%s: %q (%v), want %q", c.name, code, err, c.want)
+				}
+			}
+			// The entry's own bound: a week.
+			long := f.verifier(t, func(cfg *Config) { cfg.Issuers[k.entry].MaxLifetime = 7 * 24 * time.Hour })
+			if code, _, err := vfCode(long, k.sign(vfWith(k.claims(), "iat", iat, "exp", iat+int64(over/time.Second)))); code != "" {
+				t.Errorf("with MaxLifetime a week: %q (%v), want taken", code, err)
 			}
 		})
 	}
