@@ -55,25 +55,22 @@ func startCaddy(t *testing.T, bin, guestgate, upstream string) *http.Client {
 		var d net.Dialer
 		return d.DialContext(ctx, "unix", sock)
 	}
-	// Bounded polling: caddy is a real process that takes a moment to
-	// load its config and listen.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	// Bounded polling (testsupport.Eventually): caddy is a real process
+	// that takes a moment to load its config and listen.
+	testsupport.EventuallyState(t, "caddy to listen on "+sock, func() (bool, string) {
 		select {
 		case err := <-exited:
 			exited <- err
 			t.Fatalf("caddy exited: %v\n%s", err, out.String())
 		default:
 		}
-		if c, err := dial(context.Background(), "", ""); err == nil {
-			c.Close()
-			break
+		c, err := dial(context.Background(), "", "")
+		if err != nil {
+			return false, out.String()
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("caddy did not listen on %s within 10s:\n%s", sock, out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		c.Close()
+		return true, ""
+	})
 	return &http.Client{Transport: &http.Transport{DialContext: dial}}
 }
 
