@@ -86,6 +86,12 @@ const (
 	ReasonDeadline = "deadline_exceeded"
 )
 
+// ReasonStateUnavailable: the check needed the state store (a channel's
+// ownership, the revocation list) and the store could not answer within its
+// bound, nor could a recent local read. Status 503. The issuer answers the
+// same reason when its replay memory or rate limits are unreachable.
+const ReasonStateUnavailable = "state_unavailable"
+
 // StatusClientClosed is the status of a check its caller canceled: 499,
 // nginx's "client closed request", which no proxy shows a client (the
 // client is gone).
