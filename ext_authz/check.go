@@ -58,8 +58,6 @@ type Decision struct {
 	// entries of UpstreamHeaders and DenyHeaders, when they still match.
 	upstreamOpts, denyOpts []*corev3.HeaderValueOption
 
-	// detail says why guestgate refused the request before the policy.
-	detail string
 	// opaEnvoy is the answer in opa-envoy-plugin's format
 	// (opaenvoy_answer.go); nil in guestgate's.
 	opaEnvoy *opaEnvoyAnswer
@@ -152,7 +150,7 @@ func (c *Checker) decideInspected(ctx context.Context, cr *authv3.CheckRequest, 
 	d.Method, d.Path = r.method, r.path
 	if r.problem != "" {
 		d.deny(http.StatusBadRequest, r.problem)
-		d.detail = r.detail
+		d.refusedOPAEnvoy(cs.format, r.detail)
 		return d
 	}
 

@@ -51,7 +51,8 @@ func parseMultipartBody(body []byte, contentType string) bodyParse {
 func parseMultipart(body []byte, boundary string) bodyParse {
 	values := map[string][]*ast.Term{}
 	var names []string
-	mr := multipart.NewReader(bytes.NewReader(body), boundary)
+	// A copy: body would otherwise escape in every caller, whatever its type.
+	mr := multipart.NewReader(bytes.NewReader(bytes.Clone(body)), boundary)
 	for n := 0; ; n++ {
 		p, err := mr.NextPart()
 		if errors.Is(err, io.EOF) {
@@ -81,7 +82,7 @@ func parseMultipart(body []byte, boundary string) bodyParse {
 			if err != nil {
 				bp := bodyParse{detail: fmt.Sprintf("multipart field %q: JSON: %v", name, err), syntax: !json.Valid(value)}
 				var x any
-				if e := util.UnmarshalJSON(value, &x); e != nil {
+				if e := util.UnmarshalJSON(value, &x); e != nil { // value is a copy already
 					bp.syntaxErr = e.Error()
 				}
 				return bp

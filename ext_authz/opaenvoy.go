@@ -78,7 +78,10 @@ func (r *request) readBodyOPAEnvoy(chk *config.Check) {
 	isJSON := strings.Contains(ct, "application/json")
 	isForm := !isJSON && strings.Contains(ct, "application/x-www-form-urlencoded")
 	isMultipart := !isJSON && !isForm && strings.Contains(ct, "multipart/form-data")
-	body := r.bodyBytes()
+	body := r.http.GetRawBody()
+	if len(body) == 0 {
+		body = []byte(r.http.GetBody())
+	}
 	if !ok || !isJSON && !isForm && !isMultipart || len(body) == 0 {
 		return
 	}

@@ -92,23 +92,27 @@ func (d *Decision) respondOPAEnvoy(res engine.Result, r *request, cs *compiled) 
 // error; any other (not ready, state unavailable, ownership) is a denial
 // with its status and nothing else.
 func finishOPAEnvoy(d *Decision) {
-	if a := d.opaEnvoy; a != nil && (a.grpcErr != "" || a.allowed == d.Allowed && a.reason == d.Reason) {
-		return // the policy's own answer
+	if a := d.opaEnvoy; a != nil && (a.grpcErr != "" || a.parseErr != "" || a.allowed == d.Allowed && a.reason == d.Reason) {
+		return // the policy's own answer, or a request refused (refusedOPAEnvoy)
 	}
 	a := &opaEnvoyAnswer{}
 	switch d.Reason {
 	case ReasonBadPath, ReasonBadQuery, ReasonBadBody, ReasonBadRequest:
-		detail := d.detail
-		if detail == "" {
-			detail = d.Reason
-		}
-		a.parseErr = "request_parse_error: " + detail
+		a.parseErr = "request_parse_error: " + d.Reason
 	case ReasonUndefined:
 		a.grpcErr = "undefined decision"
 	case ReasonPolicyError:
 		a.grpcErr = "envoyauth_eval_error: policy evaluation failed"
 	}
 	d.opaEnvoy = a
+}
+
+// refusedOPAEnvoy records, in the opa-envoy format, why guestgate refused
+// the request before the policy: opa-envoy's request_parse_error.
+func (d *Decision) refusedOPAEnvoy(f inputFormat, detail string) {
+	if f.opaEnvoy {
+		d.opaEnvoy = &opaEnvoyAnswer{parseErr: "request_parse_error: " + detail}
+	}
 }
 
 func (d *Decision) setAllowed(allowed bool) {

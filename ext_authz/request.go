@@ -1,6 +1,7 @@
 package ext_authz
 
 import (
+	"bytes"
 	cryptorand "crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -357,7 +358,11 @@ func cookieValue(header, name string) (value string, present bool) {
 // it cannot read would otherwise show the upstream another field name or
 // value than the policy saw.
 func (r *request) readBody(chk *config.Check) {
-	body := r.bodyBytes()
+	// cost: converted here, a short body stays on the stack.
+	body := r.http.GetRawBody()
+	if len(body) == 0 {
+		body = []byte(r.http.GetBody())
+	}
 	// Parsed only when sent: ParseInt("") allocates its error on every
 	// check without the header.
 	if v := r.headers["content-length"]; v != "" {
@@ -406,14 +411,6 @@ func (r *request) readBody(chk *config.Check) {
 	r.takeBody(p, chk, p.detail)
 }
 
-// bodyBytes is the body Envoy forwarded, raw or as text.
-func (r *request) bodyBytes() []byte {
-	if body := r.http.GetRawBody(); len(body) > 0 {
-		return body
-	}
-	return []byte(r.http.GetBody())
-}
-
 // bodyParse is what parsing a body gave: its value, or why not.
 type bodyParse struct {
 	value ast.Value
@@ -448,7 +445,8 @@ func parseJSONBody(body []byte) bodyParse {
 		// (duplicate keys, lone surrogates, depth) guestgate's refusal.
 		p := bodyParse{detail: "JSON body: " + err.Error(), syntax: !json.Valid(body)}
 		var x any
-		if e := util.UnmarshalJSON(body, &x); e != nil {
+		// A copy: body would otherwise escape, and every body with it.
+		if e := util.UnmarshalJSON(bytes.Clone(body), &x); e != nil {
 			p.syntaxErr = e.Error()
 		}
 		return p
