@@ -119,8 +119,25 @@ type Check struct {
 	// (false): the header, cookie or query parameter is removed on an allow.
 	ForwardCredential bool `yaml:"forward_credential"`
 	// ShowCredentialToPolicy leaves the credential's raw value in
-	// input.attributes. Empty (false): it is replaced by "<redacted>".
-	ShowCredentialToPolicy bool `yaml:"show_credential_to_policy"`
+	// input.attributes. Empty: false (it is replaced by "<redacted>"),
+	// true with input_format opa-envoy (ShowsCredential).
+	ShowCredentialToPolicy *bool `yaml:"show_credential_to_policy"`
+	// InputFormat is the shape of the input and of the answers:
+	// "guestgate" (empty) or "opa-envoy", opa-envoy-plugin's (inputformat.go).
+	InputFormat string `yaml:"input_format"`
+	// SkipRequestBodyParse never parses the body, as opa-envoy-plugin's
+	// skip-request-body-parse: with opa-envoy input there is no
+	// parsed_body nor truncated_body; with guestgate's, parsed_body is null
+	// and truncated_body true.
+	SkipRequestBodyParse bool `yaml:"skip_request_body_parse"`
+	// SkipUnparsableBody decides on a request whose body does not parse
+	// (JSON, form, multipart syntax) as on one cut short: parsed_body null,
+	// truncated_body true. Empty (false): bad_body. A body that is not
+	// UTF-8 or has duplicate JSON keys is bad_body whatever this says.
+	SkipUnparsableBody bool `yaml:"skip_unparsable_body"`
+	// DryRun answers every policy decision of the gRPC check with an allow,
+	// as opa-envoy-plugin's dry-run (input_format opa-envoy only).
+	DryRun bool `yaml:"dry_run"`
 	// PreciseReasons sends the policy's precise reason to clients. Empty:
 	// only in the development setup; clients otherwise get a coarse reason.
 	PreciseReasons *bool `yaml:"precise_reasons"`
@@ -656,6 +673,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.Policy.Shadow.validate(c.Policy.Dir, add)
+	c.Check.validateInputFormat(add)
 	if c.DecisionLog.OPA != nil {
 		c.DecisionLog.OPA.validate(add)
 	}

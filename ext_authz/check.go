@@ -57,6 +57,10 @@ type Decision struct {
 	// built once and shared by every answer of it (read only): the leading
 	// entries of UpstreamHeaders and DenyHeaders, when they still match.
 	upstreamOpts, denyOpts []*corev3.HeaderValueOption
+
+	// opaEnvoy is the answer in opa-envoy-plugin's format
+	// (opaenvoy_answer.go); nil in guestgate's.
+	opaEnvoy *opaEnvoyAnswer
 }
 
 // Reasons guestgate itself gives, before or instead of the policy.
@@ -146,6 +150,7 @@ func (c *Checker) decideInspected(ctx context.Context, cr *authv3.CheckRequest, 
 	d.Method, d.Path = r.method, r.path
 	if r.problem != "" {
 		d.deny(http.StatusBadRequest, r.problem)
+		d.refusedOPAEnvoy(cs.format, r.detail)
 		return d
 	}
 
@@ -163,7 +168,7 @@ func (c *Checker) decideInspected(ctx context.Context, cr *authv3.CheckRequest, 
 	// 3. Build the input for the serving revision (input.go) and
 	// evaluate it there (evaluation.go).
 	in = &inputDoc{r: r, tok: tok, tokErr: d.TokenError, id: d.RequestID,
-		showCredential: cs.check.ShowCredentialToPolicy, need: c.plan(eng.Current())}
+		showCredential: cs.showCredential, need: c.plan(eng.Current(), cs.format)}
 	ectx, step := c.startStep(ctx, spanEvaluate)
 	res, ok := c.evaluate(ectx, in, d)
 	endEvaluate(step, d, res, ok)

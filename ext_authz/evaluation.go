@@ -28,6 +28,7 @@ func (c *Checker) evaluate(ctx context.Context, in *inputDoc, d *Decision) (res 
 		// lazy part finds a problem; should one ever, it denies too).
 		c.logger.Warn("input cannot be built; denied", "request_id", d.RequestID, "detail", in.r.detail)
 		d.deny(http.StatusBadRequest, in.r.problem)
+		d.refusedOPAEnvoy(in.need.format, in.r.detail)
 		return res, false
 	}
 	d.Revision = res.Revision

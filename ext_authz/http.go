@@ -257,6 +257,11 @@ func writeHTTPDecision(w http.ResponseWriter, d *Decision, form string) {
 	if form == config.HTTPCheckNginx && status != http.StatusUnauthorized && status != http.StatusForbidden {
 		status = http.StatusForbidden
 	}
+	if status < 300 {
+		// A proxy takes a 2xx for an allow: a denial answered 200 (the
+		// opa-envoy format lets a policy's) is a 403 on this wire.
+		status = http.StatusForbidden
+	}
 	for _, x := range d.DenyHeaders {
 		h.Add(x.Name, x.Value)
 	}

@@ -35,6 +35,7 @@ const (
 	partRequestID
 	partToken
 	partTokenError
+	partSourcePrincipal // opa-envoy format only (opaenvoy.go)
 	numParts
 )
 
@@ -49,6 +50,9 @@ var partNames = [numParts]string{
 	partRequestID:     "request_id",
 	partToken:         "token",
 	partTokenError:    "token_error",
+	// source_principal is opa-envoy-plugin's copy of
+	// attributes.source.principal, when Envoy sent one.
+	partSourcePrincipal: "source_principal",
 }
 
 // partKeys are the keys of the input document, shared by every request's
@@ -82,6 +86,7 @@ type inputPlan struct {
 	// rev is the revision planned for: the one that evaluates the input
 	// (evaluation.go), so the two cannot differ.
 	rev    engine.Snapshot
+	format inputFormat     // the parts the format has (opaenvoy.go)
 	need   map[string]bool // dotted paths of inputPaths
 	counts map[string]int  // needed paths directly under a prefix ("" for the top)
 	// methodOnly holds input.attributes, built once per common method,
@@ -90,10 +95,10 @@ type inputPlan struct {
 	methodOnly map[string]*ast.Term
 }
 
-func newInputPlan(rev engine.Snapshot) *inputPlan {
-	p := &inputPlan{rev: rev, need: make(map[string]bool, len(inputPaths)), counts: map[string]int{}}
+func newInputPlan(rev engine.Snapshot, f inputFormat) *inputPlan {
+	p := &inputPlan{rev: rev, format: f, need: make(map[string]bool, len(inputPaths)), counts: map[string]int{}}
 	for _, path := range inputPaths {
-		need := rev.Reads(strings.Split(path, ".")...)
+		need := rev.Reads(strings.Split(path, ".")...) && !f.leavesOut(path)
 		p.need[path] = need
 		if need {
 			prefix := ""
@@ -132,12 +137,13 @@ func (p *inputPlan) lazy() bool {
 	return !p.has("attributes") || p.methodOnly != nil
 }
 
-// plan returns the input plan of rev, made once per revision.
-func (c *Checker) plan(rev engine.Snapshot) *inputPlan {
-	if p := c.inputPlan.Load(); p != nil && p.rev == rev {
+// plan returns the input plan of rev in format f, made once per revision
+// and format.
+func (c *Checker) plan(rev engine.Snapshot, f inputFormat) *inputPlan {
+	if p := c.inputPlan.Load(); p != nil && p.rev == rev && p.format == f {
 		return p
 	}
-	p := newInputPlan(rev)
+	p := newInputPlan(rev, f)
 	c.inputPlan.Store(p)
 	return p
 }
@@ -201,6 +207,9 @@ func (d *inputDoc) build(i int) *ast.Term {
 		if t, ok := need.methodOnly[r.method]; ok {
 			return t
 		}
+		if need.format.opaEnvoy {
+			return ast.NewTerm(r.opaEnvoyAttributes(d.showCredential))
+		}
 		return ast.NewTerm(r.attributesValue(d.showCredential, need))
 	case partParsedPath:
 		segs := make([]*ast.Term, len(r.segments))
@@ -245,6 +254,10 @@ func (d *inputDoc) build(i int) *ast.Term {
 			return ast.InternedNullTerm
 		}
 		return ast.StringTerm(d.tokErr)
+	case partSourcePrincipal:
+		if p := r.attrs.GetSource().GetPrincipal(); p != "" {
+			return ast.StringTerm(p)
+		}
 	}
 	return nil
 }
@@ -369,31 +382,9 @@ func (r *request) httpValue(showCredential bool, need *inputPlan) ast.Value {
 			obj.Insert(keyTerm(k), ast.StringTerm(v))
 		}
 	}
-	path, query := h.GetPath(), h.GetQuery()
-	headers := r.headers
+	path, query, headers := h.GetPath(), h.GetQuery(), r.headers
 	if !showCredential && r.credential.present {
-		switch {
-		case r.credential.header != "":
-			if need.has("attributes.request.http.headers") {
-				headers = copyWith(headers, r.credential.header, redactedHeader(r.credential.scheme))
-			}
-		case r.credential.cookie != "":
-			if need.has("attributes.request.http.headers") {
-				headers = copyWith(headers, "cookie", redactCookie(headers["cookie"], r.credential.cookie))
-			}
-		case r.credential.query != "":
-			// The query appears in the path, the query and Envoy's :path
-			// (and x-envoy-original-path after a rewrite), each as the
-			// client spelled it: a token may be percent-encoded there, so
-			// the parameter is found by its decoded name, not the token text.
-			name := r.credential.query
-			path, query = redactPathQuery(path, name), redactQuery(query, name)
-			for _, k := range []string{":path", "x-envoy-original-path"} {
-				if v, ok := headers[k]; ok {
-					headers = copyWith(headers, k, redactPathQuery(v, name))
-				}
-			}
-		}
+		headers, path, query = r.shownHTTP(need.has("attributes.request.http.headers"))
 	}
 	put("id", h.GetId())
 	put("method", h.GetMethod())
@@ -411,6 +402,35 @@ func (r *request) httpValue(showCredential bool, need *inputPlan) ast.Value {
 	put("protocol", h.GetProtocol())
 	put("body", h.GetBody())
 	return obj
+}
+
+// shownHTTP returns the headers (when withHeaders), the path and the query
+// with the credential's value redacted.
+func (r *request) shownHTTP(withHeaders bool) (headers map[string]string, path, query string) {
+	path, query, headers = r.http.GetPath(), r.http.GetQuery(), r.headers
+	switch {
+	case r.credential.header != "":
+		if withHeaders {
+			headers = copyWith(headers, r.credential.header, redactedHeader(r.credential.scheme))
+		}
+	case r.credential.cookie != "":
+		if withHeaders {
+			headers = copyWith(headers, "cookie", redactCookie(headers["cookie"], r.credential.cookie))
+		}
+	case r.credential.query != "":
+		// The query appears in the path, the query and Envoy's :path
+		// (and x-envoy-original-path after a rewrite), each as the
+		// client spelled it: a token may be percent-encoded there, so
+		// the parameter is found by its decoded name, not the token text.
+		name := r.credential.query
+		path, query = redactPathQuery(path, name), redactQuery(query, name)
+		for _, k := range []string{":path", "x-envoy-original-path"} {
+			if v, ok := headers[k]; ok {
+				headers = copyWith(headers, k, redactPathQuery(v, name))
+			}
+		}
+	}
+	return headers, path, query
 }
 
 func peerValue(p *authv3.AttributeContext_Peer) ast.Value {

@@ -64,7 +64,7 @@ func TestInputHoldsEverythingThePolicyCanRead(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			input := buildInput(r, nil, "missing", "req-1", false, newInputPlan(eng.Current()))
+			input := buildInput(r, nil, "missing", "req-1", false, newInputPlan(eng.Current(), inputFormat{}))
 			for _, p := range tc.present {
 				if find(input, p) == nil {
 					t.Errorf("input.%s missing from %v", p, input)
@@ -136,7 +136,7 @@ func TestAttributesOfAMethodOnlyPolicyAreTheFreshlyBuiltOnes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	plan := newInputPlan(eng.Current())
+	plan := newInputPlan(eng.Current(), inputFormat{})
 	if plan.methodOnly == nil {
 		t.Fatal("no memo for a policy reading only the method")
 	}
@@ -154,7 +154,7 @@ func TestAttributesOfAMethodOnlyPolicyAreTheFreshlyBuiltOnes(t *testing.T) {
 	}
 	// The shipped policy reads the method alone too.
 	c, _ := shippedChecker(t, 0, 0)
-	if newInputPlan(c.engine.Load().Current()).methodOnly == nil {
+	if newInputPlan(c.engine.Load().Current(), inputFormat{}).methodOnly == nil {
 		t.Fatal("no memo for the shipped policy")
 	}
 }

@@ -83,7 +83,7 @@ func (c *Checker) inspect(ctx context.Context, insp *Inspection, in *inputDoc, c
 	}
 	r := *in.r
 	full := &inputDoc{r: &r, tok: in.tok, tokErr: in.tokErr, id: in.id, showCredential: in.showCredential,
-		need: newInputPlan(engine.Snapshot{})} // the zero Snapshot reads everything
+		need: newInputPlan(engine.Snapshot{}, in.need.format)} // the zero Snapshot reads everything
 	doc := full.Value()
 	if r.problem != "" {
 		insp.ExplainError = "the whole input document cannot be built: " + r.detail

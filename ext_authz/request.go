@@ -1,8 +1,10 @@
 package ext_authz
 
 import (
+	"bytes"
 	cryptorand "crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"net/url"
 	"slices"
 	"strconv"
@@ -12,6 +14,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/util"
 
 	"github.com/guestgate/guestgate/config"
 )
@@ -96,11 +99,15 @@ func readRequest(cr *authv3.CheckRequest, chk *config.Check, bodyAbsent bool) *r
 		r.problem, r.detail = ReasonBadPath, "the :path header and the path attribute differ"
 		return r
 	}
-	if why := checkPath(r.path); why != "" {
+	opaEnvoy := chk.OPAEnvoy()
+	if why := checkPath(r.path); why != "" && !(opaEnvoy && r.path == "") {
 		r.problem, r.detail = ReasonBadPath, why
 		return r
 	}
 	r.segments = splitPath(r.path)
+	if opaEnvoy {
+		r.segments = opaEnvoySegments(r.segments)
+	}
 	if r.query != "" {
 		params, err := url.ParseQuery(r.query)
 		if err != nil {
@@ -110,11 +117,17 @@ func readRequest(cr *authv3.CheckRequest, chk *config.Check, bodyAbsent bool) *r
 		r.params = params
 	}
 	r.findCredential(chk)
-	if bodyAbsent {
+	switch {
+	case bodyAbsent:
 		r.truncated = mayHaveBody(r.method, r.headers)
-		return r
+	case chk.SkipRequestBodyParse:
+		// No body is shown (opa-envoy's input has neither part then).
+		r.truncated = !opaEnvoy
+	case opaEnvoy:
+		r.readBodyOPAEnvoy(chk)
+	default:
+		r.readBody(chk)
 	}
-	r.readBody(chk.MaxBodyBytes)
 	return r
 }
 
@@ -344,7 +357,8 @@ func cookieValue(header, name string) (value string, present bool) {
 // or not it is parsed (bodyText). A decoder that drops or repairs the bytes
 // it cannot read would otherwise show the upstream another field name or
 // value than the policy saw.
-func (r *request) readBody(max int) {
+func (r *request) readBody(chk *config.Check) {
+	// cost: converted here, a short body stays on the stack.
 	body := r.http.GetRawBody()
 	if len(body) == 0 {
 		body = []byte(r.http.GetBody())
@@ -366,7 +380,7 @@ func (r *request) readBody(max int) {
 	if ce := strings.TrimSpace(r.headers["content-encoding"]); ce != "" && !strings.EqualFold(ce, "identity") {
 		r.truncated, encoded = true, true
 	}
-	if len(body) > max {
+	if len(body) > chk.MaxBodyBytes {
 		r.truncated = true
 	}
 	if len(body) == 0 {
@@ -383,34 +397,79 @@ func (r *request) readBody(max int) {
 	if r.truncated {
 		return
 	}
+	var p bodyParse
 	switch {
 	case isJSON:
-		v, err := parseJSONValue(body)
-		if err != nil {
-			r.problem, r.detail = ReasonBadBody, "JSON body: "+err.Error()
-			return
-		}
-		r.body = v
+		p = parseJSONBody(body)
 	case isForm:
-		if !formShaped(body) {
-			r.problem, r.detail = ReasonBadBody, "form body is not name=value pairs of URL-encoded text (a JSON text sent as a form?)"
-			return
-		}
-		vs, err := url.ParseQuery(string(body))
-		if err != nil {
-			r.problem, r.detail = ReasonBadBody, "form body does not parse"
-			return
-		}
-		// Percent escapes decode to bytes: "%C0%AE" is an overlong "."
-		// once decoded, as in a path.
-		for k, list := range vs {
-			if !utf8.ValidString(k) || slices.ContainsFunc(list, func(v string) bool { return !utf8.ValidString(v) }) {
-				r.problem, r.detail = ReasonBadBody, "form body is not UTF-8 once decoded"
-				return
-			}
-		}
-		r.body = valuesToAST(vs)
+		p = parseFormBody(body)
+	case ct == "multipart/form-data":
+		p = parseMultipartBody(body, r.headers["content-type"])
+	default:
+		return
 	}
+	r.takeBody(p, chk, p.detail)
+}
+
+// bodyParse is what parsing a body gave: its value, or why not.
+type bodyParse struct {
+	value ast.Value
+	// detail says why the body was not parsed ("" when it was); syntax
+	// says that was its syntax (check.skip_unparsable_body may decide
+	// without it), not a refusal of guestgate's (not UTF-8, a duplicate
+	// key); hidden says the body is sound but cannot be shown (a part
+	// bound, a file that is not text): the policy sees it as cut short.
+	detail         string
+	syntax, hidden bool
+	// syntaxErr is the parser's own error (opa-envoy-plugin's message).
+	syntaxErr string
+}
+
+// takeBody puts a parsed body into parsed_body or records why not; detail
+// is the deny's detail for a body that is refused.
+func (r *request) takeBody(p bodyParse, chk *config.Check, detail string) {
+	switch {
+	case p.detail == "":
+		r.body = p.value
+	case p.hidden || p.syntax && chk.SkipUnparsableBody:
+		r.truncated = true
+	default:
+		r.problem, r.detail = ReasonBadBody, detail
+	}
+}
+
+func parseJSONBody(body []byte) bodyParse {
+	v, err := parseJSONValue(body)
+	if err != nil {
+		// What the standard reader refuses too is syntax; the rest
+		// (duplicate keys, lone surrogates, depth) guestgate's refusal.
+		p := bodyParse{detail: "JSON body: " + err.Error(), syntax: !json.Valid(body)}
+		var x any
+		// A copy: body would otherwise escape, and every body with it.
+		if e := util.UnmarshalJSON(bytes.Clone(body), &x); e != nil {
+			p.syntaxErr = e.Error()
+		}
+		return p
+	}
+	return bodyParse{value: v}
+}
+
+func parseFormBody(body []byte) bodyParse {
+	if !formShaped(body) {
+		return bodyParse{detail: "form body is not name=value pairs of URL-encoded text (a JSON text sent as a form?)", syntax: true}
+	}
+	vs, err := url.ParseQuery(string(body))
+	if err != nil {
+		return bodyParse{detail: "form body does not parse", syntax: true, syntaxErr: err.Error()}
+	}
+	// Percent escapes decode to bytes: "%C0%AE" is an overlong "."
+	// once decoded, as in a path.
+	for k, list := range vs {
+		if !utf8.ValidString(k) || slices.ContainsFunc(list, func(v string) bool { return !utf8.ValidString(v) }) {
+			return bodyParse{detail: "form body is not UTF-8 once decoded"}
+		}
+	}
+	return bodyParse{value: valuesToAST(vs)}
 }
 
 // formShaped says whether body has the shape of what a form encoder sends

@@ -153,7 +153,7 @@ func TestCookieCredentialIsFoundAndRemoved(t *testing.T) {
 // x-envoy-original-path, parsed_query), however the client spelled it.
 func TestQueryCredentialIsRedactedEverywhereInTheInput(t *testing.T) {
 	// The plan of a policy that reads every part of the input.
-	everything := newInputPlan(engine.Snapshot{})
+	everything := newInputPlan(engine.Snapshot{}, inputFormat{})
 	chk := config.Check{Credentials: []config.Credential{{Query: "token"}}}
 	for name, rawQuery := range map[string]string{
 		"plain":                "a=1&token=tokpartA.tokpartB.tokpartC&b=2",

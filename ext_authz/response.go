@@ -26,6 +26,9 @@ import (
 // completed on its way upstream. A decision of the wrong shape makes d a
 // denial (decision_invalid); the error says why, for the log.
 func (d *Decision) respond(res engine.Result, r *request, cs *compiled) error {
+	if cs.format.opaEnvoy {
+		return d.respondOPAEnvoy(res, r, cs)
+	}
 	if tpl, ok := memo.Load[*Decision](res.Memo()); ok {
 		// A cached decision, read already.
 		d.answer(tpl)
@@ -63,6 +66,7 @@ func (d *Decision) answer(src *Decision) {
 	d.RemoveQuery = slices.Clone(src.RemoveQuery)
 	d.DynamicMetadata = src.DynamicMetadata // read only: marshalled, never changed
 	d.upstreamOpts, d.denyOpts = src.upstreamOpts, src.denyOpts
+	d.opaEnvoy = src.opaEnvoy // read only: respondOPAEnvoy copies it
 }
 
 func cloneWithRoom(hs []Header, room int) []Header {
@@ -410,6 +414,10 @@ func (cs *compiled) finish(d *Decision) {
 	if d.Allowed {
 		return
 	}
+	if cs.format.opaEnvoy {
+		finishOPAEnvoy(d)
+		return
+	}
 	has := func(name string) bool { return headerSet(d.DenyHeaders).has(name) }
 	if d.Status == http.StatusUnauthorized && !has("www-authenticate") {
 		v := "Bearer"
@@ -465,6 +473,9 @@ func CoarseReason(status int) string {
 
 // CheckResponse is the decision as Envoy's gRPC ext_authz answer.
 func (d *Decision) CheckResponse() *authv3.CheckResponse {
+	if d.opaEnvoy != nil {
+		return d.opaEnvoyCheckResponse()
+	}
 	if d.Allowed {
 		return &authv3.CheckResponse{
 			Status: &rpcstatus.Status{Code: int32(code.Code_OK)},

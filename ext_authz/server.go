@@ -73,6 +73,8 @@ type compiled struct {
 	denyRate       float64
 	http           config.HTTPCheck
 	proxies        []netip.Prefix // trusted proxies of the HTTP check
+	format         inputFormat    // check.input_format (opaenvoy.go)
+	showCredential bool           // check.show_credential_to_policy, resolved
 }
 
 // Options configure a Checker.
@@ -111,7 +113,8 @@ func New(s Settings, opts Options) *Checker {
 // Update swaps in new settings (a config reload). In-flight checks finish
 // with the settings they started with.
 func (c *Checker) Update(s Settings) {
-	cs := &compiled{verifier: s.Verifier, check: s.Check, allowRate: 1, denyRate: 1, http: s.HTTPCheck}
+	cs := &compiled{verifier: s.Verifier, check: s.Check, allowRate: 1, denyRate: 1, http: s.HTTPCheck,
+		format: formatOf(&s.Check), showCredential: s.Check.ShowsCredential()}
 	if s.HTTPCheck.Enabled() {
 		proxies, err := s.HTTPCheck.Proxies()
 		if err != nil {
@@ -166,8 +169,14 @@ func ServerOptions(maxMessageBytes int) []grpc.ServerOption {
 	}
 }
 
-// Check implements Envoy's Authorization service. It always answers with a
-// CheckResponse, never a bare gRPC error: a denial on any failure.
+// Check implements Envoy's Authorization service. It answers with a
+// CheckResponse, a denial on any failure; only in the opa-envoy format, a
+// decision of the wrong shape is a gRPC error, as opa-envoy-plugin answers
+// (Envoy denies it unless its failure_mode_allow says otherwise).
 func (c *Checker) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
-	return c.Decide(ctx, req).CheckResponse(), nil
+	d := c.Decide(ctx, req)
+	if err := d.grpcError(); err != nil {
+		return nil, err // the opa-envoy format's answer to a decision it cannot read
+	}
+	return d.CheckResponse(), nil
 }

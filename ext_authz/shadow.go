@@ -192,7 +192,7 @@ func (c *Checker) shadowDecide(ctx context.Context, sh *shadowPolicy, live *inpu
 		}
 	}()
 	in := &inputDoc{r: &r, tok: live.tok, tokErr: live.tokErr, id: live.id, showCredential: live.showCredential,
-		need: sh.eval.plan(sh.eng.Current())}
+		need: sh.eval.plan(sh.eng.Current(), live.need.format)}
 	if res, ok := sh.eval.evaluate(ctx, in, d); ok {
 		if err := d.respond(res, &r, cs); err != nil {
 			sh.eval.logger.Warn("policy decision has the wrong shape; denied", "request_id", d.RequestID, "revision", res.Revision, "error", err)
