@@ -17,8 +17,6 @@ import (
 	"github.com/open-policy-agent/opa/v1/ast"
 	"google.golang.org/genproto/googleapis/rpc/code"
 	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/guestgate/guestgate/engine"
@@ -27,8 +25,8 @@ import (
 
 // The answers of the opa-envoy format (opaenvoy.go has its input): the
 // decision read as opa-envoy-plugin reads it, with its error messages, and
-// the CheckResponse it gives. A decision it cannot read is a gRPC error
-// (Unknown), which Envoy denies unless failure_mode_allow is set; nothing
+// the CheckResponse it gives. A decision it cannot read, a gRPC error
+// (Unknown) there, is here the 403 denial Envoy makes of that error; nothing
 // guestgate adds for its own format is added (the request id, a JSON deny
 // body, a content type, WWW-Authenticate); a boolean decision has no
 // http_response; every answer of a decision carries decision_id in its
@@ -46,14 +44,6 @@ type opaEnvoyAnswer struct {
 	reason     string
 	dryRun     bool
 	decisionID string
-}
-
-// grpcError is the gRPC error the check answers with, or nil.
-func (d *Decision) grpcError() error {
-	if d.opaEnvoy == nil || d.opaEnvoy.grpcErr == "" {
-		return nil
-	}
-	return status.Error(codes.Unknown, d.opaEnvoy.grpcErr)
 }
 
 // opaEnvoyTemplate is a cached decision read in the opa-envoy format: a
@@ -385,7 +375,15 @@ func (d *Decision) opaEnvoyCheckResponse() *authv3.CheckResponse {
 	a := d.opaEnvoy
 	switch {
 	case a.grpcErr != "":
-		return &authv3.CheckResponse{Status: &rpcstatus.Status{Code: int32(code.Code_UNKNOWN), Message: a.grpcErr}}
+		// opa-envoy-plugin's gRPC error, as the denial Envoy makes of it
+		// (status_on_error's default, 403, no body): never an error a
+		// failure_mode_allow could let through.
+		return &authv3.CheckResponse{
+			Status: &rpcstatus.Status{Code: int32(code.Code_PERMISSION_DENIED), Message: a.grpcErr},
+			HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
+				Status: &typev3.HttpStatus{Code: typev3.StatusCode_Forbidden},
+			}},
+		}
 	case a.parseErr != "":
 		return &authv3.CheckResponse{
 			Status: &rpcstatus.Status{Code: int32(code.Code_PERMISSION_DENIED), Message: a.parseErr},

@@ -16,7 +16,6 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/google/uuid"
-	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/encoding/protojson"
 	"gopkg.in/yaml.v3"
 
@@ -56,6 +55,7 @@ func TestOPAEnvoyFormatAnswersAsOPAEnvoyPlugin(t *testing.T) {
 			if err := json.Unmarshal(readFile(t, filepath.Join(dir, "response.json")), &want); err != nil {
 				t.Fatal(err)
 			}
+			want = asEnvoyDenial(want)
 			normaliseAnswer(t, want, false)
 			if !reflect.DeepEqual(got, want) {
 				g, _ := json.MarshalIndent(got, "", "  ")
@@ -63,6 +63,24 @@ func TestOPAEnvoyFormatAnswersAsOPAEnvoyPlugin(t *testing.T) {
 				t.Fatalf("guestgate answered\n%s\nopa-envoy-plugin answered\n%s", g, w)
 			}
 		})
+	}
+}
+
+// asEnvoyDenial is opa-envoy-plugin's answer as guestgate gives it: a gRPC
+// error (a decision opa-envoy cannot read) becomes the denial Envoy makes
+// of it with failure_mode_allow off (status_on_error's 403, no body), with
+// opa-envoy's message as the status message. This is the one difference
+// the opa-envoy format keeps: guestgate answers every failure as a denial,
+// so that no Envoy setting lets a broken decision through.
+func asEnvoyDenial(answer any) any {
+	m, _ := answer.(map[string]any)
+	e, ok := m["grpc_error"].(map[string]any)
+	if !ok {
+		return answer
+	}
+	return map[string]any{
+		"status":         map[string]any{"code": float64(7), "message": e["message"]},
+		"deniedResponse": map[string]any{"status": map[string]any{"code": "Forbidden"}},
 	}
 }
 
@@ -111,18 +129,16 @@ func vectorAnswer(t *testing.T, dir string) any {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	resp, err := client.Check(ctx, req)
-	var got any
 	if err != nil {
-		st, _ := status.FromError(err)
-		got = map[string]any{"grpc_error": map[string]any{"code": st.Code().String(), "message": st.Message()}}
-	} else {
-		b, err := protojson.Marshal(resp)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := json.Unmarshal(b, &got); err != nil {
-			t.Fatal(err)
-		}
+		t.Fatalf("Check answered a gRPC error, not a CheckResponse: %v", err)
+	}
+	var got any
+	b, err := protojson.Marshal(resp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
 	}
 	normaliseAnswer(t, got, true)
 	return got

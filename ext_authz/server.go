@@ -170,13 +170,11 @@ func ServerOptions(maxMessageBytes int) []grpc.ServerOption {
 }
 
 // Check implements Envoy's Authorization service. It answers with a
-// CheckResponse, a denial on any failure; only in the opa-envoy format, a
-// decision of the wrong shape is a gRPC error, as opa-envoy-plugin answers
-// (Envoy denies it unless its failure_mode_allow says otherwise).
+// CheckResponse, a denial on any failure, in every input format: where
+// opa-envoy-plugin answers a gRPC error (a decision it cannot read), the
+// opa-envoy format answers the 403 denial Envoy would make of that error
+// with failure_mode_allow off, so that no Envoy setting can turn a broken
+// decision into an allow.
 func (c *Checker) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
-	d := c.Decide(ctx, req)
-	if err := d.grpcError(); err != nil {
-		return nil, err // the opa-envoy format's answer to a decision it cannot read
-	}
-	return d.CheckResponse(), nil
+	return c.Decide(ctx, req).CheckResponse(), nil
 }
