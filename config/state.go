@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"time"
 )
@@ -208,4 +209,11 @@ func (s State) String() string {
 		return fmt.Sprintf("redis %s", s.Redis.Address)
 	}
 	return fmt.Sprintf("embedded %s", s.Dir)
+}
+
+// SameStore says whether s and o open the same store: only the ownership
+// bounds differ, which a reload changes.
+func (s State) SameStore(o State) bool {
+	s.Ownership, o.Ownership = Ownership{}, Ownership{}
+	return reflect.DeepEqual(s, o)
 }
