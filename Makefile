@@ -12,7 +12,9 @@ build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/guestgate ./cmd/guestgate
 
 # The sidecar with its built-in development setup (loopback, committed dev keys).
+# Its state store (state.dir) is var/state, made here.
 run: build
+	mkdir -p -m 0700 var/state
 	./bin/guestgate serve
 
 # Every test: the linters, the Rego tests, then Go (with the race detector).
