@@ -5,11 +5,13 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/guestgate/guestgate/config"
+	"github.com/guestgate/guestgate/internal/testsupport"
 	"github.com/guestgate/guestgate/state"
 	"github.com/guestgate/guestgate/tokens"
 	"github.com/guestgate/guestgate/wiring"
@@ -91,13 +93,16 @@ func metricsURL(s *sidecar) string {
 }
 
 // openTestState opens cfg's state store for a test: an embedded store
-// whose dir is not a test's own (the development setup's, under the
-// checkout) is moved to a fresh temporary directory, so tests never write
-// into the repository and never share a file.
+// under the checkout (the development setup's var/state) is moved to a
+// fresh temporary directory, so tests never write into the repository and
+// never share a file; a copy's (testsupport.CopyDevelopment) is its own.
 func openTestState(t testing.TB, cfg *config.Config) state.Store {
 	t.Helper()
-	if cfg.State.Backend == state.BackendEmbedded && cfg.State.Dir != "" && !strings.HasPrefix(cfg.State.Dir, os.TempDir()) {
-		cfg.State.Dir = t.TempDir()
+	if cfg.State.Backend == state.BackendEmbedded && cfg.State.Dir != "" {
+		abs, err := filepath.Abs(cfg.State.Dir)
+		if err != nil || strings.HasPrefix(abs, testsupport.RepoRoot(t)+string(os.PathSeparator)) {
+			cfg.State.Dir = t.TempDir()
+		}
 	}
 	st, err := wiring.OpenState(cfg, wiring.StateOptions{})
 	if err != nil {
