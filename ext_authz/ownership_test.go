@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -245,5 +247,27 @@ func BenchmarkCheckOwnership(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// The decision endpoint (the playground's) applies the effect as the check
+// does and shows it with the store's answer.
+func TestDecisionEndpointShowsTheOwnershipEffect(t *testing.T) {
+	store := &fakeOwnerships{claim: state.OwnedByAnother}
+	f := newOwnershipFixture(t, store, false)
+	srv := httptest.NewServer(f.checker.DecideHandler())
+	t.Cleanup(srv.Close)
+	body, _ := json.Marshal(DecideRequest{Method: "POST", Path: "/claim/kite-9", Token: f.token})
+	status, out := postDecide(t, srv.URL, "application/json", string(body))
+	want := map[string]any{"channel": "kite-9", "need": "claim", "outcome": "owned_by_another"}
+	if status != 200 || out["allowed"] != false || out["reason"] != ReasonChannelOwnedByAnother || !reflect.DeepEqual(out["ownership"], want) {
+		t.Fatalf("%d %v", status, out)
+	}
+	if len(store.asked) != 1 {
+		t.Fatalf("the store was asked %d times", len(store.asked))
+	}
+	body, _ = json.Marshal(DecideRequest{Method: "POST", Path: "/plain", Token: f.token})
+	if _, out := postDecide(t, srv.URL, "application/json", string(body)); out["ownership"] != nil {
+		t.Fatalf("an allow without an effect shows %v", out["ownership"])
 	}
 }
