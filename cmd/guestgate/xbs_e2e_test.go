@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
@@ -8,6 +9,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -304,4 +306,30 @@ func countOf(xs []string, x string) int {
 		}
 	}
 	return n
+}
+
+// guestgate check offline says what a visitor's own Kite channel needs of
+// the state store, with the README's token (mint xbs-anonymous --unbound:
+// the identity provider's own shape).
+func TestCheckOfflineSaysWhatOwnershipARequestNeeds(t *testing.T) {
+	repoRoot(t)
+	var tok, errOut bytes.Buffer
+	if code := run([]string{"mint", "xbs-anonymous", "--widget", "W-DEMO", "--unbound"}, nil, &tok, &errOut); code != 0 {
+		t.Fatalf("mint: exit %d: %s", code, errOut.String())
+	}
+	c := claimsOf(t, strings.TrimSpace(tok.String()))
+	if _, ok := c["custom:entry"]; ok || c["custom:channel_id"] != nil || c["custom:wid"] != "W-DEMO" {
+		t.Fatalf("an unbound token with %v", c)
+	}
+	for _, tt := range []struct{ request, want string }{
+		{"testdata/requests/create-kite-channel.json", "needs: to claim channel kite-my-chat"},
+	} {
+		var out bytes.Buffer
+		if code := run([]string{"check", "--request", tt.request, "--token-file", "-"}, strings.NewReader(tok.String()), &out, &errOut); code != 0 {
+			t.Fatalf("check: exit %d: %s", code, errOut.String())
+		}
+		if !strings.HasPrefix(out.String(), "decision: allowed  status: 200  reason: allowed") || !strings.Contains(out.String(), tt.want) {
+			t.Fatalf("check output:\n%s", out.String())
+		}
+	}
 }
