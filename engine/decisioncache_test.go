@@ -124,7 +124,7 @@ func TestDecisionCacheGivesEveryAnswerEvaluationGives(t *testing.T) {
 	inputs := shippedPolicyInputs()
 	allowed := 0
 	effects := map[string]int{} // decisions with an ownership effect, by need
-	for round := range 3 { // the third round is answered from the cache
+	for round := range 3 {      // the third round is answered from the cache
 		for i, in := range inputs {
 			want, err1 := uncached.Eval(ctx, in)
 			got, err2 := cached.Eval(ctx, in)

@@ -110,7 +110,7 @@ const (
 	// issuer routes mint sessions only).
 	EntryUnbound  = "unbound"
 	RoleLaunchpad = "launchpad_user"
-	RoleAdmin       = "administrator"
+	RoleAdmin     = "administrator"
 )
 
 // Signer mints the tokens guestgate issues: secure anonymous, access and

@@ -148,7 +148,7 @@ type issuerEntry struct {
 	keys         *KeySet // nil for guest
 	regular      bool
 	regularTypes map[string]bool
-	binding      bool // asserts custom:entry and custom:channel_id
+	binding      bool   // asserts custom:entry and custom:channel_id
 	secret       []byte // guest: the decoded secret, the HMAC key
 	maxLifetime  time.Duration
 }
