@@ -76,7 +76,7 @@ BUILDER  ?= $(shell command -v podman >/dev/null 2>&1 && echo podman || echo bui
 GOARCH   ?= $(shell $(GO) env GOARCH)
 image:
 	CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH) $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o bin/image/guestgate ./cmd/guestgate
-	rm -rf bin/image/state && mkdir -p bin/image/state
+	rm -rf bin/image/state bin/image/var && mkdir -p -m 0755 bin/image/var/lib/guestgate bin/image/state && mkdir -m 0700 bin/image/state/state
 	$(BUILDER) build --arch $(GOARCH) --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(IMAGE) -f Containerfile .
 
 clean:
