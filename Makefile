@@ -12,7 +12,9 @@ build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o bin/guestgate ./cmd/guestgate
 
 # The sidecar with its built-in development setup (loopback, committed dev keys).
+# Its state store (state.dir) is var/state, made here.
 run: build
+	mkdir -p -m 0700 var/state
 	./bin/guestgate serve
 
 # Every test: the linters, the Rego tests, then Go (with the race detector).
@@ -74,6 +76,7 @@ BUILDER  ?= $(shell command -v podman >/dev/null 2>&1 && echo podman || echo bui
 GOARCH   ?= $(shell $(GO) env GOARCH)
 image:
 	CGO_ENABLED=0 GOOS=linux GOARCH=$(GOARCH) $(GO) build -trimpath -ldflags "-s -w $(LDFLAGS)" -o bin/image/guestgate ./cmd/guestgate
+	rm -rf bin/image/state bin/image/var && mkdir -p -m 0755 bin/image/var/lib/guestgate bin/image/state && mkdir -m 0700 bin/image/state/state
 	$(BUILDER) build --arch $(GOARCH) --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION) -t $(IMAGE) -f Containerfile .
 
 clean:

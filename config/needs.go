@@ -81,6 +81,7 @@ func Needs(path string) ([]Need, error) {
 			file(fmt.Sprintf("%s.key_files[%d]", m.key, i), p)
 		}
 	}
+	c.State.needs(file, env)
 	return out, nil
 }
 

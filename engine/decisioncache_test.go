@@ -123,7 +123,8 @@ func TestDecisionCacheGivesEveryAnswerEvaluationGives(t *testing.T) {
 	ctx := context.Background()
 	inputs := shippedPolicyInputs()
 	allowed := 0
-	for round := range 3 { // the third round is answered from the cache
+	effects := map[string]int{} // decisions with an ownership effect, by need
+	for round := range 3 {      // the third round is answered from the cache
 		for i, in := range inputs {
 			want, err1 := uncached.Eval(ctx, in)
 			got, err2 := cached.Eval(ctx, in)
@@ -134,11 +135,21 @@ func TestDecisionCacheGivesEveryAnswerEvaluationGives(t *testing.T) {
 			if round == 0 && want.Defined && want.Value.(ast.Object).Get(ast.StringTerm("allowed")).Equal(ast.BooleanTerm(true)) {
 				allowed++
 			}
+			if round == 0 && want.Defined {
+				if o := want.Value.(ast.Object).Get(ast.StringTerm("ownership")); o != nil {
+					effects[o.Get(ast.StringTerm("need")).String()]++
+				}
+			}
 		}
 	}
 	// The inputs must exercise both answers for the comparison to mean anything.
 	if allowed == 0 || allowed == len(inputs) {
 		t.Fatalf("%d of %d inputs allowed; want some of each", allowed, len(inputs))
+	}
+	// And decisions with each ownership effect (ext_authz applies the
+	// effect to a cached answer as to any other).
+	if effects[`"claim"`] == 0 || effects[`"require"`] == 0 {
+		t.Fatalf("ownership effects among the decisions: %v; want claims and requirements", effects)
 	}
 }
 
@@ -151,12 +162,15 @@ func shippedPolicyInputs() []ast.Value {
 			"/conversations/GetTokenCommand", "/conversations/channels/kite-7f3a/MarkReadCommand",
 			"/conversations/channels/support-1/JoinChannelCommand", "/conversations/ListChannelsCommand",
 			"/v1/jwt/login", "/v1/messages", "/v1/people/guest-abc", "/v1/launchpads/lp-1/apps", "/calendar",
+			// A visitor's own Kite channel: decisions with ownership effects.
+			"/conversations/channels/kite-new/CreateKiteChannelCommand", "/conversations/channels/support-1/CreateKiteChannelCommand",
 		} {
 			for _, method := range []string{"POST", "GET"} {
 				for _, claims := range []string{
 					`{"custom:wid": "W-DEMO", "custom:entry": "kite", "custom:channel_id": "kite-7f3a"}`,
 					`{"custom:entry": "public_link", "custom:channel_id": "public-lobby"}`,
 					`{"custom:wid": "W-OFF"}`,
+					`{"custom:wid": "W-DEMO"}`,
 					`{"scope": "messaging calling people", "role": "launchpad_user"}`,
 					`{"scope": "launchpads/lp-1", "role": "launchpad_user"}`,
 				} {

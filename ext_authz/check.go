@@ -53,6 +53,12 @@ type Decision struct {
 
 	DynamicMetadata *structpb.Struct
 
+	// Ownership is the effect the policy named (ownership.go), nil when
+	// none; OwnershipOutcome what the state store answered, once applied.
+	Ownership        *Ownership
+	OwnershipOutcome string
+	widget           string // the verified token's custom:wid: with Issuer and Subject, its visitor
+
 	// The wire form of the policy's own headers of a cached decision,
 	// built once and shared by every answer of it (read only): the leading
 	// entries of UpstreamHeaders and DenyHeaders, when they still match.
@@ -182,6 +188,10 @@ func (c *Checker) decideInspected(ctx context.Context, cr *authv3.CheckRequest, 
 	if err := d.respond(res, r, cs); err != nil {
 		c.logger.Warn("policy decision has the wrong shape; denied", "request_id", d.RequestID, "revision", res.Revision, "error", err)
 	}
+	// 5. Apply its ownership effect, cached decision or not (ownership.go).
+	if d.Allowed && d.Ownership != nil {
+		c.applyOwnership(ctx, cs, d)
+	}
 	return d
 }
 
@@ -212,6 +222,7 @@ func (c *Checker) verify(ctx context.Context, cs *compiled, raw string, d *Decis
 	}
 	if tok != nil {
 		d.Kind, d.Issuer, d.Subject = string(tok.Kind), tok.Issuer, tok.Subject
+		d.widget, _ = tok.Claims["custom:wid"].(string)
 	} else {
 		d.TokenError = code
 	}
@@ -240,7 +251,7 @@ func (c *Checker) observe(cs *compiled, d *Decision) {
 	}
 	// Never the token, a header, a body or a query string: the path and the
 	// codes only.
-	c.decision.LogAttrs(context.Background(), slog.LevelInfo, "decision",
+	attrs := []slog.Attr{
 		slog.String("request_id", d.RequestID),
 		slog.String("method", d.Method),
 		slog.String("path", d.Path),
@@ -253,5 +264,9 @@ func (c *Checker) observe(cs *compiled, d *Decision) {
 		slog.String("subject", d.Subject),
 		slog.String("revision", d.Revision),
 		slog.Int64("latency_us", d.Latency.Microseconds()),
-	)
+	}
+	if d.Ownership != nil {
+		attrs = append(attrs, slog.String("ownership_need", d.Ownership.Need), slog.String("ownership_outcome", d.OwnershipOutcome))
+	}
+	c.decision.LogAttrs(context.Background(), slog.LevelInfo, "decision", attrs...)
 }

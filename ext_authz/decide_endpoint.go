@@ -61,6 +61,10 @@ type DecideResponse struct {
 	QueryRemoved    []string    `json:"query_parameters_removed,omitempty"`
 	ResponseHeaders []NameValue `json:"response_headers_to_add,omitempty"`
 
+	// Ownership is the policy's ownership effect and what the state store
+	// answered (applied, as the check applies it), when it named one.
+	Ownership *OwnershipAnswer `json:"ownership,omitempty"`
+
 	// On a deny: what the client receives.
 	DeniedHeaders []NameValue `json:"denied_headers,omitempty"`
 	DeniedBody    string      `json:"denied_body,omitempty"`
@@ -281,6 +285,9 @@ func decideResponse(d *Decision, cr *authv3.CheckRequest) DecideResponse {
 		Kind: d.Kind, Issuer: d.Issuer, Subject: d.Subject, PolicyRevision: d.Revision, RequestID: d.RequestID,
 		HeadersAdded: nonNil(d.UpstreamHeaders), HeadersRemoved: nonNil(d.RemoveHeaders), UpstreamHeaders: []NameValue{},
 		QuerySet: d.SetQuery, QueryRemoved: d.RemoveQuery, ResponseHeaders: d.ResponseHeaders,
+	}
+	if d.Ownership != nil {
+		out.Ownership = &OwnershipAnswer{Ownership: *d.Ownership, Outcome: d.OwnershipOutcome}
 	}
 	if !d.Allowed {
 		out.DeniedHeaders, out.DeniedBody = d.DenyHeaders, d.DenyBody

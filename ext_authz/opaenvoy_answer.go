@@ -113,7 +113,8 @@ func (d *Decision) setAllowed(allowed bool) {
 }
 
 // applyOPAEnvoy reads the decision as opa-envoy-plugin reads it, in its
-// order and with its messages, ignoring keys it does not know. guestgate's
+// order and with its messages, ignoring keys it does not know but
+// guestgate's ownership effect (ownership.go). guestgate's
 // refusals come on top: a header or parameter name that is not a token is
 // refused, values are encoded as in guestgate's format.
 func (d *Decision) applyOPAEnvoy(v ast.Value) error {
@@ -129,6 +130,13 @@ func (d *Decision) applyOPAEnvoy(v ast.Value) error {
 	case map[string]any:
 		if err := d.applyOPAEnvoyObject(dec); err != nil {
 			return err
+		}
+		// guestgate's ownership member is applied in this format too: an
+		// effect the policy names is never ignored into an allow.
+		if o, ok := v.(ast.Object); ok {
+			if d.Ownership, err = readOwnership(o, d.Allowed); err != nil {
+				return fmt.Errorf("failed to get ownership: %w", err)
+			}
 		}
 		a.object = true
 	default:

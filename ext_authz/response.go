@@ -65,6 +65,7 @@ func (d *Decision) answer(src *Decision) {
 	d.SetQuery = slices.Clone(src.SetQuery)
 	d.RemoveQuery = slices.Clone(src.RemoveQuery)
 	d.DynamicMetadata = src.DynamicMetadata // read only: marshalled, never changed
+	d.Ownership = src.Ownership             // read only: the effect, applied per request
 	d.upstreamOpts, d.denyOpts = src.upstreamOpts, src.denyOpts
 	d.opaEnvoy = src.opaEnvoy // read only: respondOPAEnvoy copies it
 }
@@ -97,7 +98,7 @@ func (d *Decision) apply(v ast.Value) error {
 var decisionKeys = map[string]bool{
 	"allowed": true, "http_status": true, "reason": true, "headers": true, "response_headers_to_add": true,
 	"request_headers_to_remove": true, "query_parameters_to_set": true, "query_parameters_to_remove": true,
-	"body": true, "dynamic_metadata": true, "token_error": true,
+	"body": true, "dynamic_metadata": true, "token_error": true, "ownership": true,
 }
 
 // decisionKeyTerms are the terms of decisionKeys, made once.
@@ -159,6 +160,9 @@ func (d *Decision) applyObject(o ast.Object) error {
 	}
 	headers, err := headerList(o, "headers")
 	if err != nil {
+		return err
+	}
+	if d.Ownership, err = readOwnership(o, d.Allowed); err != nil {
 		return err
 	}
 	if d.Allowed {

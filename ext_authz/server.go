@@ -38,6 +38,11 @@ type Checker struct {
 	decision *slog.Logger // the decision log
 	observer Observer
 	tracer   trace.Tracer // nil: tracing off (trace.go)
+	// ownerships is the state store ownership effects are applied
+	// against (ownership.go); nil: none configured. offline: guestgate
+	// check's, which reports an effect instead of applying it.
+	ownerships OwnershipStore
+	offline    bool
 }
 
 // Observer is told of every decision (metrics hang here).
@@ -61,6 +66,7 @@ type Settings struct {
 	Check       config.Check
 	DecisionLog config.DecisionLog
 	HTTPCheck   config.HTTPCheck // the HTTP form of the check (http.go)
+	Ownership   config.Ownership // the bounds of ownership effects (ownership.go)
 }
 
 // compiled is Settings as a check reads them, made once per Update: the
@@ -75,6 +81,13 @@ type compiled struct {
 	proxies        []netip.Prefix // trusted proxies of the HTTP check
 	format         inputFormat    // check.input_format (opaenvoy.go)
 	showCredential bool           // check.show_credential_to_policy, resolved
+	ownership      ownershipBounds
+}
+
+// ownershipBounds are config.Ownership's, resolved from their defaults.
+type ownershipBounds struct {
+	idle        time.Duration
+	maxChannels int
 }
 
 // Options configure a Checker.
@@ -85,6 +98,13 @@ type Options struct {
 	// Tracing traces every check (trace.go, NewTracerProvider). Nil: off,
 	// at no cost to a check.
 	Tracing *sdktrace.TracerProvider
+	// State is the store ownership effects are applied against
+	// (wiring.OpenState). Nil: every request whose decision names one is
+	// denied state_unavailable, or, Offline, answered as the policy
+	// decided with the effect reported (OwnershipOutcome not_applied):
+	// for guestgate check, which decides one request without the store.
+	State   OwnershipStore
+	Offline bool
 }
 
 // The gRPC service names health reports on: "" (the whole server) and the
@@ -93,7 +113,8 @@ var healthServices = []string{"", authv3.Authorization_ServiceDesc.ServiceName}
 
 // New returns a Checker that denies with not_ready until SetEngine.
 func New(s Settings, opts Options) *Checker {
-	c := &Checker{health: health.NewServer(), logger: opts.Logger, decision: opts.DecisionLog, observer: opts.Observer}
+	c := &Checker{health: health.NewServer(), logger: opts.Logger, decision: opts.DecisionLog, observer: opts.Observer,
+		ownerships: opts.State, offline: opts.Offline && opts.State == nil}
 	if c.logger == nil {
 		c.logger = slog.Default()
 	}
@@ -114,7 +135,14 @@ func New(s Settings, opts Options) *Checker {
 // with the settings they started with.
 func (c *Checker) Update(s Settings) {
 	cs := &compiled{verifier: s.Verifier, check: s.Check, allowRate: 1, denyRate: 1, http: s.HTTPCheck,
-		format: formatOf(&s.Check), showCredential: s.Check.ShowsCredential()}
+		format: formatOf(&s.Check), showCredential: s.Check.ShowsCredential(),
+		ownership: ownershipBounds{idle: s.Ownership.Idle.D(), maxChannels: s.Ownership.MaxChannels}}
+	if cs.ownership.idle <= 0 {
+		cs.ownership.idle = config.DefaultOwnershipIdle
+	}
+	if cs.ownership.maxChannels <= 0 {
+		cs.ownership.maxChannels = config.DefaultOwnershipMaxChannels
+	}
 	if s.HTTPCheck.Enabled() {
 		proxies, err := s.HTTPCheck.Proxies()
 		if err != nil {

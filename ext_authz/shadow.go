@@ -242,6 +242,7 @@ var guestgateReasons = []string{
 	ReasonBadPath, ReasonBadQuery, ReasonBadBody, ReasonBadRequest, ReasonUndefined, ReasonInvalid,
 	ReasonPolicyError, ReasonInternal, ReasonNotReady, ReasonAllowed, ReasonDeniedPolicy,
 	ReasonUntrustedProxy, ReasonUnsupportedByWire,
+	ReasonStateUnavailable, ReasonChannelOwnedByAnother, ReasonChannelLimitReached, ReasonChannelNotOwned,
 }
 
 func (l *shadowLabels) of(reason string) string {

@@ -179,7 +179,7 @@ func (f *fixture) load(extra string) {
 		{Name: "guests", Kind: tokens.KindGuest, Issuer: guestIss, GuestSecret: cfg.Tokens.Issuers[0].Secret},
 		{Name: "sat", Kind: tokens.KindSecureAnonymous, Issuer: sc.SAT.Issuer, Audiences: []string{sc.SAT.Audience}, PublicKeys: signer.PublicKeys(tokens.KindSecureAnonymous)},
 		{Name: "access", Kind: tokens.KindAccess, Issuer: sc.Access.Issuer, Audiences: []string{sc.Access.Audience}, PublicKeys: signer.PublicKeys(tokens.KindAccess)},
-		{Name: "xbs", Kind: tokens.KindXBSAnonymous, Issuer: sc.XBS.Issuer, Audiences: []string{sc.XBS.Audience}, PublicKeys: signer.PublicKeys(tokens.KindXBSAnonymous)},
+		{Name: "xbs", Kind: tokens.KindXBSAnonymous, Issuer: sc.XBS.Issuer, Audiences: []string{sc.XBS.Audience}, AssertsBindingClaims: true, PublicKeys: signer.PublicKeys(tokens.KindXBSAnonymous)},
 	}, Now: f.clock.Now})
 	if err != nil {
 		f.t.Fatal(err)

@@ -39,6 +39,7 @@ type Metrics struct {
 	opaLogSent      prometheus.Counter
 	opaLogDropped   *prometheus.CounterVec
 	opaLogFailures  prometheus.Counter
+	state           stateMetrics // state.go
 
 	mu       sync.Mutex // guards revision and reasons
 	revision string
@@ -137,6 +138,7 @@ func New() *Metrics {
 		m.policyReloads.WithLabelValues(r)
 		m.configReloads.WithLabelValues(r)
 	}
+	m.registerState()
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

@@ -4,7 +4,10 @@ package tokens
 // (verify.go). The issuer entry's kind picks exactly one of these
 // functions, so no token is ever held to two kinds' rules.
 
-import "crypto/subtle"
+import (
+	"crypto/subtle"
+	"strings"
+)
 
 // xbsAnonymousType is the custom:authorization_type of an anonymous token.
 const xbsAnonymousType = "XBS_ANONYMOUS"
@@ -28,7 +31,7 @@ func checkXBS(e *issuerEntry, claims map[string]any, tok *Token) error {
 	}
 	if hasType && authType == xbsAnonymousType {
 		tok.Kind = KindXBSAnonymous
-		return checkAnonymousEntry(claims)
+		return checkAnonymousEntry(e, claims)
 	}
 	if !e.regular {
 		return errorf(CodeBadClaims, "custom:authorization_type is not XBS_ANONYMOUS and issuer %q takes no regular tokens", e.name)
@@ -42,8 +45,18 @@ func checkXBS(e *issuerEntry, claims map[string]any, tok *Token) error {
 
 // checkAnonymousEntry checks the binding of an anonymous token: a widget
 // (custom:wid), a public link's channel (custom:channel_id), or both for a
-// Kite widget session.
-func checkAnonymousEntry(claims map[string]any) error {
+// Kite widget session. The binding claims (custom:entry, custom:channel_id)
+// are believed only from an entry that asserts them: any other entry's
+// token carrying either is refused, never let through with them ignored,
+// so the policy never sees a binding its issuer could not vouch for.
+func checkAnonymousEntry(e *issuerEntry, claims map[string]any) error {
+	if !e.binding {
+		for _, name := range [...]string{"custom:entry", "custom:channel_id"} {
+			if _, ok := claims[name]; ok {
+				return errorf(CodeBadClaims, "%s: issuer %q does not assert binding claims (asserts_binding_claims)", name, e.name)
+			}
+		}
+	}
 	entry, hasEntry, err := optionalString(claims, "custom:entry")
 	if err != nil {
 		return err
@@ -123,6 +136,13 @@ func checkSecureAnonymous(claims map[string]any, tok *Token) error {
 	}
 	tok.Subject = claims["sub"].(string)
 	tok.Kind = KindSecureAnonymous
+	if tok.Name == "" {
+		// A SAT names its visitor in first_name and last_name: its display
+		// name, as upstream gets it (x-guestgate-name).
+		first, _ := claims["first_name"].(string)
+		last, _ := claims["last_name"].(string)
+		tok.Name = strings.TrimSpace(strings.TrimSpace(first) + " " + strings.TrimSpace(last))
+	}
 	return nil
 }
 

@@ -157,7 +157,7 @@ func vfFuzzVerifier(t testing.TB) *Verifier {
 	}
 	v, err := New(context.Background(), Config{
 		Issuers: []Issuer{
-			{Name: "anon-pool", Kind: KindXBSAnonymous, Issuer: vfXBSIss, Audiences: []string{vfXBSAud},
+			{Name: "anon-pool", Kind: KindXBSAnonymous, Issuer: vfXBSIss, Audiences: []string{vfXBSAud}, AssertsBindingClaims: true,
 				PublicKeys: public(k.rsa), Regular: &Regular{AuthorizationTypes: []string{"SSO"}}},
 			{Name: "partner", Kind: KindGuest, Issuer: vfGuestIss, GuestSecret: base64.StdEncoding.EncodeToString(k.guest)},
 			{Name: "sat", Kind: KindSecureAnonymous, Issuer: vfSATIss, Audiences: []string{vfSATAud}, PublicKeys: public(k.ec)},

@@ -105,8 +105,12 @@ const (
 	AccessScope     = "messaging calling people"
 	EntryKite       = "kite"
 	EntryPublicLink = "public_link"
-	RoleLaunchpad   = "launchpad_user"
-	RoleAdmin       = "administrator"
+	// EntryUnbound mints the identity provider's own shape: a widget, no
+	// custom:entry, no custom:channel_id (guestgate check and tests; the
+	// issuer routes mint sessions only).
+	EntryUnbound  = "unbound"
+	RoleLaunchpad = "launchpad_user"
+	RoleAdmin     = "administrator"
 )
 
 // Signer mints the tokens guestgate issues: secure anonymous, access and
@@ -420,8 +424,13 @@ func (s *Signer) MintXBSAnonymous(c XBSClaims) (Issued, error) {
 			return fail("a public link has no widget id")
 		}
 		emailID = c.ChannelID
+	case EntryUnbound:
+		if c.WidgetID == "" || c.ChannelID != "" {
+			return fail("an unbound token needs a widget id and no channel id")
+		}
+		emailID = c.WidgetID
 	default:
-		return fail("entry must be %q or %q", EntryKite, EntryPublicLink)
+		return fail("entry must be %q, %q or %q", EntryKite, EntryPublicLink, EntryUnbound)
 	}
 	for _, f := range [...]struct{ claim, name, v string }{{"custom:wid", "widget id", c.WidgetID}, {"custom:channel_id", "channel id", c.ChannelID}} {
 		if f.v != "" && !isResourceID(f.v) {
@@ -446,7 +455,9 @@ func (s *Signer) MintXBSAnonymous(c XBSClaims) (Issued, error) {
 		"name": "guest", "email": "anonymous-" + strings.ToLower(emailID) + "@anonymous." + s.emailDomain, "email_verified": false,
 		"auth_time": now.Unix(), "iat": now.Unix(), "exp": exp.Unix(),
 		"jti": ids[1], "origin_jti": ids[2], "event_id": ids[3],
-		"custom:entry": c.Entry, "custom:channel_id": c.ChannelID,
+	}
+	if c.Entry != EntryUnbound {
+		claims["custom:entry"], claims["custom:channel_id"] = c.Entry, c.ChannelID
 	}
 	if c.WidgetID != "" {
 		claims["custom:wid"] = c.WidgetID

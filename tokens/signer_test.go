@@ -469,7 +469,7 @@ func TestMintedTokensPassTheVerifier(t *testing.T) {
 		Issuers: []Issuer{
 			{Name: "sat", Kind: KindSecureAnonymous, Issuer: sgSATIss, Audiences: []string{sgSATAud}, PublicKeys: s.PublicKeys(KindSecureAnonymous)},
 			{Name: "access", Kind: KindAccess, Issuer: sgAccessIss, Audiences: []string{sgAccessAud}, PublicKeys: s.PublicKeys(KindAccess)},
-			{Name: "xbs", Kind: KindXBSAnonymous, Issuer: sgXBSIss, Audiences: []string{sgXBSAud}, PublicKeys: s.PublicKeys(KindXBSAnonymous)},
+			{Name: "xbs", Kind: KindXBSAnonymous, Issuer: sgXBSIss, Audiences: []string{sgXBSAud}, AssertsBindingClaims: true, PublicKeys: s.PublicKeys(KindXBSAnonymous)},
 			{Name: "partner", Kind: KindGuest, Issuer: "partner-1", GuestSecret: base64.StdEncoding.EncodeToString(secret)},
 		},
 		Now: func() time.Time { return sgNow },

@@ -69,6 +69,13 @@ type Issuer struct {
 	// PublicKeys is a fixed key set, such as Signer.PublicKeys for the kinds
 	// guestgate mints.
 	PublicKeys jwk.Set
+	// AssertsBindingClaims, on an xbs_anonymous entry, says its issuer
+	// asserts custom:entry and custom:channel_id, which bind an anonymous
+	// session to a channel (guestgate's own session issuer). False: an
+	// anonymous token of the entry that carries either is bad_claims,
+	// since a pool whose users may write their own custom attributes would
+	// otherwise bind its visitors to any channel.
+	AssertsBindingClaims bool
 	// Regular, on an xbs_anonymous entry, takes regular ID tokens too. Nil:
 	// a token that is not XBS_ANONYMOUS is bad_claims.
 	Regular *Regular
@@ -141,6 +148,7 @@ type issuerEntry struct {
 	keys         *KeySet // nil for guest
 	regular      bool
 	regularTypes map[string]bool
+	binding      bool   // asserts custom:entry and custom:channel_id
 	secret       []byte // guest: the decoded secret, the HMAC key
 	maxLifetime  time.Duration
 }
@@ -294,6 +302,12 @@ func newIssuerEntry(ctx context.Context, i int, in Issuer, cfg Config) (*issuerE
 			e.keys.Close()
 		}
 	}
+
+	if in.AssertsBindingClaims && in.Kind != KindXBSAnonymous {
+		closeKeys()
+		return nil, fail("AssertsBindingClaims", "only an xbs_anonymous entry's tokens carry binding claims")
+	}
+	e.binding = in.AssertsBindingClaims
 
 	// Regular.
 	if in.Regular != nil {

@@ -123,7 +123,7 @@ func newVFFixture(t testing.TB) *vfFixture {
 func (f *vfFixture) config(t testing.TB) Config {
 	return Config{
 		Issuers: []Issuer{
-			{Name: "anon-pool", Kind: KindXBSAnonymous, Issuer: vfXBSIss, Audiences: []string{vfXBSAud},
+			{Name: "anon-pool", Kind: KindXBSAnonymous, Issuer: vfXBSIss, Audiences: []string{vfXBSAud}, AssertsBindingClaims: true,
 				PublicKeys: vfPublicSet(t, &f.keys.rsa.PublicKey, vfRSAKid, jwa.RS256)},
 			{Name: "user-pool", Kind: KindXBSAnonymous, Issuer: vfRegularIss, Audiences: []string{vfRegularAud, "other-client"},
 				PublicKeys: vfPublicSet(t, &f.keys.rsa.PublicKey, vfRSAKid, jwa.RS256),

@@ -61,6 +61,9 @@ func Tokens(ctx context.Context, cfg *config.Config, opts Options) (*tokens.Sign
 			Keys:        tokens.KeySource{File: ti.JWKSFile, Inline: ti.JWKS, URL: ti.JWKSURL, Refresh: ti.JWKSRefresh.D(), MaxStale: ti.JWKSMaxStale.D()},
 			GuestSecret: ti.Secret,
 			MaxLifetime: ti.MaxLifetime.D(),
+			// The config defaults it: true for guestgate's own session
+			// issuer only.
+			AssertsBindingClaims: ti.AssertsBindingClaims != nil && *ti.AssertsBindingClaims,
 		}
 		if ti.Regular != nil {
 			is.Regular = &tokens.Regular{AuthorizationTypes: ti.Regular.AuthorizationTypes}

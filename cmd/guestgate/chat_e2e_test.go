@@ -209,9 +209,9 @@ func TestShippedPolicyThroughTheRealCheck(t *testing.T) {
 			upstream: unboundHeaders},
 		forbid("unbound in a private channel not assigned", post(commandPath("team-private", "MarkReadCommand"), unbound), "channel_not_assigned", xbs),
 		forbid("unbound creating a channel", post(commandPath("support-1", "CreateKiteChannelCommand"), unbound), "channel_registered", xbs),
-		// The policy allows it with an ownership requirement; until ext_authz
-		// applies ownership effects, a decision carrying one is refused.
-		forbid("unbound in an unknown channel", post(commandPath("no-such-channel", "MarkReadCommand"), unbound), "decision_invalid", xbs),
+		// The policy allows it with an ownership requirement, and nobody
+		// owns the channel (xbs_e2e_test.go runs the whole flow).
+		forbid("unbound in an unknown channel", post(commandPath("no-such-channel", "MarkReadCommand"), unbound), "channel_not_owned", xbs),
 		forbid("unbound of a widget with sessions off", post("/conversations/GetTokenCommand", unboundOff), "widget_disabled", xbs),
 		forbid("unbound of an unknown widget", post("/conversations/GetTokenCommand", unboundUnknown), "widget_unknown", xbs),
 		forbid("unbound calendar", get("/v1/calendar/events", unbound), "route_not_allowed", xbs),

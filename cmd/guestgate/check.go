@@ -103,7 +103,8 @@ func checkCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		}
 		cfg.Policy.Shadow = config.Shadow{Dir: dir, Queue: 1}
 	}
-	s, err := newSidecar(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	// Offline: no state store; an ownership effect is shown, not applied.
+	s, err := newSidecar(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), sidecarOptions{Offline: true})
 	if err != nil {
 		return err
 	}
@@ -150,6 +151,17 @@ func printDecision(w io.Writer, label string, d *ext_authz.Decision) {
 		fmt.Fprintf(w, "  token_error: %s", d.TokenError)
 	}
 	fmt.Fprintf(w, "  revision: %s\n", d.Revision)
+	if o := d.Ownership; o != nil {
+		pad := strings.Repeat(" ", len(label))
+		switch {
+		case d.OwnershipOutcome != ext_authz.OutcomeNotApplied:
+			fmt.Fprintf(w, "%s ownership: %s channel %s: %s\n", pad, o.Need, o.Channel, d.OwnershipOutcome)
+		case o.Need == ext_authz.NeedClaim:
+			fmt.Fprintf(w, "%s needs: to claim channel %s (not applied offline: a running guestgate claims it in its state store, and denies when another visitor owns it)\n", pad, o.Channel)
+		default:
+			fmt.Fprintf(w, "%s needs: to own channel %s (not applied offline: a running guestgate asks its state store, and denies when this visitor does not own it)\n", pad, o.Channel)
+		}
+	}
 }
 
 func shortRevision(rev string) string {

@@ -65,6 +65,8 @@ type e2e struct {
 	satKey    tokens.SigningKey
 	guestKey  []byte // the development guest secret, decoded
 	nextID    atomic.Int64
+	stop      context.CancelFunc // stops s
+	done      chan error         // s's serve result
 }
 
 // startE2E copies the development setup and the shipped policies into a
@@ -99,15 +101,37 @@ func startE2EWith(t testing.TB, edits, files map[string]string) *e2e {
 	}
 	e.guestKey = e.readGuestSecret()
 
-	s, _, _ := runSidecar(t, cfg, e.logs)
-	e.s = s
-	conn, err := grpc.NewClient(s.grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	e.client = authv3.NewAuthorizationClient(conn)
+	e.serve(cfg)
 	return e
+}
+
+// serve runs cfg and points e at it.
+func (e *e2e) serve(cfg *config.Config) {
+	e.t.Helper()
+	e.s, e.stop, e.done = runSidecar(e.t, cfg, e.logs)
+	conn, err := grpc.NewClient(e.s.grpcLis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { conn.Close() })
+	e.client = authv3.NewAuthorizationClient(conn)
+}
+
+// restart stops the sidecar (serve returns, its state store closed) and
+// serves the config file again, as a restarted guestgate would.
+func (e *e2e) restart() {
+	e.t.Helper()
+	e.stop()
+	err := <-e.done
+	e.done <- err // runSidecar's cleanup reads it too
+	if err != nil {
+		e.t.Fatalf("serve: %v", err)
+	}
+	cfg, err := config.Load(e.cfgPath)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.serve(cfg)
 }
 
 // readGuestSecret decodes the guest issuer's secret file of the copy.
@@ -152,29 +176,7 @@ type answer struct {
 func (e *e2e) check(c httpCall) answer {
 	e.t.Helper()
 	id := fmt.Sprintf("e2e-%08x", e.nextID.Add(1))
-	headers := map[string]string{":method": c.method, ":path": c.path, ":authority": "chat.example.com", "x-request-id": id}
-	if c.token != "" {
-		headers["authorization"] = "Bearer " + c.token
-	}
-	if c.body != "" {
-		headers["content-type"] = "application/json"
-		headers["content-length"] = fmt.Sprint(len(c.body))
-	}
-	if c.noBody {
-		headers["content-type"] = "application/json"
-		headers["content-length"] = "42"
-	}
-	for k, v := range c.headers {
-		headers[k] = v
-	}
-	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
-		Source: &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
-			SocketAddress: &corev3.SocketAddress{Address: "127.0.0.1", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 50000}}}}},
-		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
-			Method: c.method, Path: c.path, Host: "chat.example.com", Scheme: "https", Protocol: "HTTP/1.1",
-			Headers: headers, Body: c.body,
-		}},
-	}}
+	req := checkRequestWithID(c, id)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	resp, err := e.client.Check(ctx, req)
@@ -203,6 +205,37 @@ func (e *e2e) check(c httpCall) answer {
 	a.reason, a.tokenError, a.kind, a.subject = line.Reason, line.TokenError, line.Kind, line.Subject
 	return a
 }
+
+// checkRequestWithID is the CheckRequest Envoy sends for c, with request id id.
+func checkRequestWithID(c httpCall, id string) *authv3.CheckRequest {
+	headers := map[string]string{":method": c.method, ":path": c.path, ":authority": "chat.example.com", "x-request-id": id}
+	if c.token != "" {
+		headers["authorization"] = "Bearer " + c.token
+	}
+	if c.body != "" {
+		headers["content-type"] = "application/json"
+		headers["content-length"] = fmt.Sprint(len(c.body))
+	}
+	if c.noBody {
+		headers["content-type"] = "application/json"
+		headers["content-length"] = "42"
+	}
+	for k, v := range c.headers {
+		headers[k] = v
+	}
+	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Source: &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
+			SocketAddress: &corev3.SocketAddress{Address: "127.0.0.1", PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: 50000}}}}},
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+			Method: c.method, Path: c.path, Host: "chat.example.com", Scheme: "https", Protocol: "HTTP/1.1",
+			Headers: headers, Body: c.body,
+		}},
+	}}
+	return req
+}
+
+// checkRequestFor is checkRequestWithID without an id of the test's.
+func checkRequestFor(c httpCall) *authv3.CheckRequest { return checkRequestWithID(c, "") }
 
 // decisionLine is the part of a decision log line the tests read.
 type decisionLine struct {

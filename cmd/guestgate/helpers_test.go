@@ -4,10 +4,15 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/guestgate/guestgate/config"
+	"github.com/guestgate/guestgate/internal/testsupport"
+	"github.com/guestgate/guestgate/state"
 	"github.com/guestgate/guestgate/tokens"
 	"github.com/guestgate/guestgate/wiring"
 )
@@ -30,9 +35,13 @@ func runSidecar(t testing.TB, cfg *config.Config, logs io.Writer) (*sidecar, con
 	cfg.Listen.GRPC, cfg.Listen.HTTP, cfg.Listen.Admin = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	ctx, cancel := context.WithCancel(context.Background())
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	s, err := newSidecar(ctx, cfg, logger, nil)
+	store := openTestState(t, cfg)
+	s, err := newSidecar(ctx, cfg, logger, sidecarOptions{Store: store})
 	if err != nil {
 		cancel()
+		if store != nil {
+			store.Close()
+		}
 		t.Fatal(err)
 	}
 	if err := s.listen(); err != nil {
@@ -81,4 +90,23 @@ func signerOf(t *testing.T, s *sidecar) *tokens.Signer {
 // metricsURL is the admin listener's /metrics.
 func metricsURL(s *sidecar) string {
 	return "http://" + s.adminLis.Addr().String() + "/metrics"
+}
+
+// openTestState opens cfg's state store for a test: an embedded store
+// under the checkout (the development setup's var/state) is moved to a
+// fresh temporary directory, so tests never write into the repository and
+// never share a file; a copy's (testsupport.CopyDevelopment) is its own.
+func openTestState(t testing.TB, cfg *config.Config) state.Store {
+	t.Helper()
+	if cfg.State.Backend == state.BackendEmbedded && cfg.State.Dir != "" {
+		abs, err := filepath.Abs(cfg.State.Dir)
+		if err != nil || strings.HasPrefix(abs, testsupport.RepoRoot(t)+string(os.PathSeparator)) {
+			cfg.State.Dir = t.TempDir()
+		}
+	}
+	st, err := wiring.OpenState(cfg, wiring.StateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
 }

@@ -38,10 +38,13 @@ import (
 // the test's temporary directory, so it leaves no image behind.
 
 const (
-	imageUser    = "65532:65532"
-	imageConfig  = "/etc/guestgate/guestgate.yaml"
-	imagePolicy  = "/etc/guestgate/policies"
-	imageBinary  = "/usr/local/bin/guestgate"
+	imageUser   = "65532:65532"
+	imageConfig = "/etc/guestgate/guestgate.yaml"
+	imagePolicy = "/etc/guestgate/policies"
+	imageBinary = "/usr/local/bin/guestgate"
+	// imageState is the example config's state.dir: the one directory
+	// the user owns, a volume.
+	imageState   = "/var/lib/guestgate/state"
 	imageVersion = "9.8.7-imagetest"
 )
 
@@ -248,6 +251,9 @@ func TestImageAsMakeImageBuildsIt(t *testing.T) {
 		if img.OS != "linux" {
 			t.Errorf("os %q", img.OS)
 		}
+		if _, ok := c.Volumes[imageState]; !ok || len(c.Volumes) != 1 {
+			t.Errorf("volumes %v, want %s alone (writable under a read-only root)", c.Volumes, imageState)
+		}
 	})
 
 	t.Run("root filesystem: the binary, the config, the policies, nothing else, none of it writable by the user", func(t *testing.T) {
@@ -268,6 +274,12 @@ func TestImageAsMakeImageBuildsIt(t *testing.T) {
 		sort.Strings(want)
 		var files []string
 		for name, h := range headers {
+			if name == imageState {
+				if h.Typeflag != tar.TypeDir || h.Uid != 65532 || h.Mode&0o777 != 0o700 {
+					t.Errorf("%s: type %c, owner %d, mode %o; want the user's own directory, 0700", name, h.Typeflag, h.Uid, h.Mode)
+				}
+				continue
+			}
 			if h.Typeflag != tar.TypeDir {
 				files = append(files, name)
 			}

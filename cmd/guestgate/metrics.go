@@ -11,6 +11,9 @@ type checkMetrics struct{ m *metrics.Metrics }
 
 func (o checkMetrics) Decided(d *ext_authz.Decision) {
 	o.m.Check(d.Allowed, d.Reason, d.Kind, d.Latency)
+	if d.Ownership != nil {
+		o.m.Ownership(d.Ownership.Need, d.OwnershipOutcome)
+	}
 }
 
 // tokenHooks counts the verifier's cache look-ups and JWKS fetches.

@@ -22,7 +22,7 @@ const mintUsage = `usage:
   guestgate mint guest --issuer ISS --sub SUB [--name NAME] [--ttl 1h] SECRET
   guestgate mint sat --account ID --provider ID [--first-name N] [--last-name N] [--email E] [--config FILE]
   guestgate mint access --issuer ISS --sub SUB [--name NAME] [--config FILE]
-  guestgate mint xbs-anonymous (--widget ID | --public-channel ID) [--channel ID]   (development setup only)
+  guestgate mint xbs-anonymous (--widget ID [--channel ID | --unbound] | --public-channel ID)   (development setup only)
   guestgate sign-request --client-id ID [--nonce N | --random-nonce] [--timestamp UNIX] SECRET
 
 SECRET is --secret-env VAR, --secret-file FILE or --secret-stdin: never a flag's value.
@@ -97,6 +97,7 @@ func mintCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		account, provider              string
 		firstName, lastName, email     string
 		widget, publicChannel, channel string
+		unbound                        bool
 	)
 	switch kind {
 	case "guest":
@@ -119,6 +120,7 @@ func mintCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		fs.StringVar(&widget, "widget", "", "a widget session: the widget id")
 		fs.StringVar(&publicChannel, "public-channel", "", "a public-chat link: the channel id")
 		fs.StringVar(&channel, "channel", "", "the Kite channel of a widget session; none: a fresh one")
+		fs.BoolVar(&unbound, "unbound", false, "the identity provider's own token of the widget: no custom:entry, no custom:channel_id")
 	default:
 		fmt.Fprintf(stderr, "guestgate mint: unknown kind %q\n%s", kind, mintUsage)
 		return flag.ErrHelp
@@ -204,6 +206,10 @@ func mintCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 			c = tokens.XBSClaims{Entry: tokens.EntryPublicLink, ChannelID: publicChannel}
 		case widget == "":
 			return errors.New("mint xbs-anonymous: --widget or --public-channel required")
+		case unbound && channel != "":
+			return errors.New("mint xbs-anonymous: --unbound takes no --channel")
+		case unbound:
+			c = tokens.XBSClaims{Entry: tokens.EntryUnbound, WidgetID: widget}
 		case channel == "":
 			c.ChannelID = "kite-" + strings.ToLower(rand.Text())
 		}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/guestgate/guestgate/config"
 	"github.com/guestgate/guestgate/ext_authz"
+	"github.com/guestgate/guestgate/wiring"
 )
 
 func serveCmd(args []string, stderr io.Writer) error {
@@ -52,9 +53,22 @@ func serveCmd(args []string, stderr io.Writer) error {
 	// Deferred, so it runs after serve's drain: the last checks' spans
 	// are sent, within another shutdown timeout.
 	defer stopTracing(tp, cfg.Listen.ShutdownTimeout.D(), logger)
-	s, err := newSidecar(ctx, cfg, logger, tp)
+	store, err := wiring.OpenState(cfg, wiring.StateOptions{})
 	if err != nil {
 		ls.close()
+		return err
+	}
+	if store == nil {
+		logger.Warn("no state store (state: in the config): every request that needs a channel's ownership is denied state_unavailable")
+	} else {
+		logger.Info("state store open", "store", cfg.State.String())
+	}
+	s, err := newSidecar(ctx, cfg, logger, sidecarOptions{Tracing: tp, Store: store})
+	if err != nil {
+		ls.close()
+		if store != nil {
+			store.Close()
+		}
 		return err
 	}
 	s.use(ls)
@@ -169,13 +183,14 @@ func validateCmd(args []string, stdout io.Writer) error {
 		_ = tp.Shutdown(context.Background())
 	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	s, err := newSidecar(context.Background(), cfg, logger, nil)
+	// The state store is not opened: a running guestgate holds it.
+	s, err := newSidecar(context.Background(), cfg, logger, sidecarOptions{Offline: true})
 	if err != nil {
 		return err
 	}
 	defer s.verifier.Load().Close()
-	fmt.Fprintf(stdout, "ok: config %s, policy %s revision %s, %d trusted issuers\n",
-		orDev(cfg.Path), cfg.Policy.Dir, s.engine.Revision(), len(cfg.Tokens.Issuers))
+	fmt.Fprintf(stdout, "ok: config %s, policy %s revision %s, %d trusted issuers, state %s\n",
+		orDev(cfg.Path), cfg.Policy.Dir, s.engine.Revision(), len(cfg.Tokens.Issuers), cfg.State)
 	return nil
 }
 

@@ -23,6 +23,7 @@ import (
 	"github.com/guestgate/guestgate/ext_authz"
 	"github.com/guestgate/guestgate/issuer"
 	"github.com/guestgate/guestgate/metrics"
+	"github.com/guestgate/guestgate/state"
 	"github.com/guestgate/guestgate/tokens"
 	"github.com/guestgate/guestgate/wiring"
 )
@@ -38,6 +39,7 @@ type sidecar struct {
 	opaLog  *decisionlog.Sender // decision_log.opa, nil when off
 	issuer  *issuer.Issuer
 	metrics *metrics.Metrics // served on the admin listener's /metrics
+	store   state.Store      // the state store (wiring.OpenState), nil when none; closed at shutdown
 
 	cfg      atomic.Pointer[config.Config]
 	verifier atomic.Pointer[tokens.Verifier]
@@ -53,11 +55,30 @@ type sidecar struct {
 	adminLis                net.Listener
 }
 
+// sidecarOptions are what newSidecar takes besides the config; the caller
+// owns each.
+type sidecarOptions struct {
+	// Tracing traces the checks; nil: untraced (serve builds it from
+	// cfg.Tracing).
+	Tracing *sdktrace.TracerProvider
+	// Store is the state store (wiring.OpenState); the sidecar closes it
+	// at shutdown. Nil: none (ownership effects deny state_unavailable).
+	Store state.Store
+	// Offline: guestgate check, which reports ownership effects.
+	Offline bool
+}
+
 // newSidecar builds everything a config describes and loads the policy.
-// It binds nothing yet. Its checks are traced with tracing, unless nil
-// (the caller owns it: serve builds it from cfg.Tracing).
-func newSidecar(ctx context.Context, cfg *config.Config, logger *slog.Logger, tracing *sdktrace.TracerProvider) (*sidecar, error) {
-	s := &sidecar{logger: logger, metrics: metrics.New()}
+// It binds nothing yet.
+func newSidecar(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts sidecarOptions) (*sidecar, error) {
+	tracing := opts.Tracing
+	s := &sidecar{logger: logger, metrics: metrics.New(), store: opts.Store}
+	if s.store != nil {
+		s.metrics.StateStore(func() metrics.StateHealth {
+			h := s.store.Health()
+			return metrics.StateHealth{Backend: h.Backend, Healthy: h.Healthy, Reconnects: h.Reconnects, CacheAnswers: h.CacheAnswers}
+		})
+	}
 	signer, verifier, err := wiring.Tokens(ctx, cfg, wiring.Options{Hooks: tokenHooks(s.metrics)})
 	if err != nil {
 		return nil, err
@@ -73,12 +94,17 @@ func newSidecar(ctx context.Context, cfg *config.Config, logger *slog.Logger, tr
 	if s.opaLog != nil {
 		observers = append(observers, ext_authz.NewOPALog(s.opaLog, cfg.Policy.Query))
 	}
-	s.checker = ext_authz.New(settingsOf(cfg, verifier), ext_authz.Options{
+	copts := ext_authz.Options{
 		Logger:      logger,
 		DecisionLog: logger.With("log", "decision"),
 		Tracing:     tracing,
 		Observer:    observers,
-	})
+		Offline:     opts.Offline,
+	}
+	if opts.Store != nil {
+		copts.State = opts.Store
+	}
+	s.checker = ext_authz.New(settingsOf(cfg, verifier), copts)
 	s.engine, err = engine.New(engine.Options{
 		Dir:      cfg.Policy.Dir,
 		Query:    cfg.Policy.Query,
@@ -108,7 +134,7 @@ func newSidecar(ctx context.Context, cfg *config.Config, logger *slog.Logger, tr
 }
 
 func settingsOf(cfg *config.Config, v *tokens.Verifier) ext_authz.Settings {
-	return ext_authz.Settings{Verifier: v, Check: cfg.Check, DecisionLog: cfg.DecisionLog, HTTPCheck: cfg.HTTPCheck}
+	return ext_authz.Settings{Verifier: v, Check: cfg.Check, DecisionLog: cfg.DecisionLog, HTTPCheck: cfg.HTTPCheck, Ownership: cfg.State.Ownership}
 }
 
 // listen binds the three listeners.
@@ -250,6 +276,11 @@ func (s *sidecar) shutdown(timeout time.Duration) {
 	if v := s.verifier.Load(); v != nil {
 		v.Close()
 	}
+	if s.store != nil {
+		if err := s.store.Close(); err != nil {
+			s.logger.Warn("state store did not close cleanly", "error", err)
+		}
+	}
 	s.logger.Info("stopped")
 }
 
@@ -313,6 +344,8 @@ func needsRestart(old, next *config.Config) error {
 		return errors.New("playground.enabled: turning the playground on or off needs a restart")
 	case !old.Tracing.Equal(next.Tracing):
 		return errors.New("tracing: changing tracing needs a restart")
+	case !old.State.SameStore(next.State):
+		return errors.New("state: changing the state store needs a restart (state.ownership reloads)")
 	}
 	return nil
 }
@@ -347,6 +380,7 @@ type readiness struct {
 	Shadow *policyReadiness  `json:"shadow,omitempty"`
 	Config configReadiness   `json:"config"`
 	Keys   []keySetReadiness `json:"keys"`
+	State  stateReadiness    `json:"state"`
 }
 
 type policyReadiness struct {
@@ -396,6 +430,7 @@ func (s *sidecar) readyz(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
 	rd.Config = configReadiness{Path: cfg.Path, Development: cfg.Development, LoadedAt: s.configLoaded, LastError: s.configError, LastErrorAt: s.configErrAt}
 	s.mu.Unlock()
+	rd.State = s.stateReadiness(cfg)
 	if v := s.verifier.Load(); v != nil {
 		for _, k := range v.Status() {
 			rd.Keys = append(rd.Keys, keySetReadiness{Source: k.Source, Keys: k.Keys, Ready: k.Ready, LastFetch: k.LastFetch, LastError: k.LastError})

@@ -61,6 +61,7 @@ func CopyDevelopment(tb testing.TB, edits map[string]string) (dir, cfgPath strin
 		{"http: 127.0.0.1:8181", "http: 127.0.0.1:0"},
 		{"admin: 127.0.0.1:8282", "admin: 127.0.0.1:0"},
 		{"dir: ../../policies", "dir: ../policies"},
+		{"dir: ../../var/state", "dir: ../state"}, // the copy's own state store
 	}
 	for from, to := range edits {
 		replace = append(replace, [2]string{from, to})

@@ -344,6 +344,9 @@ async function decideNow() {
   setText("decide-token-error", d.token_error || "none");
   setText("decide-identity", d.kind ? d.kind + " · " + d.subject + " · " + d.issuer : "(no verified token)");
   setText("decide-revision", d.policy_revision || "(decided before the policy ran)");
+  // The ownership effect is applied as the check applies it (a claim makes
+  // the token's visitor the channel's owner).
+  setText("decide-ownership", d.ownership ? d.ownership.need + " channel " + d.ownership.channel + ": " + d.ownership.outcome : "(none)");
   setText("decide-request-id", d.request_id);
   setText("decide-upstream", d.allowed ? d.upstream_headers.map((h) => h.name + ": " + h.value).join("\n") : "(nothing goes upstream)");
   setText("decide-removed", d.headers_removed.join("\n") || "(none)");
