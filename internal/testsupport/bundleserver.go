@@ -287,3 +287,26 @@ func opaBinary(tb testing.TB) string {
 	}
 	return opaPath.path
 }
+
+// DirFiles reads the files under dir (the repository's policies/, say) as
+// BuildBundle takes them.
+func DirFiles(tb testing.TB, dir string) map[string]string {
+	tb.Helper()
+	files := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		files[filepath.ToSlash(rel)] = string(b)
+		return err
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return files
+}
