@@ -87,17 +87,16 @@ func (o OPABundles) Source(logger logging.Logger) (*BundleSource, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bundles: %w", err)
 	}
-	manual := plugins.TriggerPeriodic
-	parsed, err := bundleplugin.NewConfigBuilder().WithBytes(raw).WithServices(names).WithKeyConfigs(ks).WithTriggerMode(&manual).Parse()
+	// Periodic: manual has nothing to trigger it here, and OPA's parser
+	// refuses a bundle asking for it.
+	periodic := plugins.TriggerPeriodic
+	parsed, err := bundleplugin.NewConfigBuilder().WithBytes(raw).WithServices(names).WithKeyConfigs(ks).WithTriggerMode(&periodic).Parse()
 	if err != nil {
 		return nil, fmt.Errorf("bundles: %w", err)
 	}
 	for name, src := range parsed.Bundles {
 		if strings.HasPrefix(src.Resource, "file://") {
 			return nil, fmt.Errorf("bundles.%s.resource: a file:// bundle is not served; use policy.dir for local files", name)
-		}
-		if *src.Trigger == plugins.TriggerManual {
-			return nil, fmt.Errorf("bundles.%s.trigger: manual has nothing to trigger it in guestgate; leave it periodic", name)
 		}
 		if len(ks) > 0 && src.Signing != nil && !src.Signing.SignatureRequired() {
 			return nil, fmt.Errorf("bundles.%s.signing: keys are configured, so add a signing section (keyid) and unsigned bundles are refused", name)
