@@ -185,16 +185,14 @@ func (e *Engine) downloaded(_ context.Context, u download.Update) error {
 		e.confirm(u.ETag)
 	default:
 		e.markDownload(now)
-		raw, err := io.ReadAll(u.Raw)
-		if err == nil {
-			err = e.offer(raw, u.ETag, false)
+		// A refusal is logged, counted and kept in Status by the load
+		// attempt; returned here, OPA's downloader would log it again as
+		// a failed download.
+		if raw, err := io.ReadAll(u.Raw); err != nil {
+			e.offerError(fmt.Errorf("%w: reading the download: %w", ErrBundle, err))
+		} else {
+			_ = e.offer(raw, u.ETag, false)
 		}
-		if b.opts.OnDownload != nil {
-			b.opts.OnDownload(result, nil)
-		}
-		// An error returned here is logged by OPA's downloader as a failed
-		// download; the refusal is logged and reported already.
-		return nil
 	}
 	if b.opts.OnDownload != nil {
 		b.opts.OnDownload(result, u.Error)
