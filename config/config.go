@@ -46,6 +46,9 @@ type Config struct {
 	HTTPCheck HTTPCheck `yaml:"http_check"` // config/httpcheck.go
 	Tracing   Tracing   `yaml:"tracing"`    // config/tracing.go
 	State     State     `yaml:"state"`      // config/state.go
+	// OPABundles are OPA's top-level services, bundles and keys: the
+	// policy from a bundle server instead of policy.dir (bundles.go).
+	OPABundles `yaml:",inline"`
 
 	// Path is the file this config was read from ("" when built in code).
 	Path string `yaml:"-"`
@@ -103,6 +106,14 @@ type Policy struct {
 	// Shadow is a candidate policy decided beside this one, off the
 	// answer's path (shadow.go). Empty: none.
 	Shadow Shadow `yaml:"shadow"`
+	// MaxDataBytes bounds each data file of a revision (directory or
+	// bundle), MaxRevisionBytes all its files together: a revision over
+	// either is refused with the file and its size, and the last good one
+	// keeps serving. Data takes some 20 times its size in memory once
+	// loaded, and a reload holds two revisions. Empty: 4 MiB and 8 MiB,
+	// which fit the documented 256 MiB container.
+	MaxDataBytes     int64 `yaml:"max_data_bytes"`
+	MaxRevisionBytes int64 `yaml:"max_revision_bytes"`
 }
 
 // Check shapes how a request becomes the policy's input.
@@ -270,6 +281,7 @@ func (c *Config) resolvePaths(base string) {
 		c.Policy.Dir = filepath.Join(base, "policies")
 	}
 	c.Policy.Shadow.resolvePaths(abs)
+	c.OPABundles.resolvePaths(abs)
 	if c.DecisionLog.OPA != nil {
 		c.DecisionLog.OPA.resolvePaths(abs)
 	}
@@ -303,6 +315,9 @@ const (
 	DefaultMaxBodyBytes    = 64 << 10
 	DefaultMaxTokenSize    = 8192
 	DefaultCacheSize       = 10000
+	// policy.max_data_bytes and policy.max_revision_bytes.
+	DefaultMaxDataBytes     = 4 << 20
+	DefaultMaxRevisionBytes = 8 << 20
 )
 
 func (c *Config) applyDefaults() {
@@ -325,6 +340,12 @@ func (c *Config) applyDefaults() {
 		c.Policy.Debounce = Duration(50 * time.Millisecond)
 	}
 	c.Policy.Shadow.applyDefaults()
+	if c.Policy.MaxDataBytes == 0 {
+		c.Policy.MaxDataBytes = DefaultMaxDataBytes
+	}
+	if c.Policy.MaxRevisionBytes == 0 {
+		c.Policy.MaxRevisionBytes = DefaultMaxRevisionBytes
+	}
 	if c.DecisionLog.OPA != nil {
 		c.DecisionLog.OPA.applyDefaults()
 	}
@@ -471,6 +492,13 @@ func (c *Config) Validate() error {
 	c.validateTokens(add)
 	c.Policy.Shadow.validate(c.Policy.Dir, add)
 	c.Check.validateInputFormat(add)
+	if c.Policy.MaxRevisionBytes < 1<<10 || c.Policy.MaxRevisionBytes > 1<<30 {
+		add("policy.max_revision_bytes", "must be between 1024 and 1073741824")
+	}
+	if c.Policy.MaxDataBytes < 1 || c.Policy.MaxDataBytes > c.Policy.MaxRevisionBytes {
+		add("policy.max_data_bytes", "must be between 1 and policy.max_revision_bytes")
+	}
+	c.OPABundles.validate(add)
 	if c.DecisionLog.OPA != nil {
 		c.DecisionLog.OPA.validate(add)
 	}

@@ -61,7 +61,9 @@ func Needs(path string) ([]Need, error) {
 		}
 		out = append(out, n)
 	}
-	out = append(out, Need{Key: "policy.dir", Kind: needDir, Name: c.Policy.Dir, Problem: pathProblem(c.Policy.Dir, true)})
+	if !c.OPABundles.Enabled() { // a bundle replaces the directory
+		out = append(out, Need{Key: "policy.dir", Kind: needDir, Name: c.Policy.Dir, Problem: pathProblem(c.Policy.Dir, true)})
+	}
 	for i, ti := range c.Tokens.Issuers {
 		key := fmt.Sprintf("tokens.issuers[%d]", i)
 		file(key+".jwks_file", ti.JWKSFile)

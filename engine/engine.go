@@ -63,12 +63,20 @@ var (
 	ErrNoPolicy = errors.New("engine: policy directory has no .rego file")
 	// ErrNoDecision means the decision query refers to no rule and no data.
 	ErrNoDecision = errors.New("engine: decision query refers to no rule and no data")
+	// ErrTooLarge means a file or the whole revision is over its Limits.
+	ErrTooLarge = errors.New("engine: policy too large")
 )
 
-// Options configure an Engine. Only Dir is required.
+// Options configure an Engine. Only Dir (or Bundle) is required.
 type Options struct {
-	// Dir is the policy directory. Required.
+	// Dir is the policy directory. Required unless Bundle is set.
 	Dir string
+	// Bundle, if set, takes the policy from an OPA bundle server instead
+	// of Dir (bundlesource.go).
+	Bundle *BundleOptions
+	// Limits bound a revision's data files and total size; zero values
+	// are the defaults.
+	Limits Limits
 	// Query is the decision to evaluate, a reference into data. Empty means
 	// DefaultQuery.
 	Query string
@@ -159,6 +167,8 @@ type Status struct {
 	// Watching is true while Watch receives file notifications (false when
 	// it is not running or has fallen back to polling).
 	Watching bool `json:"watching"`
+	// Bundle is the bundle's state when the policy comes from one.
+	Bundle *BundleStatus `json:"bundle,omitempty"`
 }
 
 // Engine evaluates the decision of the policy directory's current revision.
@@ -172,6 +182,11 @@ type Engine struct {
 	cacheSize    int
 	log          *slog.Logger
 	onReload     func(ReloadEvent)
+	limits       Limits
+	// read reads the source: the directory, or the bundle offered last
+	// (bundle, nil for a directory).
+	read   func() (*fileSet, error)
+	bundle *bundleSource
 
 	// current is the serving policy; Eval only ever loads it.
 	current atomic.Pointer[policy]
@@ -202,7 +217,8 @@ type policy struct {
 	query    rego.PreparedEvalQuery
 	txn      storage.Transaction // read-only, open for the policy's lifetime
 	data     map[string]any
-	revision string
+	revision string // what the revision is called (the hash, or a bundle's revision)
+	hash     string // the content hash, which tells revisions apart
 	files    int
 	loadedAt time.Time
 	// reads is what the policy can read of its input; cache is its
@@ -220,8 +236,8 @@ type policy struct {
 // fails when that first load fails: with no policy there is nothing to
 // decide with, and the caller must refuse to start.
 func New(opts Options) (*Engine, error) {
-	if opts.Dir == "" {
-		return nil, errors.New("engine: Options.Dir is required")
+	if opts.Dir == "" && opts.Bundle == nil {
+		return nil, errors.New("engine: Options.Dir or Options.Bundle is required")
 	}
 	q := opts.Query
 	if q == "" {
@@ -243,6 +259,7 @@ func New(opts Options) (*Engine, error) {
 		cacheSize:    opts.DecisionCacheSize,
 		log:          opts.Logger,
 		onReload:     opts.OnReload,
+		limits:       opts.Limits.withDefaults(),
 		noopMetrics:  metrics.NoOp(),
 	}
 	if e.debounce <= 0 {
@@ -257,7 +274,19 @@ func New(opts Options) (*Engine, error) {
 	if e.cacheSize == 0 {
 		e.cacheSize = DefaultDecisionCacheSize
 	}
+	if opts.Bundle != nil {
+		e.log = e.log.With("component", "engine", "bundle", opts.Bundle.Name)
+		if e.bundle, err = e.newBundleSource(*opts.Bundle); err != nil {
+			return nil, err
+		}
+		e.read = e.bundle.read
+		if err := e.startBundle(); err != nil {
+			return nil, err
+		}
+		return e, nil
+	}
 	e.log = e.log.With("component", "engine", "policy_dir", e.dir)
+	e.read = func() (*fileSet, error) { return readFileSet(e.dir, e.limits) }
 	if err := e.Reload(); err != nil {
 		return nil, err
 	}
@@ -458,6 +487,9 @@ func (e *Engine) Status() Status {
 		st.Files = p.files
 		st.DecisionCache = p.decisionCacheState()
 	}
+	if e.bundle != nil {
+		st.Bundle = e.bundle.statusCopy()
+	}
 	return st
 }
 
@@ -476,10 +508,17 @@ func (e *Engine) Reload() error {
 func (e *Engine) reload(quiet bool) error {
 	e.reloadMu.Lock()
 	defer e.reloadMu.Unlock()
+	return e.reloadLocked(quiet)
+}
 
+// reloadLocked is reload with reloadMu held.
+func (e *Engine) reloadLocked(quiet bool) error {
 	start := time.Now()
 	prev := e.current.Load()
 	next, seen, err := e.attempt(prev)
+	if err == nil && e.bundle != nil {
+		e.bundle.served(next, e.log)
+	}
 	if quiet && seen {
 		return err
 	}

@@ -28,12 +28,12 @@ import (
 // the same-folder check (e.g. through a bind mount) still ends.
 const maxDepth = 32
 
-// attempt reads the directory and, when its content differs from the serving
-// revision, compiles it. It returns prev itself when the content is the
+// attempt reads the source (the directory, or the bundle last downloaded)
+// and, when its content differs from the serving revision, compiles it. It returns prev itself when the content is the
 // serving revision. seen reports that the content is the same as the
 // previous attempt's, whatever that attempt's outcome.
 func (e *Engine) attempt(prev *policy) (next *policy, seen bool, err error) {
-	set, err := readFileSet(e.dir)
+	set, err := e.read()
 	if err != nil {
 		// The same read error twice (a missing directory) is "seen" too, so
 		// polling reports it once, not on every tick.
@@ -46,7 +46,7 @@ func (e *Engine) attempt(prev *policy) (next *policy, seen bool, err error) {
 	e.lastSeen = set.revision
 
 	switch {
-	case prev != nil && set.revision == prev.revision:
+	case prev != nil && set.revision == prev.hash:
 		return prev, seen, nil
 	case set.revision == e.failed.revision:
 		return nil, seen, e.failed.err
@@ -68,9 +68,77 @@ type fileSet struct {
 	// files holds the files by slash-separated path relative to the
 	// directory. fstest.MapFS is the standard library's in-memory fs.FS; it
 	// serves the loader's Stat, ReadDir and ReadFile calls.
-	files    fstest.MapFS
-	revision string
-	modules  int
+	files fstest.MapFS
+	// revision is the content hash, name what the revision is called: the
+	// hash for a directory, the manifest's revision for a bundle that has
+	// one.
+	revision, name string
+	modules        int
+	// size is the bytes of every file so far, limits what they may reach.
+	size   int64
+	limits Limits
+}
+
+// Limits bound what one revision may hold, so that a data file or a bundle
+// far larger than a policy needs is refused like a compile error instead of
+// taking the process's memory: a JSON document takes some 20 times its size
+// once loaded.
+type Limits struct {
+	// Data bounds each data file (.json, .yaml, .yml). Zero means
+	// DefaultMaxDataBytes.
+	Data int64
+	// Revision bounds all the files of a revision together. Zero means
+	// DefaultMaxRevisionBytes.
+	Revision int64
+}
+
+// Defaults of Limits: with the documented 256 MiB container, room for the
+// serving revision and the next one being compiled, and the caches.
+const (
+	DefaultMaxDataBytes     = 4 << 20
+	DefaultMaxRevisionBytes = 8 << 20
+)
+
+func (l Limits) withDefaults() Limits {
+	if l.Data <= 0 {
+		l.Data = DefaultMaxDataBytes
+	}
+	if l.Revision <= 0 {
+		l.Revision = DefaultMaxRevisionBytes
+	}
+	return l
+}
+
+// admit checks that a file of size bytes fits the limits, before it is read.
+func (s *fileSet) admit(name string, size int64) error {
+	if isData(name) && size > s.limits.Data {
+		return fmt.Errorf("%w: %s is %d bytes, over the data bound of %d bytes (policy.max_data_bytes)", ErrTooLarge, name, size, s.limits.Data)
+	}
+	if s.size+size > s.limits.Revision {
+		return fmt.Errorf("%w: %s (%d bytes) brings the revision to %d bytes, over the revision bound of %d bytes (policy.max_revision_bytes)", ErrTooLarge, name, size, s.size+size, s.limits.Revision)
+	}
+	return nil
+}
+
+// add puts a file in the set, within the limits.
+func (s *fileSet) add(name string, data []byte) error {
+	if err := s.admit(name, int64(len(data))); err != nil {
+		return err
+	}
+	s.size += int64(len(data))
+	s.files[name] = &fstest.MapFile{Data: data, Mode: 0o444}
+	if filepath.Ext(name) == ".rego" {
+		s.modules++
+	}
+	return nil
+}
+
+func isData(name string) bool {
+	switch filepath.Ext(name) {
+	case ".json", ".yaml", ".yml":
+		return true
+	}
+	return false
 }
 
 // loadable reports whether a file name is one `opa test` loads from a
@@ -86,8 +154,8 @@ func loadable(name string) bool {
 }
 
 // readFileSet reads every loadable file under dir, following symlinks and
-// skipping dot names, and hashes them into the revision.
-func readFileSet(dir string) (*fileSet, error) {
+// skipping dot names, within limits, and hashes them into the revision.
+func readFileSet(dir string, limits Limits) (*fileSet, error) {
 	info, err := os.Stat(dir)
 	if err != nil {
 		return nil, fmt.Errorf("engine: policy directory: %w", err)
@@ -95,11 +163,17 @@ func readFileSet(dir string) (*fileSet, error) {
 	if !info.IsDir() {
 		return nil, fmt.Errorf("engine: policy directory %s is not a directory", dir)
 	}
-	set := &fileSet{files: fstest.MapFS{}}
+	set := &fileSet{files: fstest.MapFS{}, limits: limits.withDefaults()}
 	if err := set.walk(dir, ".", []os.FileInfo{info}); err != nil {
 		return nil, err
 	}
+	set.seal()
+	return set, nil
+}
 
+// seal hashes the files into the revision, which names it unless a name
+// was given.
+func (set *fileSet) seal() {
 	// The revision hashes paths and contents in a fixed order, each length
 	// prefixed so that no two different directories hash the same bytes.
 	names := slices.Sorted(maps.Keys(set.files))
@@ -115,7 +189,9 @@ func readFileSet(dir string) (*fileSet, error) {
 		h.Write(data)
 	}
 	set.revision = hex.EncodeToString(h.Sum(nil))
-	return set, nil
+	if set.name == "" {
+		set.name = set.revision
+	}
 }
 
 // walk reads the folder abs (rel relative to the policy directory).
@@ -156,6 +232,11 @@ func (s *fileSet) walk(abs, rel string, ancestors []os.FileInfo) error {
 				return err
 			}
 		case info.Mode().IsRegular() && loadable(name):
+			// The size is checked before the file is read: a file too
+			// large is never in memory.
+			if err := s.admit(relName, info.Size()); err != nil {
+				return err
+			}
 			data, err := os.ReadFile(full)
 			if errors.Is(err, fs.ErrNotExist) {
 				continue
@@ -163,9 +244,8 @@ func (s *fileSet) walk(abs, rel string, ancestors []os.FileInfo) error {
 			if err != nil {
 				return fmt.Errorf("engine: %w", err)
 			}
-			s.files[relName] = &fstest.MapFile{Data: data, Mode: 0o444}
-			if filepath.Ext(name) == ".rego" {
-				s.modules++
+			if err := s.add(relName, data); err != nil {
+				return err
 			}
 		}
 	}
@@ -244,7 +324,8 @@ func compile(set *fileSet, query ast.Ref, strict bool, cacheSize int) (*policy, 
 		query:     pq,
 		txn:       txn,
 		data:      res.Documents,
-		revision:  set.revision,
+		revision:  set.name,
+		hash:      set.revision,
 		files:     len(set.files),
 		loadedAt:  time.Now(),
 		compiler:  compiler,

@@ -29,6 +29,12 @@ const maxWaitFactor = 20
 // rereading alone. Nothing here touches Eval: a reload ends in one pointer
 // swap.
 func (e *Engine) Watch(ctx context.Context) error {
+	if e.bundle != nil {
+		// A bundle is polled, not watched: OPA's downloader runs the
+		// polling (bundlesource.go).
+		e.bundle.run(ctx)
+		return nil
+	}
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		e.log.Error("policy file notifications unavailable, rereading periodically",

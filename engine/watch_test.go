@@ -295,3 +295,41 @@ func TestWatchSurvivesTheDirectoryBeingReplaced(t *testing.T) {
 		return ok
 	})
 }
+
+// Issue 13: after the directory was deleted and restored with the same
+// content, Status kept the "no such file" error until the next change.
+func TestWatchClearsTheErrorWhenTheDirectoryComesBackUnchanged(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "policies")
+	files := map[string]string{"authz.rego": taggedPolicy("v1"), "registry/data.json": `{"x": 1}`}
+	writeFiles(t, dir, files)
+	e, err := New(Options{Dir: dir, PollInterval: 20 * time.Millisecond, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	startWatch(t, e)
+	aside := filepath.Join(t.TempDir(), "aside")
+	for i := range 4 {
+		// Deleted and written again, or moved away and back.
+		var err error
+		if i%2 == 0 {
+			err = os.RemoveAll(dir)
+		} else {
+			err = os.Rename(dir, aside)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		testsupport.Eventually(t, "the missing directory refused", func() bool {
+			return strings.Contains(e.Status().LastError, "no such file or directory")
+		})
+		if i%2 == 0 {
+			writeFiles(t, dir, files)
+		} else if err := os.Rename(aside, dir); err != nil {
+			t.Fatal(err)
+		}
+		testsupport.EventuallyState(t, "the error cleared", func() (bool, string) {
+			st := e.Status()
+			return st.LastError == "", st.LastError
+		})
+	}
+}

@@ -105,8 +105,7 @@ func newSidecar(ctx context.Context, cfg *config.Config, logger *slog.Logger, op
 		copts.State = opts.Store
 	}
 	s.checker = ext_authz.New(settingsOf(cfg, verifier), copts)
-	s.engine, err = engine.New(engine.Options{
-		Dir:      cfg.Policy.Dir,
+	eopts := engine.Options{
 		Query:    cfg.Policy.Query,
 		Debounce: cfg.Policy.Debounce.D(),
 		// -1 in the config is off; the engine takes any negative number.
@@ -114,7 +113,10 @@ func newSidecar(ctx context.Context, cfg *config.Config, logger *slog.Logger, op
 		Logger:            logger,
 		// The engine logs every load and refusal itself.
 		OnReload: func(ev engine.ReloadEvent) { s.metrics.PolicyReload(ev.Revision, ev.Err) },
-	})
+	}
+	if err = policySource(&eopts, cfg, s.metrics, logger); err == nil {
+		s.engine, err = engine.New(eopts)
+	}
 	if err != nil {
 		verifier.Close()
 		return nil, fmt.Errorf("policy %s: %w", cfg.Policy.Dir, err)
@@ -336,6 +338,8 @@ func needsRestart(old, next *config.Config) error {
 		return errors.New("listen: changing listeners needs a restart")
 	case !old.Policy.Equal(next.Policy):
 		return errors.New("policy: changing the policy directory, query or shadow needs a restart")
+	case !reflect.DeepEqual(old.OPABundles, next.OPABundles):
+		return errors.New("services, bundles, keys: changing the bundle needs a restart")
 	case !reflect.DeepEqual(old.DecisionLog.OPA, next.DecisionLog.OPA):
 		return errors.New("decision_log.opa: changing the OPA decision log needs a restart")
 	case old.Development != next.Development:
@@ -391,6 +395,8 @@ type policyReadiness struct {
 	Files         int       `json:"files"`
 	LastError     string    `json:"last_error,omitempty"`
 	LastErrorAt   time.Time `json:"last_error_at,omitzero"`
+	// Bundle is the bundle's state when the policy comes from one.
+	Bundle *engine.BundleStatus `json:"bundle,omitempty"`
 }
 
 type configReadiness struct {
@@ -410,7 +416,7 @@ type keySetReadiness struct {
 }
 
 func policyReadinessOf(st engine.Status) policyReadiness {
-	return policyReadiness{Revision: st.Revision, DecisionCache: st.DecisionCache, LoadedAt: st.LoadedAt, Files: st.Files, LastError: st.LastError, LastErrorAt: st.LastErrorAt}
+	return policyReadiness{Revision: st.Revision, DecisionCache: st.DecisionCache, LoadedAt: st.LoadedAt, Files: st.Files, LastError: st.LastError, LastErrorAt: st.LastErrorAt, Bundle: st.Bundle}
 }
 
 // readyz reports the policy, config and key state. It is 200 once a policy
