@@ -466,7 +466,6 @@ func TestSATNonceAllowsManyMintsPerSecondWithReplayProtection(t *testing.T) {
 	}
 }
 
-
 func TestRateLimitsAnswer429WithRetryAfter(t *testing.T) {
 	cases := []struct {
 		name, extra string
