@@ -17,6 +17,7 @@ import (
 
 	"github.com/guestgate/guestgate/config"
 	"github.com/guestgate/guestgate/engine"
+	"github.com/guestgate/guestgate/state"
 	"github.com/guestgate/guestgate/tokens"
 )
 
@@ -38,6 +39,9 @@ type Checker struct {
 	decision *slog.Logger // the decision log
 	observer Observer
 	tracer   trace.Tracer // nil: tracing off (trace.go)
+	// revocations is the deny-list every verified token is checked
+	// against (revocation.go); nil: none.
+	revocations state.Revocations
 }
 
 // Observer is told of every decision (metrics hang here).
@@ -83,6 +87,9 @@ type Options struct {
 	// Tracing traces every check (trace.go, NewTracerProvider). Nil: off,
 	// at no cost to a check.
 	Tracing *sdktrace.TracerProvider
+	// Revocations is the deny-list (the state store): a verified token it
+	// covers is token_error "revoked". Nil: no deny-list (the tools).
+	Revocations state.Revocations
 }
 
 // The gRPC service names health reports on: "" (the whole server) and the
@@ -91,7 +98,7 @@ var healthServices = []string{"", authv3.Authorization_ServiceDesc.ServiceName}
 
 // New returns a Checker that denies with not_ready until SetEngine.
 func New(s Settings, opts Options) *Checker {
-	c := &Checker{health: health.NewServer(), logger: opts.Logger, decision: opts.DecisionLog, observer: opts.Observer}
+	c := &Checker{health: health.NewServer(), logger: opts.Logger, decision: opts.DecisionLog, observer: opts.Observer, revocations: opts.Revocations}
 	if c.logger == nil {
 		c.logger = slog.Default()
 	}
