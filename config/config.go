@@ -45,6 +45,7 @@ type Config struct {
 	Issuer    Issuer    `yaml:"issuer"`
 	HTTPCheck HTTPCheck `yaml:"http_check"` // config/httpcheck.go
 	Tracing   Tracing   `yaml:"tracing"`    // config/tracing.go
+	Admin     Admin     `yaml:"admin"`      // config/admin.go
 
 	// Path is the file this config was read from ("" when built in code).
 	Path string `yaml:"-"`
@@ -366,6 +367,7 @@ func (c *Config) resolvePaths(base string) {
 		abs(&c.Tokens.Issuers[i].SecretFile)
 	}
 	c.Issuer.resolvePaths(abs)
+	c.Admin.resolvePaths(abs)
 	c.Tracing.resolvePaths(abs)
 	for _, m := range []*MintedKind{&c.Minting.SAT, &c.Minting.Access, &c.Minting.XBS} {
 		for i := range m.KeyFiles {
@@ -472,6 +474,9 @@ func (c *Config) applyDefaults() {
 
 func (c *Config) readSecrets() error {
 	if err := c.Issuer.readSecrets(); err != nil {
+		return err
+	}
+	if err := c.Admin.readSecrets(); err != nil {
 		return err
 	}
 	if c.DecisionLog.OPA != nil {
@@ -661,6 +666,7 @@ func (c *Config) Validate() error {
 	}
 	c.Playground.validate(add)
 	c.Issuer.validate(c, add)
+	c.Admin.validate(add)
 	c.HTTPCheck.validate(add)
 	c.Tracing.validate(add)
 	// Map iteration above is unordered; a stable order reads better.
