@@ -38,6 +38,9 @@ type sidecar struct {
 	opaLog  *decisionlog.Sender // decision_log.opa, nil when off
 	issuer  *issuer.Issuer
 	metrics *metrics.Metrics // served on the admin listener's /metrics
+	// issuerState is the issuer's store when the config names none
+	// (fleet.go); nil otherwise. Closed at shutdown.
+	issuerState *processState
 
 	cfg      atomic.Pointer[config.Config]
 	verifier atomic.Pointer[tokens.Verifier]
@@ -99,9 +102,14 @@ func newSidecar(ctx context.Context, cfg *config.Config, logger *slog.Logger, tr
 	}
 	// The issuer reads widgets and channels from the engine's data: the
 	// same registry the policy decides with.
-	s.issuer, err = issuer.New(wiring.IssuerSettings(cfg, signer, verifier), issuer.Options{Registry: s.engine, Observer: s.metrics, Logger: logger.With("log", "issuer")})
+	if s.issuerState, err = openProcessState(); err != nil {
+		verifier.Close()
+		return nil, err
+	}
+	s.issuer, err = issuer.New(wiring.IssuerSettings(cfg, signer, verifier), issuer.Options{State: s.issuerState, Registry: s.engine, Observer: s.metrics, Logger: logger.With("log", "issuer")})
 	if err != nil {
 		verifier.Close()
+		s.issuerState.Close()
 		return nil, err
 	}
 	return s, nil
@@ -249,6 +257,9 @@ func (s *sidecar) shutdown(timeout time.Duration) {
 	wg.Wait()
 	if v := s.verifier.Load(); v != nil {
 		v.Close()
+	}
+	if s.issuerState != nil {
+		s.issuerState.Close()
 	}
 	s.logger.Info("stopped")
 }

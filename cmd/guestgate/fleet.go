@@ -1,0 +1,42 @@
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/guestgate/guestgate/state"
+)
+
+// processState is the issuer's store when the config names none (no
+// state:): an embedded store in a private temporary directory, unlinked as
+// soon as it is open (the open file serves on; nothing is left on disk
+// whether or not the sidecar is shut down, as validate and check never
+// are). The SAT replay memory and the rate limits are then
+// this process's alone and forgotten at a restart, as they were before
+// there was a store; configure state: to keep them, and a Redis store to
+// share them across replicas.
+type processState struct {
+	state.Store
+	dir string
+}
+
+func openProcessState() (*processState, error) {
+	dir, err := os.MkdirTemp("", "guestgate-state-")
+	if err != nil {
+		return nil, fmt.Errorf("state: a process-local store for the issuer: %w", err)
+	}
+	st, err := state.Open(state.Options{Dir: dir})
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("state: a process-local store for the issuer: %w", err)
+	}
+	// Best effort: where an open file cannot be removed, Close removes it.
+	_ = os.RemoveAll(dir)
+	return &processState{Store: st, dir: dir}, nil
+}
+
+func (p *processState) Close() error {
+	err := p.Store.Close()
+	_ = os.RemoveAll(p.dir)
+	return err
+}
