@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/guestgate/guestgate/state"
 )
@@ -39,4 +41,22 @@ func (p *processState) Close() error {
 	err := p.Store.Close()
 	_ = os.RemoveAll(p.dir)
 	return err
+}
+
+// noState is the issuer's store when not even a temporary directory can be
+// had (an image FROM scratch has no /tmp): every operation fails, so
+// minting refuses 503 state_unavailable, closed, while the checks (and
+// guestgate check and validate, which mint nothing) work.
+type noState struct{ err error }
+
+func (n noState) fail() error { return fmt.Errorf("%w: %v", state.ErrUnavailable, n.err) }
+func (n noState) Remember(context.Context, string, time.Time) (bool, error) {
+	return false, n.fail()
+}
+func (n noState) Allow(context.Context, string, state.Limit) (bool, time.Duration, error) {
+	return false, 0, n.fail()
+}
+func (n noState) Revoke(context.Context, state.Revocation) error { return n.fail() }
+func (n noState) Revoked(context.Context, state.TokenRef) (bool, error) {
+	return false, n.fail()
 }

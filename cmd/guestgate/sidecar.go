@@ -102,14 +102,19 @@ func newSidecar(ctx context.Context, cfg *config.Config, logger *slog.Logger, tr
 	}
 	// The issuer reads widgets and channels from the engine's data: the
 	// same registry the policy decides with.
+	var issuerState issuer.State
 	if s.issuerState, err = openProcessState(); err != nil {
-		verifier.Close()
-		return nil, err
+		logger.Warn("no state store for the issuer: minting refuses state_unavailable", "error", err)
+		issuerState = noState{err}
+	} else {
+		issuerState = s.issuerState
 	}
-	s.issuer, err = issuer.New(wiring.IssuerSettings(cfg, signer, verifier), issuer.Options{State: s.issuerState, Registry: s.engine, Observer: s.metrics, Logger: logger.With("log", "issuer")})
+	s.issuer, err = issuer.New(wiring.IssuerSettings(cfg, signer, verifier), issuer.Options{State: issuerState, Registry: s.engine, Observer: s.metrics, Logger: logger.With("log", "issuer")})
 	if err != nil {
 		verifier.Close()
-		s.issuerState.Close()
+		if s.issuerState != nil {
+			s.issuerState.Close()
+		}
 		return nil, err
 	}
 	return s, nil
