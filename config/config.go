@@ -49,6 +49,7 @@ type Config struct {
 	// OPABundles are OPA's top-level services, bundles and keys: the
 	// policy from a bundle server instead of policy.dir (bundles.go).
 	OPABundles `yaml:",inline"`
+	Admin      Admin `yaml:"admin"` // config/admin.go
 
 	// Path is the file this config was read from ("" when built in code).
 	Path string `yaml:"-"`
@@ -290,6 +291,7 @@ func (c *Config) resolvePaths(base string) {
 		abs(&c.Tokens.Issuers[i].SecretFile)
 	}
 	c.Issuer.resolvePaths(abs)
+	c.Admin.resolvePaths(abs)
 	c.Tracing.resolvePaths(abs)
 	c.State.resolvePaths(abs)
 	for _, m := range []*MintedKind{&c.Minting.SAT, &c.Minting.Access, &c.Minting.XBS} {
@@ -388,6 +390,9 @@ func (c *Config) readSecrets() error {
 		return err
 	}
 	if err := c.State.readSecrets(); err != nil {
+		return err
+	}
+	if err := c.Admin.readSecrets(); err != nil {
 		return err
 	}
 	if c.DecisionLog.OPA != nil {
@@ -504,6 +509,7 @@ func (c *Config) Validate() error {
 	}
 	c.Playground.validate(add)
 	c.Issuer.validate(c, add)
+	c.Admin.validate(add)
 	c.HTTPCheck.validate(add)
 	c.Tracing.validate(add)
 	c.State.validate(add)

@@ -110,13 +110,14 @@ type RateLimits struct {
 	// PerAddress limits each client address (an IPv6 address by its /64).
 	// Empty: 5 per second, burst 20.
 	PerAddress Rate `yaml:"per_address"`
-	// MaxTracked bounds how many clients and addresses each limiter
-	// remembers; the least recently seen is forgotten first. Empty: 10000.
+	// MaxTracked is accepted and no longer used: the buckets are the state
+	// store's (state.max_rate_keys bounds the embedded store's; Redis
+	// drops a bucket once it has refilled).
 	MaxTracked int `yaml:"max_tracked"`
-	// ReplayMemory bounds the SAT signatures remembered per integration.
-	// When full, signed requests are refused (429), never forgotten early.
-	// Empty: what per_client lets through in the 10-minute window a
-	// signature is valid (burst + per_second × 600).
+	// ReplayMemory is accepted and no longer used: the SAT replay memory
+	// is the state store's, bounded per integration by what per_client
+	// lets through in the 10-minute window a signature is valid (burst +
+	// per_second × 600).
 	ReplayMemory int `yaml:"replay_memory"`
 }
 

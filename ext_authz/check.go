@@ -162,8 +162,11 @@ func (c *Checker) decideInspected(ctx context.Context, cr *authv3.CheckRequest, 
 
 	// 2. Verify its token (tokens) and make it input.token (input.go).
 	vctx, step := c.startStep(ctx, spanVerify)
-	tok := c.verify(vctx, cs, r.rawToken, d)
+	tok, ok := c.verify(vctx, cs, r.rawToken, d)
 	endVerify(step, d)
+	if !ok {
+		return d
+	}
 
 	eng := c.engine.Load()
 	if eng == nil {
@@ -196,9 +199,10 @@ func (c *Checker) decideInspected(ctx context.Context, cr *authv3.CheckRequest, 
 }
 
 // verify returns input.token for the request's token, or nil with
-// d.TokenError the stable code of why no token verified; d records who a
-// verified token names.
-func (c *Checker) verify(ctx context.Context, cs *compiled, raw string, d *Decision) *engine.Shared {
+// d.TokenError the stable code of why no token verified (a revoked token
+// is "revoked"); d records who a verified token names. ok is false when
+// the deny-list could not answer and d is denied state_unavailable.
+func (c *Checker) verify(ctx context.Context, cs *compiled, raw string, d *Decision) (_ *engine.Shared, ok bool) {
 	var tok *tokens.Token
 	var code string
 	switch {
@@ -221,12 +225,21 @@ func (c *Checker) verify(ctx context.Context, cs *compiled, raw string, d *Decis
 		}
 	}
 	if tok != nil {
+		revoked, ok := c.revoked(ctx, tok, d)
+		if !ok {
+			return nil, false
+		}
+		if revoked {
+			tok, shown, code = nil, nil, tokens.CodeRevoked
+		}
+	}
+	if tok != nil {
 		d.Kind, d.Issuer, d.Subject = string(tok.Kind), tok.Issuer, tok.Subject
 		d.widget, _ = tok.Claims["custom:wid"].(string)
 	} else {
 		d.TokenError = code
 	}
-	return shown
+	return shown, true
 }
 
 // deny makes d a denial: nothing of an allow's changes remains.

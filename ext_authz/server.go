@@ -17,6 +17,7 @@ import (
 
 	"github.com/guestgate/guestgate/config"
 	"github.com/guestgate/guestgate/engine"
+	"github.com/guestgate/guestgate/state"
 	"github.com/guestgate/guestgate/tokens"
 )
 
@@ -43,6 +44,9 @@ type Checker struct {
 	// check's, which reports an effect instead of applying it.
 	ownerships OwnershipStore
 	offline    bool
+	// revocations is the deny-list every verified token is checked
+	// against (revocation.go); nil: none.
+	revocations state.Revocations
 }
 
 // Observer is told of every decision (metrics hang here).
@@ -105,6 +109,9 @@ type Options struct {
 	// for guestgate check, which decides one request without the store.
 	State   OwnershipStore
 	Offline bool
+	// Revocations is the deny-list (the state store): a verified token it
+	// covers is token_error "revoked". Nil: no deny-list (the tools).
+	Revocations state.Revocations
 }
 
 // The gRPC service names health reports on: "" (the whole server) and the
@@ -114,7 +121,7 @@ var healthServices = []string{"", authv3.Authorization_ServiceDesc.ServiceName}
 // New returns a Checker that denies with not_ready until SetEngine.
 func New(s Settings, opts Options) *Checker {
 	c := &Checker{health: health.NewServer(), logger: opts.Logger, decision: opts.DecisionLog, observer: opts.Observer,
-		ownerships: opts.State, offline: opts.Offline && opts.State == nil}
+		ownerships: opts.State, offline: opts.Offline && opts.State == nil, revocations: opts.Revocations}
 	if c.logger == nil {
 		c.logger = slog.Default()
 	}

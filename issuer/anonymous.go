@@ -19,7 +19,7 @@ type sessionAnswer struct {
 // widgetSession starts a widget visitor's anonymous session: a fresh Kite
 // channel, and a token bound to the widget and that channel. The widget's
 // anonymous sessions must be on in the policy's registry.
-func (is *Issuer) widgetSession(w http.ResponseWriter, r *http.Request, st *state) {
+func (is *Issuer) widgetSession(w http.ResponseWriter, r *http.Request, st *settings) {
 	id := r.PathValue("widget_id")
 	entry, ok := is.lookup(w, "widgets", id, "widget")
 	if !ok {
@@ -29,7 +29,7 @@ func (is *Issuer) widgetSession(w http.ResponseWriter, r *http.Request, st *stat
 		writeError(w, http.StatusForbidden, "widget_disabled", "", "this widget's anonymous sessions are turned off")
 		return
 	}
-	if !is.allow(w, st.perClient, "widget:"+id) {
+	if !is.allow(w, r, st.perClient, "widget:"+id) {
 		return
 	}
 	// Kite channels are fresh for every session; the token's binding is the
@@ -40,7 +40,7 @@ func (is *Issuer) widgetSession(w http.ResponseWriter, r *http.Request, st *stat
 
 // publicChatSession starts a session from a link into a public chat: a
 // token bound to that channel, which must be public in the registry.
-func (is *Issuer) publicChatSession(w http.ResponseWriter, r *http.Request, st *state) {
+func (is *Issuer) publicChatSession(w http.ResponseWriter, r *http.Request, st *settings) {
 	id := r.PathValue("channel_id")
 	entry, ok := is.lookup(w, "channels", id, "channel")
 	if !ok {
@@ -50,7 +50,7 @@ func (is *Issuer) publicChatSession(w http.ResponseWriter, r *http.Request, st *
 		writeError(w, http.StatusForbidden, "channel_not_public", "", "this channel is not public")
 		return
 	}
-	if !is.allow(w, st.perClient, "channel:"+id) {
+	if !is.allow(w, r, st.perClient, "channel:"+id) {
 		return
 	}
 	is.mintSession(w, st, tokens.XBSClaims{Entry: tokens.EntryPublicLink, ChannelID: id})
@@ -76,7 +76,7 @@ func (is *Issuer) lookup(w http.ResponseWriter, collection, id, what string) (ma
 	return entry, true
 }
 
-func (is *Issuer) mintSession(w http.ResponseWriter, st *state, c tokens.XBSClaims) {
+func (is *Issuer) mintSession(w http.ResponseWriter, st *settings, c tokens.XBSClaims) {
 	issued, err := st.signer.MintXBSAnonymous(c)
 	if err != nil {
 		is.mintRefused(w, err, "claim_invalid", "anonymous token", "entry", c.Entry, "widget", c.WidgetID, "channel", c.ChannelID)

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/guestgate/guestgate/config"
+	"github.com/guestgate/guestgate/state"
 	"github.com/guestgate/guestgate/tokens"
 )
 
@@ -63,8 +64,22 @@ const (
 	RoutePublicChat      = "public_chat_session"
 )
 
+// State is what the issuer keeps in the state store: the SAT replay
+// memory, the rate limits and the deny-list the login exchange checks. On
+// Redis every replica shares them.
+type State interface {
+	state.ReplayMemory
+	state.RateLimiter
+	state.Revocations
+}
+
 // Options are what does not change on a reload.
 type Options struct {
+	// State holds the replay memory, the rate limits and the revocations.
+	// Required: the cmd passes the store serve opened (embedded by
+	// default). Any error of it refuses the request, 503
+	// state_unavailable.
+	State State
 	// Observer, when set, is told every minting outcome.
 	Observer Observer
 	// Registry is where widgets and channels are looked up. Nil: anonymous
@@ -73,34 +88,36 @@ type Options struct {
 	// Logger receives one line per minted token (never the token). Nil:
 	// slog.Default().
 	Logger *slog.Logger
-	// Now is the clock of timestamps, replay memory and rate limits. Nil:
-	// time.Now.
+	// Now is the clock of the signature timestamps and of the replay
+	// memory's expiries (the store's own clock decides the rate limits).
+	// Nil: time.Now.
 	Now func() time.Time
 }
 
 // Issuer serves the minting routes. It is safe for concurrent use; Update
-// swaps its settings without losing the replay memory.
+// swaps its settings, and the replay memory and rate limits, in the store,
+// outlive it.
 type Issuer struct {
 	registry Registry
 	observer Observer
 	logger   *slog.Logger
 	now      func() time.Time
+	store    State
 
-	mu     sync.Mutex // serialises Update
-	state  atomic.Pointer[state]
-	replay *replayMemory
+	mu    sync.Mutex // serialises Update
+	state atomic.Pointer[settings]
 }
 
-// state is one generation of settings, read whole by each request.
-type state struct {
+// settings is one generation of settings, read whole by each request.
+type settings struct {
 	cfg        config.Issuer
 	signer     *tokens.Signer
 	verifier   *tokens.Verifier
 	clients    map[string]*client
 	providers  map[string]config.Provider
 	proxies    []netip.Prefix
-	perClient  *limiter
-	perAddress *limiter
+	perClient  state.Limit
+	perAddress state.Limit
 }
 
 // client is an API integration of the SAT API.
@@ -113,7 +130,10 @@ type client struct {
 
 // New builds an Issuer from settings that config validation accepted.
 func New(s Settings, o Options) (*Issuer, error) {
-	is := &Issuer{registry: o.Registry, observer: o.Observer, logger: o.Logger, now: o.Now, replay: newReplayMemory()}
+	if o.State == nil {
+		return nil, errors.New("issuer: no state store (Options.State)")
+	}
+	is := &Issuer{registry: o.Registry, observer: o.Observer, logger: o.Logger, now: o.Now, store: o.State}
 	if is.logger == nil {
 		is.logger = slog.Default()
 	}
@@ -126,13 +146,13 @@ func New(s Settings, o Options) (*Issuer, error) {
 	return is, nil
 }
 
-// Update swaps in new settings. Rate limiters whose rates did not change
-// keep their state, and the replay memory is kept whole: a reload never
-// makes a used signature usable again.
+// Update swaps in new settings. The replay memory and the buckets are the
+// store's: a reload never makes a used signature usable again, and a bucket
+// refills only when its rate or burst changed.
 func (is *Issuer) Update(s Settings) error {
 	is.mu.Lock()
 	defer is.mu.Unlock()
-	st := &state{
+	st := &settings{
 		cfg:       s.Config,
 		signer:    s.Signer,
 		verifier:  s.Verifier,
@@ -156,14 +176,8 @@ func (is *Issuer) Update(s Settings) error {
 		st.proxies = append(st.proxies, pfx)
 	}
 	rl := s.Config.RateLimits
-	prev := is.state.Load()
-	var err error
-	if st.perClient, err = reuseLimiter(prev, func(p *state) *limiter { return p.perClient }, rl.PerClient, rl.MaxTracked); err != nil {
-		return fmt.Errorf("issuer.rate_limits.per_client: %w", err)
-	}
-	if st.perAddress, err = reuseLimiter(prev, func(p *state) *limiter { return p.perAddress }, rl.PerAddress, rl.MaxTracked); err != nil {
-		return fmt.Errorf("issuer.rate_limits.per_address: %w", err)
-	}
+	st.perClient = state.Limit{PerSecond: rl.PerClient.PerSecond, Burst: rl.PerClient.Burst}
+	st.perAddress = state.Limit{PerSecond: rl.PerAddress.PerSecond, Burst: rl.PerAddress.Burst}
 	is.state.Store(st)
 	return nil
 }
@@ -180,7 +194,7 @@ func (is *Issuer) Register(mux *http.ServeMux) {
 
 // minting wraps a minting route: off unless enabled, limited per address,
 // body bounded, never cached, its outcome told to the observer.
-func (is *Issuer) minting(route string, h func(w http.ResponseWriter, r *http.Request, st *state)) http.HandlerFunc {
+func (is *Issuer) minting(route string, h func(w http.ResponseWriter, r *http.Request, st *settings)) http.HandlerFunc {
 	return func(rw http.ResponseWriter, r *http.Request) {
 		w := &outcomeWriter{ResponseWriter: rw, outcome: "ok"}
 		if is.observer != nil {
@@ -200,7 +214,7 @@ func (is *Issuer) minting(route string, h func(w http.ResponseWriter, r *http.Re
 			writeError(w, http.StatusNotFound, "issuer_disabled", "", "the issuer routes are turned off (issuer.enabled)")
 			return
 		}
-		if !is.allow(w, st.perAddress, "addr:"+addressKey(st.clientAddr(r))) {
+		if !is.allow(w, r, st.perAddress, "addr:"+addressKey(st.clientAddr(r))) {
 			return
 		}
 		if st.signer == nil {
@@ -212,10 +226,20 @@ func (is *Issuer) minting(route string, h func(w http.ResponseWriter, r *http.Re
 	}
 }
 
-// allow takes one request from key's bucket, or answers 429 with
-// Retry-After and returns false.
-func (is *Issuer) allow(w http.ResponseWriter, l *limiter, key string) bool {
-	wait, ok := l.take(key, is.now())
+// allow takes one request from key's bucket in the store, or answers 429
+// with Retry-After (or 503 when the store cannot answer) and returns false.
+func (is *Issuer) allow(w http.ResponseWriter, r *http.Request, l state.Limit, key string) bool {
+	if len(key) > maxBucketKey {
+		// A client's long name (a guest's sub) is its bucket by digest:
+		// the store bounds its keys, and a long name is not an outage.
+		sum := sha256.Sum256([]byte(key))
+		key = fmt.Sprintf("sha256:%x", sum)
+	}
+	ok, wait, err := is.store.Allow(r.Context(), "issuer:"+key, l)
+	if err != nil {
+		is.stateUnavailable(w, "rate limit", err)
+		return false
+	}
 	if ok {
 		return true
 	}
@@ -224,6 +248,22 @@ func (is *Issuer) allow(w http.ResponseWriter, l *limiter, key string) bool {
 	writeError(w, http.StatusTooManyRequests, "rate_limited", "", "too many requests; retry after the Retry-After seconds")
 	return false
 }
+
+// maxBucketKey is the longest bucket name kept as it is.
+const maxBucketKey = 256
+
+// stateUnavailable answers a request the state store could not serve:
+// 503 state_unavailable, which the observer counts like every outcome.
+// Nothing is minted without the replay memory and the limits.
+func (is *Issuer) stateUnavailable(w http.ResponseWriter, what string, err error) {
+	is.logger.Warn("state store unavailable; request refused", "step", what, "error", err)
+	w.Header().Set("Retry-After", "1")
+	writeError(w, http.StatusServiceUnavailable, ReasonStateUnavailable, "", "the state store is unavailable; retry shortly")
+}
+
+// ReasonStateUnavailable is the code of a request refused because the
+// state store could not answer (ext_authz answers the same reason).
+const ReasonStateUnavailable = "state_unavailable"
 
 // jwks publishes the public keys of every minted kind. Caches may keep it
 // five minutes: a new key is listed before it signs (rotation lists the new

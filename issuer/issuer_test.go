@@ -20,6 +20,7 @@ import (
 
 	"github.com/guestgate/guestgate/config"
 	"github.com/guestgate/guestgate/engine"
+	"github.com/guestgate/guestgate/state"
 	"github.com/guestgate/guestgate/strictjson"
 	"github.com/guestgate/guestgate/tokens"
 )
@@ -93,6 +94,7 @@ type fixture struct {
 	ver    *tokens.Verifier
 	dir    string // secrets
 	policy string // policy directory
+	store  state.Store
 }
 
 func newFixture(t testing.TB, extra string) *fixture {
@@ -120,7 +122,8 @@ func newFixture(t testing.TB, extra string) *fixture {
 		extra += "  rate_limits: {per_address: {per_second: 1000, burst: 1000}, per_client: {per_second: 1000, burst: 1000}}\n"
 	}
 	f.load(extra)
-	f.is, err = New(f.settings(), Options{Registry: eng, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: f.clock.Now})
+	f.store = openStore(t, f.clock.Now)
+	f.is, err = New(f.settings(), Options{State: f.store, Registry: eng, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: f.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -463,33 +466,6 @@ func TestSATNonceAllowsManyMintsPerSecondWithReplayProtection(t *testing.T) {
 	}
 }
 
-func TestSATReplayMemoryRefusesWhenFull(t *testing.T) {
-	f := newFixture(t, "  rate_limits: {replay_memory: 2}\n")
-	for i := range 2 {
-		s := f.admin()
-		s.nonce = fmt.Sprint("fill-", i)
-		f.satToken(f.sat("acct-1", "prov-1", s.headers(), "", ""))
-	}
-	s := f.admin()
-	s.nonce = "one-more"
-	a := f.sat("acct-1", "prov-1", s.headers(), "", "")
-	if a.status != http.StatusTooManyRequests || a.apiError().Error != "replay_memory_full" || a.header.Get("Retry-After") == "" {
-		t.Fatalf("a full replay memory answered %d %s (Retry-After %q)", a.status, a.body, a.header.Get("Retry-After"))
-	}
-	// Full means refused, not forgotten: the first signatures stay spent.
-	first := f.admin()
-	first.nonce = "fill-0"
-	if a := f.sat("acct-1", "prov-1", first.headers(), "", ""); a.status != 401 || a.apiError().Error != "signature_replayed" {
-		t.Fatalf("a remembered signature answered %d %s", a.status, a.body)
-	}
-	// A signature is remembered until its timestamp has left the window
-	// (to the second); then the memory has room again.
-	f.clock.Advance(config.SignatureWindow + time.Second)
-	later := f.admin()
-	later.nonce = "after-the-window"
-	f.satToken(f.sat("acct-1", "prov-1", later.headers(), "", ""))
-}
-
 func TestRateLimitsAnswer429WithRetryAfter(t *testing.T) {
 	cases := []struct {
 		name, extra string
@@ -649,7 +625,7 @@ func TestGuestLoginRefusals(t *testing.T) {
 func TestGuestLoginAnswersAClientsBadInputWithA4xx(t *testing.T) {
 	f := newFixture(t, "")
 	logs := &logBuffer{}
-	is, err := New(f.settings(), Options{Registry: f.eng, Logger: slog.New(slog.NewJSONHandler(logs, nil)), Now: f.clock.Now})
+	is, err := New(f.settings(), Options{State: f.store, Registry: f.eng, Logger: slog.New(slog.NewJSONHandler(logs, nil)), Now: f.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -884,8 +860,8 @@ func TestJWKSPublishesPublicKeysWithCachingHeaders(t *testing.T) {
 	}
 }
 
-// A reload keeps a limiter whose bounds are the same (its buckets stay
-// spent) and starts a fresh one when its rate or max_tracked changes.
+// A reload keeps a bucket whose bounds are the same (it stays spent) and
+// starts a fresh one when its rate or burst changes.
 func TestReloadKeepsRateLimitsWhoseBoundsDidNotChange(t *testing.T) {
 	limits := func(burst, tracked int) string {
 		return fmt.Sprintf("  rate_limits: {per_address: {per_second: 0.01, burst: %d}, per_client: {per_second: 1000, burst: 1000}, max_tracked: %d}\n", burst, tracked)
@@ -901,8 +877,7 @@ func TestReloadKeepsRateLimitsWhoseBoundsDidNotChange(t *testing.T) {
 		want  int
 	}{
 		{"the same bounds", limits(1, 100), http.StatusTooManyRequests},
-		{"another max_tracked", limits(1, 50), http.StatusOK},
-		{"the same bounds again", limits(1, 50), http.StatusTooManyRequests},
+		{"another max_tracked only", limits(1, 50), http.StatusTooManyRequests},
 		{"another burst", limits(2, 50), http.StatusOK},
 	} {
 		f.load(step.extra)

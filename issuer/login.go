@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/guestgate/guestgate/state"
 	"github.com/guestgate/guestgate/tokens"
 )
 
@@ -21,7 +22,7 @@ type loginAnswer struct {
 // carries the generation of the guest issuer's secret, so regenerating the
 // secret refuses both the old guest tokens (their signature no longer
 // verifies) and the access tokens minted from them.
-func (is *Issuer) login(w http.ResponseWriter, r *http.Request, st *state) {
+func (is *Issuer) login(w http.ResponseWriter, r *http.Request, st *settings) {
 	if st.verifier == nil {
 		writeError(w, http.StatusServiceUnavailable, "verifier_not_configured", "", "no trusted issuers are configured")
 		return
@@ -39,7 +40,20 @@ func (is *Issuer) login(w http.ResponseWriter, r *http.Request, st *state) {
 		writeError(w, http.StatusUnauthorized, "invalid_token", "", "the guest token was refused: "+tokens.CodeOf(err))
 		return
 	}
-	if !is.allow(w, st.perClient, "guest:"+tok.Issuer+"\x00"+tok.Subject) {
+	if !is.allow(w, r, st.perClient, "guest:"+tok.Issuer+"\x00"+tok.Subject) {
+		return
+	}
+	// A guest token whose jti or subject is on the deny-list logs in no
+	// more (the access tokens it minted are refused by the check).
+	jti, _ := tok.Claims["jti"].(string)
+	revoked, err := is.store.Revoked(r.Context(), state.TokenRef{ID: jti, Issuer: tok.Issuer, Subject: tok.Subject})
+	if err != nil {
+		is.stateUnavailable(w, "revocations", err)
+		return
+	}
+	if revoked {
+		w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+		writeError(w, http.StatusUnauthorized, "invalid_token", "", "the guest token was refused: "+tokens.CodeRevoked)
 		return
 	}
 	gen, ok := st.verifier.GuestGeneration(tok.Issuer)

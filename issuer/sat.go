@@ -67,7 +67,7 @@ func signature(secret []byte, timestamp, clientID, nonce string) []byte {
 
 // secureAnonymous is the SAT API: a signed request from an administrator's
 // integration mints a token of one of its account's providers.
-func (is *Issuer) secureAnonymous(w http.ResponseWriter, r *http.Request, st *state) {
+func (is *Issuer) secureAnonymous(w http.ResponseWriter, r *http.Request, st *settings) {
 	accountID, providerID := r.PathValue("account_id"), r.PathValue("provider_id")
 	cl, sig, ts, code, msg := is.authenticate(r, st)
 	if cl == nil {
@@ -76,18 +76,22 @@ func (is *Issuer) secureAnonymous(w http.ResponseWriter, r *http.Request, st *st
 	}
 	// The per-client limit comes before the replay memory: what the limit
 	// lets through in a window is what the memory is sized for.
-	if !is.allow(w, st.perClient, "sat:"+cl.id) {
+	if !is.allow(w, r, st.perClient, "sat:"+cl.id) {
 		return
 	}
-	// Remembered until the timestamp leaves the window: a replay after that
-	// is refused as stale.
-	switch is.replay.record(cl.id, sig, ts.Add(config.SignatureWindow+time.Second), is.now(), st.cfg.RateLimits.ReplayMemory) {
-	case errReplayed:
-		writeError(w, http.StatusUnauthorized, "signature_replayed", "", "this signature was used before: sign each request anew (X-Frame-Nonce allows many per second)")
+	// Remembered in the store (shared by every replica on Redis) until the
+	// timestamp leaves the window: a replay after that is refused as
+	// stale. The key is the decoded signature, so the same signature in
+	// another hex letter case is still a replay. What the memory holds per
+	// client is bounded by the per-client limit: at most burst +
+	// per_second × the window.
+	fresh, err := is.store.Remember(r.Context(), "sat:"+cl.id+":"+hex.EncodeToString(sig[:]), ts.Add(config.SignatureWindow+time.Second))
+	if err != nil {
+		is.stateUnavailable(w, "replay memory", err)
 		return
-	case errMemoryFull:
-		w.Header().Set("Retry-After", strconv.Itoa(int(config.SignatureWindow.Seconds())))
-		writeError(w, http.StatusTooManyRequests, "replay_memory_full", "", "too many signed requests from this client in the signature window")
+	}
+	if !fresh {
+		writeError(w, http.StatusUnauthorized, "signature_replayed", "", "this signature was used before: sign each request anew (X-Frame-Nonce allows many per second)")
 		return
 	}
 	// Authorisation: an administrator over the account, minting from a
@@ -145,7 +149,7 @@ func (is *Issuer) secureAnonymous(w http.ResponseWriter, r *http.Request, st *st
 // authenticate checks the signed headers, the signature in constant time.
 // It returns the integration, the decoded signature and its timestamp, or a
 // stable code and a message.
-func (is *Issuer) authenticate(r *http.Request, st *state) (cl *client, sig [signatureSize]byte, ts time.Time, code, msg string) {
+func (is *Issuer) authenticate(r *http.Request, st *settings) (cl *client, sig [signatureSize]byte, ts time.Time, code, msg string) {
 	fail := func(code, msg string) (*client, [signatureSize]byte, time.Time, string, string) {
 		return nil, sig, ts, code, msg
 	}

@@ -345,11 +345,17 @@ func newIssuerEntry(ctx context.Context, i int, in Issuer, cfg Config) (*issuerE
 		closeKeys()
 		return nil, fail("MaxLifetime", "must not be negative")
 	}
-	e.maxLifetime = cmp.Or(in.MaxLifetime, map[Kind]time.Duration{
+	e.maxLifetime = cmp.Or(in.MaxLifetime, DefaultMaxLifetime(in.Kind))
+	return e, nil
+}
+
+// DefaultMaxLifetime is the bound of a kind's tokens' lifetime when its
+// issuer entry sets none (Issuer.MaxLifetime).
+func DefaultMaxLifetime(k Kind) time.Duration {
+	return map[Kind]time.Duration{
 		KindXBSAnonymous: DefaultXBSMaxLifetime, KindGuest: DefaultGuestMaxLifetime,
 		KindSecureAnonymous: DefaultSATMaxLifetime, KindAccess: DefaultAccessMaxLifetime,
-	}[in.Kind])
-	return e, nil
+	}[k]
 }
 
 // GuestGeneration returns SecretGeneration of the secret of the guest

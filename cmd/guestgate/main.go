@@ -5,6 +5,7 @@
 //	guestgate validate --config FILE      check a config and its policies without serving
 //	guestgate mint KIND ...               mint a guest, sat, access or (development) xbs-anonymous token
 //	guestgate sign-request ...            print the X-Frame-* headers of a SAT API request
+//	guestgate revoke ...                  add to the deny-list of a running guestgate
 //	guestgate version                     print the version
 package main
 
@@ -47,6 +48,8 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		err = mintCmd(args, stdin, stdout, stderr)
 	case "sign-request":
 		err = signRequestCmd(args, stdin, stdout, stderr)
+	case "revoke":
+		err = revokeCmd(args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 	case "help", "-h", "--help":
@@ -82,6 +85,9 @@ const usage = `usage:
                                          mint a token (guestgate mint, alone, lists the flags)
   guestgate sign-request --client-id ID (--secret-env VAR|--secret-file FILE|--secret-stdin)
                                          print the X-Frame-* headers of a SAT API request
+  guestgate revoke (--jti ID | --subject SUB --issuer ISS | --widget ID)
+                (--token-file FILE|--token-env VAR) [--admin URL]
+                                         add to the deny-list through a running guestgate
   guestgate version                      print the version
 `
 

@@ -40,6 +40,9 @@ type sidecar struct {
 	issuer  *issuer.Issuer
 	metrics *metrics.Metrics // served on the admin listener's /metrics
 	store   state.Store      // the state store (wiring.OpenState), nil when none; closed at shutdown
+	// issuerState is the issuer's store when the config names none
+	// (fleet.go); nil otherwise. Closed at shutdown.
+	issuerState *processState
 
 	cfg      atomic.Pointer[config.Config]
 	verifier atomic.Pointer[tokens.Verifier]
@@ -102,7 +105,9 @@ func newSidecar(ctx context.Context, cfg *config.Config, logger *slog.Logger, op
 		Offline:     opts.Offline,
 	}
 	if opts.Store != nil {
-		copts.State = opts.Store
+		// One store serves the ownership effects, the deny-list and the
+		// issuer: on Redis, the fleet's.
+		copts.State, copts.Revocations = opts.Store, opts.Store
 	}
 	s.checker = ext_authz.New(settingsOf(cfg, verifier), copts)
 	eopts := engine.Options{
@@ -127,9 +132,21 @@ func newSidecar(ctx context.Context, cfg *config.Config, logger *slog.Logger, op
 	}
 	// The issuer reads widgets and channels from the engine's data: the
 	// same registry the policy decides with.
-	s.issuer, err = issuer.New(wiring.IssuerSettings(cfg, signer, verifier), issuer.Options{Registry: s.engine, Observer: s.metrics, Logger: logger.With("log", "issuer")})
+	var issuerState issuer.State
+	if s.store != nil {
+		issuerState = s.store
+	} else if s.issuerState, err = openProcessState(); err != nil {
+		logger.Warn("no state store for the issuer: minting refuses state_unavailable", "error", err)
+		issuerState = noState{err}
+	} else {
+		issuerState = s.issuerState
+	}
+	s.issuer, err = issuer.New(wiring.IssuerSettings(cfg, signer, verifier), issuer.Options{State: issuerState, Registry: s.engine, Observer: s.metrics, Logger: logger.With("log", "issuer")})
 	if err != nil {
 		verifier.Close()
+		if s.issuerState != nil {
+			s.issuerState.Close()
+		}
 		return nil, err
 	}
 	return s, nil
@@ -283,6 +300,9 @@ func (s *sidecar) shutdown(timeout time.Duration) {
 			s.logger.Warn("state store did not close cleanly", "error", err)
 		}
 	}
+	if s.issuerState != nil {
+		s.issuerState.Close()
+	}
 	s.logger.Info("stopped")
 }
 
@@ -364,6 +384,7 @@ func (s *sidecar) adminMux() *http.ServeMux {
 	})
 	mux.HandleFunc("GET /readyz", s.readyz)
 	s.mountPlayground(mux)
+	s.mountRevocations(mux)
 	s.issuer.Register(mux) // the playground calls its own origin
 	mux.Handle("GET /metrics", s.metrics.Handler())
 	return mux
