@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/guestgate/guestgate/bench/load"
@@ -36,6 +37,16 @@ type abResult struct {
 	ggCPU, floorCPU time.Duration
 	ggGC            load.GCStats // collections during guestgate's runs
 	ggRSS, floorRSS int64
+	genCPU          time.Duration // this process's CPU (the in-repo generator) over all the runs
+}
+
+// selfCPU is this process's CPU time so far (user + system).
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // abLoad drives gg and floor in turn, pairs times each.
@@ -55,7 +66,9 @@ func abLoad(ctx context.Context, o options, gg, floor *load.Process, pairs int, 
 					return nil, err
 				}
 			}
+			self0 := selfCPU()
 			res := load.Run(ctx, p.Conn, load.Options{Streams: o.streams, Duration: o.duration, Next: next(p == gg)})
+			r.genCPU += selfCPU() - self0
 			cpu1, err := p.CPU()
 			if err != nil {
 				return nil, err

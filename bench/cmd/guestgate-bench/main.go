@@ -46,6 +46,7 @@ type options struct {
 	procs        int
 	altProcs     int
 	altPairs     int
+	ghzPairs     int
 }
 
 func main() {
@@ -65,6 +66,7 @@ func main() {
 	flag.IntVar(&o.procs, "procs", 0, "GOMAXPROCS of both servers in the main runs (0: Go's default, every core)")
 	flag.IntVar(&o.altProcs, "alt-procs", 1, "GOMAXPROCS of both servers in the second set of runs (0: Go's default; -1: no second set)")
 	flag.IntVar(&o.altPairs, "alt-pairs", 3, "guestgate/floor run pairs with -alt-procs")
+	flag.IntVar(&o.ghzPairs, "ghz-pairs", 2, "guestgate/floor run pairs driven by ghz, the outside load generator (0: none)")
 	flag.StringVar(&o.env, "sidecar-env", "", "space-separated NAME=VALUE added to guestgate's environment (GOGC=200 ...)")
 	flag.Parse()
 	if err := run(context.Background(), o, os.Stdout); err != nil {
@@ -97,6 +99,9 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	defer os.RemoveAll(tmp)
 	progress("building guestgate and the floor")
 	bins := map[string]string{"guestgate": "./cmd/guestgate", "guestgate-floor": "./bench/cmd/guestgate-floor"}
+	if o.ghzPairs > 0 {
+		bins["ghz"] = ghzPkg
+	}
 	for name, pkg := range bins {
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", filepath.Join(tmp, name), pkg)
 		cmd.Dir, cmd.Stdout, cmd.Stderr = repo, os.Stderr, os.Stderr
@@ -207,6 +212,17 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		return err
 	}
 
+	var gz *ghzResult
+	if o.ghzPairs > 0 {
+		protoset, data, err := ghzSetup(tmp, next(false), o.streams)
+		if err != nil {
+			return err
+		}
+		if gz, err = ghzLoad(ctx, o, filepath.Join(tmp, "ghz"), protoset, data, gg, floor); err != nil {
+			return err
+		}
+	}
+
 	var vgg, vfloor []load.Result
 	for i := range o.varyingPairs {
 		for _, p := range []*load.Process{gg, floor} {
@@ -243,6 +259,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 	}
 
 	loopbackRows(t, o, gg, floor, primary, ggRSS, floorRSS, decisions)
+	ghzRows(t, gz)
 	varyingRows(t, vgg, vfloor)
 	if alt != nil {
 		altRows(t, alt)
