@@ -30,23 +30,24 @@ import (
 const clientGCPercent = 1000
 
 type options struct {
-	repo         string
-	duration     time.Duration
-	pairs        int
-	streams      int
-	visitors     int
-	toggles      int
-	hold         time.Duration
-	benchtime    string
-	benchRegex   string
-	skipGo       bool
-	env          string
-	bin          string
-	varyingPairs int
-	procs        int
-	altProcs     int
-	altPairs     int
-	ghzPairs     int
+	repo            string
+	duration        time.Duration
+	pairs           int
+	streams         int
+	visitors        int
+	toggles         int
+	hold            time.Duration
+	benchtime       string
+	benchRegex      string
+	skipGo          bool
+	env             string
+	bin             string
+	varyingPairs    int
+	procs           int
+	altProcs        int
+	altPairs        int
+	ghzPairs        int
+	sessionVisitors int
 }
 
 func main() {
@@ -67,6 +68,7 @@ func main() {
 	flag.IntVar(&o.altProcs, "alt-procs", 1, "GOMAXPROCS of both servers in the second set of runs (0: Go's default; -1: no second set)")
 	flag.IntVar(&o.altPairs, "alt-pairs", 3, "guestgate/floor run pairs with -alt-procs")
 	flag.IntVar(&o.ghzPairs, "ghz-pairs", 2, "guestgate/floor run pairs driven by ghz, the outside load generator (0: none)")
+	flag.IntVar(&o.sessionVisitors, "session-visitors", 10000, "visitors of the session workload, each a session of its own (0: none)")
 	flag.StringVar(&o.env, "sidecar-env", "", "space-separated NAME=VALUE added to guestgate's environment (GOGC=200 ...)")
 	flag.Parse()
 	if err := run(context.Background(), o, os.Stdout); err != nil {
@@ -258,12 +260,20 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		}
 	}
 
+	var sess *sessionResult
+	if o.sessionVisitors > 0 {
+		if sess, err = sessionLoad(ctx, o, ggBin, cfgPath, filepath.Join(tmp, "guestgate-floor"), dev); err != nil {
+			return err
+		}
+	}
+
 	loopbackRows(t, o, gg, floor, primary, ggRSS, floorRSS, decisions)
 	ghzRows(t, gz)
 	varyingRows(t, vgg, vfloor)
 	if alt != nil {
 		altRows(t, alt)
 	}
+	sessionRows(t, sess)
 	reloadRows(t, rl)
 	t.Add(load.Row{Group: "whole run", Name: "guestgate peak RSS (VmHWM) at the end", Value: mib(ggRSSEnd),
 		Target: "≤ 64 MiB", Verdict: load.Verdict(ggRSSEnd <= 64<<20)})
