@@ -41,12 +41,12 @@ func goBenchmarks(ctx context.Context, o options, repo string, t *load.Table) er
 			Value: fmt.Sprintf("%s  %d allocs  %.1f KiB", load.Micros(time.Duration(b.NsPerOp)), b.AllocsPerOp, float64(b.BytesPerOp)/1024),
 		}
 		// A cached token, the policy evaluated (the decision cache off):
-		// issue 6's in-process target. A cached token and a repeated
+		// issue 18's in-process target (issue 6 asked ≤ 250 allocs). A cached token and a repeated
 		// decision (the decision cache on, as shipped): its stretch target.
 		switch {
 		case strings.HasPrefix(b.Name, "CheckShippedPolicy/") && strings.HasSuffix(b.Name, "/hit-eval"):
-			r.Target = "≤ 25 µs, ≤ 250 allocs"
-			r.Verdict = load.Verdict(b.NsPerOp <= 25000 && b.AllocsPerOp <= 250)
+			r.Target = "≤ 25 µs, ≤ 150 allocs"
+			r.Verdict = load.Verdict(b.NsPerOp <= 25000 && b.AllocsPerOp <= 150)
 		case strings.HasPrefix(b.Name, "CheckShippedPolicy/") && strings.HasSuffix(b.Name, "/hit"):
 			r.Target = "≤ 5 µs (repeated)"
 			r.Verdict = load.Verdict(b.NsPerOp <= 5000)
