@@ -60,16 +60,18 @@ func TestGHZSetupWritesTheServiceAndTheMixInOrder(t *testing.T) {
 	}
 }
 
-func TestGHZErrorsLeaveOutTheCallsCanceledAtTheEnd(t *testing.T) {
-	r := ghzReport{
-		StatusCodeDist: map[string]int{"OK": 90, "Canceled": 7, "Unavailable": 3},
-		ErrorDist:      map[string]int{"rpc error: code = Canceled desc = closing": 7, "rpc error: code = Unavailable desc = gone": 3},
+func TestGHZErrorsLeaveOutTheCallsEndedAtItsClose(t *testing.T) {
+	r := ghzReport{ErrorDist: map[string]int{
+		"rpc error: code = Canceled desc = grpc: the client connection is closing": 7,
+		"rpc error: code = Unavailable desc = transport is closing":                5,
+		"rpc error: code = Unavailable desc = connection refused":                  3,
+		"rpc error: code = Internal desc = boom":                                   1,
+	}}
+	n, atClose, first := r.errors()
+	if n != 4 || atClose != 12 || first != "rpc error: code = Unavailable desc = connection refused" {
+		t.Fatalf("errors() = %d, %d, %q", n, atClose, first)
 	}
-	n, first := r.errors()
-	if n != 3 || first != "rpc error: code = Unavailable desc = gone" {
-		t.Fatalf("errors() = %d, %q", n, first)
-	}
-	if n, first := (ghzReport{StatusCodeDist: map[string]int{"OK": 5}}).errors(); n != 0 || first != "" {
-		t.Fatalf("all OK: errors() = %d, %q", n, first)
+	if n, atClose, first := (ghzReport{}).errors(); n != 0 || atClose != 0 || first != "" {
+		t.Fatalf("no errors: errors() = %d, %d, %q", n, atClose, first)
 	}
 }
