@@ -56,10 +56,12 @@ fuzz:
 	$(GO) test ./ext_authz/ -run '^$$' -fuzz '^FuzzCheckRequestCodec$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./engine/ -run '^$$' -fuzz '^FuzzDecisionCache$$' -fuzztime $(FUZZTIME)
 
-# One table, every figure from one run: the Go benchmarks (in-process Check
-# per token kind, policy evaluation, token verification), a loopback load
-# test of the guestgate binary against a no-op floor server (A B A B), and
-# policy reloads under load. Not part of make test; a few minutes.
+# One table, every figure from one run, each target beside its figure: the
+# Go benchmarks (in-process Check per token kind, policy evaluation, token
+# verification), a loopback load test of the guestgate binary against a
+# no-op floor server (A B A B) with the in-repo generator and with ghz (a
+# tool pinned in go.mod), a session workload of 10 000 visitors, and policy
+# reloads under load. Not part of make test; several minutes.
 bench:
 	$(GO) run ./bench/cmd/guestgate-bench
 

@@ -32,6 +32,9 @@ type Options struct {
 	Duration time.Duration // how long to send
 	// Next returns worker w's i-th request.
 	Next func(w, i int) Request
+	// PerStream, when above 0, ends each worker after that many requests
+	// (the run ends when every worker has, or Duration passed).
+	PerStream int
 	// Worker, when set, replaces the load of worker 0 (the reload test's
 	// prober). It must return when ctx is done; the run ends when it
 	// returns.
@@ -101,7 +104,7 @@ func Run(ctx context.Context, conn grpc.ClientConnInterface, opts Options) Resul
 		wg.Go(func() {
 			p := &parts[w]
 			p.lat = make([]time.Duration, 0, 1<<14)
-			for i := 0; ctx.Err() == nil; i++ {
+			for i := 0; ctx.Err() == nil && (opts.PerStream <= 0 || i < opts.PerStream); i++ {
 				req := opts.Next(w, i)
 				t0 := time.Now()
 				resp, err := client.Check(ctx, req.Check)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -191,6 +192,44 @@ func TestRunCountsAnswersAndWrongAnswers(t *testing.T) {
 	}
 	if !isSorted(res.Latencies) || res.RPS() <= 0 {
 		t.Fatalf("latencies not sorted or no rate: %v", res.RPS())
+	}
+}
+
+func TestRunEndsEachStreamAfterPerStreamRequests(t *testing.T) {
+	srv := grpc.NewServer()
+	authv3.RegisterAuthorizationServer(srv, denyOdd{})
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(lis) }()
+	t.Cleanup(srv.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	const perStream, streams = 7, 3
+	var mu sync.Mutex
+	seen := map[[2]int]int{}
+	res := Run(context.Background(), conn, Options{Streams: streams, Duration: time.Minute, PerStream: perStream, Next: func(w, i int) Request {
+		mu.Lock()
+		seen[[2]int{w, i}]++
+		mu.Unlock()
+		return Request{Check: &authv3.CheckRequest{}}
+	}})
+	if res.Requests != perStream*streams || res.Errors != 0 {
+		t.Fatalf("Run = %d requests, %d errors (%s); want %d and none", res.Requests, res.Errors, res.FirstError, perStream*streams)
+	}
+	for w := range streams {
+		for i := range perStream {
+			if seen[[2]int{w, i}] != 1 {
+				t.Fatalf("worker %d's request %d asked for %d times, want once", w, i, seen[[2]int{w, i}])
+			}
+		}
+	}
+	if len(seen) != perStream*streams {
+		t.Fatalf("%d requests asked for, want %d", len(seen), perStream*streams)
 	}
 }
 
