@@ -204,12 +204,16 @@ type Engine struct {
 		err      error
 	}
 
-	statusMu    sync.Mutex
-	lastErr     string
-	lastErrAt   time.Time
-	watching    bool
-	noopMetrics metrics.Metrics
+	statusMu  sync.Mutex
+	lastErr   string
+	lastErrAt time.Time
+	watching  bool
 }
+
+// noopMetrics is what evaluations report their timers to: nothing (OPA
+// would otherwise allocate and time a metrics set per evaluation). It keeps
+// no state, so every revision shares it.
+var noopMetrics = metrics.NoOp()
 
 // policy is one compiled revision: everything Eval and Data read, swapped as
 // one value.
@@ -227,6 +231,11 @@ type policy struct {
 	cache *decisionCache
 	// dataCache serves the data to evaluations (evalcache.go).
 	dataCache dataCache
+	// evalOpts are the evaluation options that are the same for every
+	// evaluation of the revision, built once (each option is a closure,
+	// and the base cache an interface value: allocations per evaluation
+	// otherwise).
+	evalOpts []rego.EvalOption
 	// compiler is the revision's compiler (the prepared query holds it
 	// anyway): Explain and Literals read its rules.
 	compiler *ast.Compiler
@@ -260,7 +269,6 @@ func New(opts Options) (*Engine, error) {
 		log:          opts.Logger,
 		onReload:     opts.OnReload,
 		limits:       opts.Limits.withDefaults(),
-		noopMetrics:  metrics.NoOp(),
 	}
 	if e.debounce <= 0 {
 		e.debounce = defaultDebounce
@@ -406,14 +414,13 @@ func (e *Engine) evalOPA(ctx context.Context, p *policy, input ast.Value, extra 
 	rules := getRuleCache()
 	defer rules.release()
 
-	rs, err := p.query.Eval(ctx, append([]rego.EvalOption{
+	opts := make([]rego.EvalOption, 0, len(p.evalOpts)+3+len(extra))
+	opts = append(opts, p.evalOpts...)
+	opts = append(opts,
 		rego.EvalParsedInput(input),
-		rego.EvalTransaction(p.txn),
-		rego.EvalMetrics(e.noopMetrics),
 		rego.EvalExternalCancel(cancel),
-		rego.EvalBaseCache(p.dataCache),
-		rego.EvalVirtualCache(rules),
-	}, extra...)...)
+		rego.EvalVirtualCache(rules))
+	rs, err := p.query.Eval(ctx, append(opts, extra...)...)
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return res, fmt.Errorf("engine: evaluating %s: %w", e.query, ctxErr)

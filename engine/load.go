@@ -331,6 +331,11 @@ func compile(set *fileSet, query ast.Ref, strict bool, cacheSize int) (*policy, 
 		compiler:  compiler,
 		reads:     analyseInput(compiler, query),
 	}
+	p.evalOpts = []rego.EvalOption{
+		rego.EvalTransaction(txn),
+		rego.EvalMetrics(noopMetrics),
+		rego.EvalBaseCache(p.dataCache),
+	}
 	if cacheSize > 0 && p.reads.off() == "" {
 		p.cache = newDecisionCache(cacheSize)
 	}
