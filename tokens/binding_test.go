@@ -1,6 +1,9 @@
 package tokens
 
-import "testing"
+import (
+	"testing"
+	"time"
+)
 
 // The binding claims are believed only from an entry that asserts them:
 // an outside pool's anonymous token carrying custom:entry or
@@ -108,5 +111,25 @@ func TestBindingClaimsRefusedFromEveryKindThatDoesNotAssertThem(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestLatestVerifyingInstantOfATokenMintedByT pins what a revocation's end
+// (wiring.TokenLifetimes) must cover: a token minted at T (iat = T) may
+// carry exp up to T + max lifetime + leeway, and verifies until the leeway
+// past its exp, so until T + max lifetime + 2 × leeway, never later.
+func TestLatestVerifyingInstantOfATokenMintedByT(t *testing.T) {
+	f := newVFFixture(t)
+	v := f.verifier(t)
+	m, l := DefaultMaxLifetime(KindXBSAnonymous), v.leeway
+	tok := f.xbs(t, vfWith(f.xbsClaims(), "iat", f.unix(0), "auth_time", f.unix(0), "exp", f.unix(m+l)))
+	t0 := f.clock.Now()
+	f.clock.Set(t0.Add(m + 2*l - time.Second))
+	if code, _, err := vfCode(v, tok); code != "" {
+		t.Fatalf("at T + max lifetime + 2 leeway - 1s: %s (%v)", code, err)
+	}
+	f.clock.Set(t0.Add(m + 2*l))
+	if code, _, _ := vfCode(v, tok); code != CodeExpired {
+		t.Fatalf("at T + max lifetime + 2 leeway: %q, want %s", code, CodeExpired)
 	}
 }
