@@ -46,8 +46,8 @@ var kubernetesDeployments = []struct {
 	beyondBase []string
 }{
 	{kubernetesBase, "none", nil},
-	{embeddedStateOverlay, "embedded", []string{"state"}},
-	{redisBundlesOverlay, "redis", []string{"admin", "bundles", "keys", "persistence_directory", "policy", "services", "state"}},
+	{embeddedStateOverlay, "embedded", []string{"issuer", "state"}},
+	{redisBundlesOverlay, "redis", []string{"admin", "bundles", "issuer", "keys", "persistence_directory", "policy", "services", "state"}},
 }
 
 // TestKubernetesDeploymentsFailClosedWithTheStateTheyCanKeep: each renders,
@@ -169,6 +169,9 @@ func checkStateFitsPod(m *manifests, cfg *config.Config) error {
 	}()
 	switch stateBackend(cfg) {
 	case "none":
+		if cfg.Issuer.Enabled {
+			fail("issuer.enabled without a state store: every mint would answer 503 state_unavailable (no replay memory, no rate limits every replica shares); turn the issuer on where state: is configured")
+		}
 		if len(writable) > 0 {
 			fail("writable mounts %v without a state store: the issuer would keep a store of each pod's own there (a SAT replayable on another replica); mount nothing writable, or configure state:", writable)
 		}
