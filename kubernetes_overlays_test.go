@@ -113,7 +113,7 @@ func loadPodConfig(t *testing.T, m *manifests) *config.Config {
 		t.Error("the pod runs the development setup or sends precise reasons to clients")
 	}
 	if cfg.OPABundles.Enabled() {
-		if _, err := cfg.OPABundles.Source(nil); err != nil {
+		if _, err := cfg.OPABundles.Source(nil, cfg.Policy.MaxRevisionBytes); err != nil {
 			t.Fatalf("the bundle source: %v", err)
 		}
 		return cfg
@@ -385,7 +385,7 @@ func TestKubernetesStateCheckRejectsPodsThatCannotKeepTheirState(t *testing.T) {
 func TestKubernetesRedisBundlesOverlayServesASignedPersistedBundle(t *testing.T) {
 	m := mustRender(t, redisBundlesOverlay)
 	cfg := loadPodConfig(t, m)
-	src, err := cfg.OPABundles.Source(nil)
+	src, err := cfg.OPABundles.Source(nil, cfg.Policy.MaxRevisionBytes)
 	if err != nil {
 		t.Fatal(err)
 	}
