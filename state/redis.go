@@ -48,6 +48,7 @@ type redisHooks struct {
 }
 
 func openRedis(opts Options, hooks redisHooks) (*redisStore, error) {
+	silenceRedisLog()
 	ro := opts.Redis
 	network, addr := "tcp", ro.Address
 	switch {
