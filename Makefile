@@ -4,7 +4,7 @@ OPA     := $(GO) tool opa
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X main.version=$(VERSION)
 
-.PHONY: all build run test lint vet fmt-check staticcheck policy-test fuzz bench bench-go image clean
+.PHONY: all build run test lint vet fmt-check staticcheck policy-test fuzz bench bench-go bench-fleet image clean
 
 all: build
 
@@ -68,6 +68,11 @@ bench:
 # The Go benchmarks alone.
 bench-go:
 	$(GO) test -run '^$$' -bench . -benchmem ./ext_authz/ ./engine/ ./tokens/ ./issuer/
+
+# A Check that needs state on the embedded store and on Redis, and two
+# replicas sharing one Redis against one (docs/fleet.md).
+bench-fleet:
+	$(GO) test -run '^$$' -bench 'CheckNeedingState|FleetThroughput' -benchtime 2s ./cmd/guestgate/
 
 # The container image (Containerfile): the binary built here, static, then
 # copied FROM scratch, so the build pulls nothing. Debian's podman, else

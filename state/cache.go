@@ -37,7 +37,16 @@ func (c *ownershipCache) confirmed(channel, owner string, exp, at int64) {
 	c.entries.Add(channel, cachedOwnership{owner: owner, exp: exp, at: at})
 }
 
-func (c *ownershipCache) forget(channel string) { c.entries.Remove(channel) }
+// contradicted drops channel's entry when Redis's answer to asker
+// contradicts it: nobody owns the channel (owned false: any entry goes), or
+// it is not asker's (an entry naming asker goes). An entry naming another
+// owner stays: an unexpired ownership is never taken over, so another
+// visitor's denied request does not cost the owner its cached answer.
+func (c *ownershipCache) contradicted(channel, asker string, owned bool) {
+	if e, ok := c.entries.Peek(channel); ok && (!owned || e.owner == asker) {
+		c.entries.Remove(channel)
+	}
+}
 
 // answers reports whether the cache may say channel is owner's at now.
 func (c *ownershipCache) answers(channel, owner string, now int64) bool {

@@ -48,6 +48,7 @@ type redisHooks struct {
 }
 
 func openRedis(opts Options, hooks redisHooks) (*redisStore, error) {
+	silenceRedisLog()
 	ro := opts.Redis
 	network, addr := "tcp", ro.Address
 	switch {
@@ -260,7 +261,7 @@ func (s *redisStore) Claim(ctx context.Context, channel string, o Owner, idle ti
 	if out == Claimed || out == AlreadyYours {
 		s.cache.confirmed(channel, owner, exp, now)
 	} else if out == OwnedByAnother {
-		s.cache.forget(channel)
+		s.cache.contradicted(channel, owner, true)
 	}
 	return out, nil
 }
@@ -300,7 +301,7 @@ func (s *redisStore) Require(ctx context.Context, channel string, o Owner, idle 
 	if out == Yours {
 		s.cache.confirmed(channel, owner, exp, now)
 	} else {
-		s.cache.forget(channel)
+		s.cache.contradicted(channel, owner, out == OwnedByOther)
 	}
 	return out, nil
 }

@@ -110,7 +110,7 @@ func TestRedisStoppedGivesErrorsNotAllowsAndRecoversWhenRestarted(t *testing.T) 
 		t.Fatal(err)
 	}
 
-	srv.stop(t)
+	srv.Stop(t)
 	for _, op := range []struct {
 		name string
 		run  func() error
@@ -148,7 +148,7 @@ func TestRedisStoppedGivesErrorsNotAllowsAndRecoversWhenRestarted(t *testing.T) 
 		t.Errorf("Redis down past the bound, a token: %v, want ErrUnavailable", err)
 	}
 
-	srv.start(t)
+	srv.Start(t)
 	// go-redis reconnects by itself: at once, or, once its dials failed
 	// PoolSize times, when its once-a-second probe dials again.
 	// Each failed attempt waits for the next dial (or takes one dialed
@@ -237,7 +237,7 @@ func TestRedisPasswordIsUsedAndNeverShown(t *testing.T) {
 
 func TestRedisAddressMayNameTheSocketAsAURL(t *testing.T) {
 	srv := startRedis(t)
-	s := srv.client(t, Options{Now: newClock().Now, Redis: RedisOptions{Address: "unix://" + srv.sock}}, redisHooks{noPoll: true})
+	s := srv.client(t, Options{Now: newClock().Now, Redis: RedisOptions{Address: "unix://" + srv.Socket}}, redisHooks{noPoll: true})
 	if got, err := s.Claim(ctx, "c1", alice, idle, 1); err != nil || got != Claimed {
 		t.Fatalf("Claim over unix://: %v, %v", got, err)
 	}
@@ -330,5 +330,29 @@ func TestRedisForeignRevocationEntryFailsTheSync(t *testing.T) {
 		if err := admin.HDel(ctx, prefix+"rev", c.field).Err(); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// TestAnotherVisitorsDenialKeepsTheOwnersCachedAnswer: bob asking about
+// alice's channel (denied: not his) does not drop alice's confirmation, so
+// alice keeps her channel through an outage whoever knocked on it before.
+func TestAnotherVisitorsDenialKeepsTheOwnersCachedAnswer(t *testing.T) {
+	srv := startRedis(t)
+	s := srv.client(t, Options{Now: newClock().Now}, redisHooks{noPoll: true})
+	if got, err := s.Claim(ctx, "c1", alice, idle, 2); err != nil || got != Claimed {
+		t.Fatalf("Claim = %v, %v", got, err)
+	}
+	if got, err := s.Require(ctx, "c1", bob, idle); err != nil || got != OwnedByOther {
+		t.Fatalf("bob's Require = %v, %v; want owned by another", got, err)
+	}
+	if got, err := s.Claim(ctx, "c1", bob, idle, 2); err != nil || got != OwnedByAnother {
+		t.Fatalf("bob's Claim = %v, %v; want owned by another", got, err)
+	}
+	srv.Stop(t)
+	if got, err := s.Require(ctx, "c1", alice, idle); err != nil || got != Yours {
+		t.Errorf("Redis down, the owner after bob's denials: %v, %v; want yours from the cache", got, err)
+	}
+	if _, err := s.Require(ctx, "c1", bob, idle); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("Redis down, bob: %v, want ErrUnavailable", err)
 	}
 }

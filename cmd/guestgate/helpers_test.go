@@ -29,13 +29,19 @@ func startSidecar(t *testing.T, cfg *config.Config, logs io.Writer) *sidecar {
 // sidecar and the channel serve's result arrives on.
 func runSidecar(t testing.TB, cfg *config.Config, logs io.Writer) (*sidecar, context.CancelFunc, chan error) {
 	t.Helper()
+	return runSidecarOn(t, cfg, logs, openTestState(t, cfg))
+}
+
+// runSidecarOn is runSidecar on a store of the caller's (nil: none),
+// which the sidecar closes.
+func runSidecarOn(t testing.TB, cfg *config.Config, logs io.Writer, store state.Store) (*sidecar, context.CancelFunc, chan error) {
+	t.Helper()
 	if logs == nil {
 		logs = io.Discard
 	}
 	cfg.Listen.GRPC, cfg.Listen.HTTP, cfg.Listen.Admin = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
 	ctx, cancel := context.WithCancel(context.Background())
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	store := openTestState(t, cfg)
 	s, err := newSidecar(ctx, cfg, logger, sidecarOptions{Store: store})
 	if err != nil {
 		cancel()

@@ -181,8 +181,53 @@ func NewSigningKey(tb testing.TB) SigningKey {
 
 // BuildBundle runs `go tool opa build -b` (the OPA the module pins) over
 // files (slash paths, a .manifest among them for roots), with revision,
-// signed with key when it is not nil, and returns the bundle's bytes.
+// signed with key when it is not nil, and returns the bundle's bytes. In
+// bundle mode OPA reads only data files named data.json or data.yaml: a
+// policy directory such as the shipped policies/ is built with
+// BuildPolicyBundle.
 func BuildBundle(tb testing.TB, files map[string]string, revision string, key *SigningKey) []byte {
+	tb.Helper()
+	return buildBundle(tb, files, revision, key, true)
+}
+
+// BuildPolicyBundle builds a policy directory's files (the shipped
+// policies/, say) as docs/bundles.md does, in two steps: `opa build`
+// without -b merges every JSON and YAML file into one data.json at its
+// folder's path (registry/widgets.json into data.registry), as guestgate's
+// directory loader reads them; `opa build -b` over that result signs it
+// (OPA signs in bundle mode only).
+func BuildPolicyBundle(tb testing.TB, files map[string]string, revision string, key *SigningKey) []byte {
+	tb.Helper()
+	merged := bundleFiles(tb, buildBundle(tb, files, revision, nil, false))
+	return buildBundle(tb, merged, revision, key, true)
+}
+
+// bundleFiles reads a bundle's files (slash paths, no leading slash).
+func bundleFiles(tb testing.TB, raw []byte) map[string]string {
+	tb.Helper()
+	zr, err := gzip.NewReader(bytes.NewReader(raw))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	files := map[string]string{}
+	tr := tar.NewReader(zr)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return files
+		}
+		if err != nil {
+			tb.Fatal(err)
+		}
+		body, err := io.ReadAll(tr)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		files[strings.TrimPrefix(h.Name, "/")] = string(body)
+	}
+}
+
+func buildBundle(tb testing.TB, files map[string]string, revision string, key *SigningKey, bundleMode bool) []byte {
 	tb.Helper()
 	src := filepath.Join(tb.TempDir(), "src")
 	for name, content := range files {
@@ -200,7 +245,10 @@ func BuildBundle(tb testing.TB, files map[string]string, revision string, key *S
 	out := filepath.Join(tb.TempDir(), "bundle.tar.gz")
 	// Built from inside src, so that the bundle's paths are relative to it
 	// (guestgate/authz.rego, not the temporary directory's path).
-	args := []string{"build", "-b", ".", "-o", out, "--revision", revision}
+	args := []string{"build", ".", "-o", out, "--revision", revision}
+	if bundleMode {
+		args = append(args, "-b")
+	}
 	if key != nil {
 		args = append(args, "--signing-key", key.PrivateFile, "--signing-alg", "ES256")
 	}

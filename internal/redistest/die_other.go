@@ -1,6 +1,6 @@
 //go:build !linux
 
-package testsupport
+package redistest
 
 import "os/exec"
 

@@ -1,4 +1,4 @@
-package testsupport
+package redistest
 
 import (
 	"os/exec"
