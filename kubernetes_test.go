@@ -13,13 +13,12 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"reflect"
 	"slices"
 	"strings"
 	"testing"
 
-	"gopkg.in/yaml.v3"
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
@@ -27,9 +26,6 @@ import (
 	kjson "k8s.io/apimachinery/pkg/runtime/serializer/json"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/kyaml/filesys"
-
-	"github.com/guestgate/guestgate/config"
-	"github.com/guestgate/guestgate/engine"
 )
 
 const (
@@ -49,6 +45,7 @@ type manifests struct {
 	pvcs         []*corev1.PersistentVolumeClaim
 	pdbs         []*policyv1.PodDisruptionBudget
 	netpols      []*networkingv1.NetworkPolicy
+	hpas         []*autoscalingv2.HorizontalPodAutoscaler
 	custom       []customObject // kinds of other projects (meshes.go checks them)
 	kinds        []string
 	renderedJSON map[string][]byte // by kind/name
@@ -64,7 +61,7 @@ type customObject struct {
 // refuses unknown and duplicate fields.
 var kubeDecoder = func() runtime.Decoder {
 	s := runtime.NewScheme()
-	for _, add := range []func(*runtime.Scheme) error{appsv1.AddToScheme, corev1.AddToScheme, policyv1.AddToScheme, networkingv1.AddToScheme} {
+	for _, add := range []func(*runtime.Scheme) error{appsv1.AddToScheme, autoscalingv2.AddToScheme, corev1.AddToScheme, policyv1.AddToScheme, networkingv1.AddToScheme} {
 		if err := add(s); err != nil {
 			panic(err)
 		}
@@ -117,6 +114,8 @@ func (m *manifests) add(apiVersion, kind, name string, js []byte) error {
 		m.pdbs = append(m.pdbs, o)
 	case *networkingv1.NetworkPolicy:
 		m.netpols = append(m.netpols, o)
+	case *autoscalingv2.HorizontalPodAutoscaler:
+		m.hpas = append(m.hpas, o)
 	default:
 		return fmt.Errorf("decoded to %T, which no check here reads", obj)
 	}
@@ -125,7 +124,7 @@ func (m *manifests) add(apiVersion, kind, name string, js []byte) error {
 
 var kubernetesKinds = map[string]bool{
 	"Deployment": true, "Service": true, "ConfigMap": true, "PersistentVolumeClaim": true,
-	"PodDisruptionBudget": true, "NetworkPolicy": true,
+	"PodDisruptionBudget": true, "NetworkPolicy": true, "HorizontalPodAutoscaler": true,
 }
 
 func mustRender(t *testing.T, dir string) *manifests {
@@ -235,48 +234,6 @@ func TestKubernetesSafetyCheckRejectsUnsafeManifests(t *testing.T) {
 				t.Fatalf("error %q does not mention %q", err, c.wantErr)
 			}
 		})
-	}
-}
-
-// TestKubernetesConfigFindsEverythingItNeedsInThePod lays out guestgate's
-// file system as the kubelet would (each ConfigMap and Secret volume at its
-// mount, each key at its item path; the Secrets' values made up here), then
-// reads the ConfigMap's config there: every file and variable it names is
-// provided, the config loads strictly, and the policies, as mounted, load.
-func TestKubernetesConfigFindsEverythingItNeedsInThePod(t *testing.T) {
-	m := mustRender(t, kubernetesBase)
-	root := t.TempDir()
-	cfgPath := layOutPod(t, m, root, guestgateName)
-
-	needs, err := config.Needs(cfgPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, n := range needs {
-		if n.Kind == "environment variable" {
-			t.Errorf("%s: the pod's config reads the environment variable %s: give secrets as files from Secrets", n.Key, n.Name)
-		}
-		if n.Problem != "" {
-			t.Errorf("%s: %s %s is not in the pod: %s", n.Key, n.Kind, strings.TrimPrefix(n.Name, root), n.Problem)
-		}
-	}
-	cfg, err := config.Load(cfgPath)
-	if err != nil {
-		t.Fatalf("the ConfigMap's config does not load: %v", err)
-	}
-	if cfg.Development || *cfg.Check.PreciseReasons {
-		t.Error("the pod runs the development setup or sends precise reasons to clients")
-	}
-	e, err := engine.New(engine.Options{Dir: cfg.Policy.Dir})
-	if err != nil {
-		t.Fatalf("the policies as the pod mounts them do not load: %v", err)
-	}
-	want, err := engine.New(engine.Options{Dir: "policies"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if e.Revision() != want.Revision() {
-		t.Errorf("the mounted policies are revision %s, policies/ is %s: a file is missing or misplaced", e.Revision(), want.Revision())
 	}
 }
 
@@ -447,92 +404,3 @@ func (m *manifests) container(name string) *corev1.Container {
 func ptr[T any](v T) *T { return &v }
 
 var errNoPod = errors.New("no Deployment " + podName)
-
-const embeddedStateOverlay = "deploy/kubernetes/overlays/embedded-state"
-
-// TestKubernetesEmbeddedStateOverlay: one replica, replaced rather than
-// rolled, whose state.dir is a claimed volume guestgate may write, and
-// otherwise the base's config and safety.
-func TestKubernetesEmbeddedStateOverlay(t *testing.T) {
-	m := mustRender(t, embeddedStateOverlay)
-	if err := checkKubernetesSafety(m); err != nil {
-		t.Fatalf("%s is unsafe:\n%v", embeddedStateOverlay, err)
-	}
-	dep := m.deployments[0]
-	if dep.Spec.Replicas == nil || *dep.Spec.Replicas != 1 || dep.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType || dep.Spec.Strategy.RollingUpdate != nil {
-		t.Errorf("replicas %v, strategy %+v: the embedded store wants one pod, replaced, never two at once", dep.Spec.Replicas, dep.Spec.Strategy)
-	}
-
-	var doc, baseDoc map[string]any
-	if err := yaml.Unmarshal([]byte(m.configMaps["guestgate-config"].Data["guestgate.yaml"]), &doc); err != nil {
-		t.Fatal(err)
-	}
-	base := mustRender(t, kubernetesBase)
-	if err := yaml.Unmarshal([]byte(base.configMaps["guestgate-config"].Data["guestgate.yaml"]), &baseDoc); err != nil {
-		t.Fatal(err)
-	}
-	state, _ := doc["state"].(map[string]any)
-	delete(doc, "state")
-	if !reflect.DeepEqual(doc, baseDoc) {
-		t.Error("the overlay's guestgate.yaml differs from the base's in more than state: make the same change in both")
-	}
-	// By structure: the state keys (DESIGN.md's contract) land with the
-	// state store; once config knows them, config.Load reads this too.
-	dir, _ := state["dir"].(string)
-	if state["backend"] != "embedded" || dir == "" || len(state) != 2 {
-		t.Fatalf("state %v: want backend embedded and a dir", state)
-	}
-	pod := m.pod()
-	var claim string
-	for _, vm := range m.container(guestgateName).VolumeMounts {
-		if vm.MountPath == dir {
-			if v := volume(pod, vm.Name); v != nil && v.PersistentVolumeClaim != nil && !vm.ReadOnly {
-				claim = v.PersistentVolumeClaim.ClaimName
-			}
-		}
-	}
-	if claim == "" {
-		t.Fatalf("state.dir %s is not a writable mount of a PersistentVolumeClaim", dir)
-	}
-	found := false
-	for _, pvc := range m.pvcs {
-		if pvc.Name == claim && slices.Equal(pvc.Spec.AccessModes, []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}) {
-			found = true
-		}
-	}
-	if !found {
-		t.Errorf("no ReadWriteOnce PersistentVolumeClaim %s in the overlay", claim)
-	}
-	if pod.SecurityContext.FSGroup == nil {
-		t.Error("no fsGroup: the non-root guestgate could not write the volume")
-	}
-}
-
-// TestKubernetesDocsCreateEverySecretKeyThePodMounts: the commands in
-// docs/kubernetes.md make each key the Deployment's Secret volumes list,
-// or the pod never starts.
-func TestKubernetesDocsCreateEverySecretKeyThePodMounts(t *testing.T) {
-	docs, err := os.ReadFile("docs/kubernetes.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := mustRender(t, kubernetesBase)
-	n := 0
-	for _, v := range m.pod().Volumes {
-		if v.Secret == nil {
-			continue
-		}
-		if !bytes.Contains(docs, []byte("create secret generic "+v.Secret.SecretName+" ")) {
-			t.Errorf("docs/kubernetes.md does not create Secret %s", v.Secret.SecretName)
-		}
-		for _, it := range v.Secret.Items {
-			n++
-			if !bytes.Contains(docs, []byte("--from-file="+it.Key+"=")) {
-				t.Errorf("docs/kubernetes.md does not create key %s of Secret %s", it.Key, v.Secret.SecretName)
-			}
-		}
-	}
-	if n == 0 {
-		t.Fatal("no Secret keys in the Deployment: update the test")
-	}
-}

@@ -56,8 +56,10 @@ type BundleSource struct {
 }
 
 // Source parses the services, keys and bundle; logger is what OPA's REST
-// client and downloader log through (nil: OPA's default).
-func (o OPABundles) Source(logger logging.Logger) (*BundleSource, error) {
+// client and downloader log through (nil: OPA's default). Each service's
+// client reads at most MaxBundleDownloadBytes(maxRevisionBytes) of a
+// download (bundleclient.go).
+func (o OPABundles) Source(logger logging.Logger, maxRevisionBytes int64) (*BundleSource, error) {
 	if !o.Enabled() {
 		return nil, errors.New("no bundle configured")
 	}
@@ -74,7 +76,7 @@ func (o OPABundles) Source(logger logging.Logger) (*BundleSource, error) {
 			return nil, fmt.Errorf("keys: %w", err)
 		}
 	}
-	clients, err := o.services(ks, logger)
+	clients, err := o.services(ks, logger, MaxBundleDownloadBytes(maxRevisionBytes))
 	if err != nil {
 		return nil, err
 	}
@@ -116,9 +118,9 @@ func (o OPABundles) Source(logger logging.Logger) (*BundleSource, error) {
 
 // services builds the REST clients as OPA does: services is a map by
 // name or a list of entries that name themselves.
-func (o OPABundles) services(ks map[string]*keys.Config, logger logging.Logger) (map[string]rest.Client, error) {
+func (o OPABundles) services(ks map[string]*keys.Config, logger logging.Logger, maxDownload int64) (map[string]rest.Client, error) {
 	opts := func(name string) []func(*rest.Client) {
-		var out []func(*rest.Client)
+		out := []func(*rest.Client){boundedLookup(maxDownload)}
 		if logger != nil {
 			out = append(out, rest.Logger(logger))
 		}
@@ -129,6 +131,10 @@ func (o OPABundles) services(ks map[string]*keys.Config, logger logging.Logger) 
 	}
 	clients := map[string]rest.Client{}
 	add := func(name string, v any) error {
+		v, err := boundServiceConfig(v)
+		if err != nil {
+			return err
+		}
 		raw, err := json.Marshal(v)
 		if err != nil {
 			return err
@@ -163,14 +169,14 @@ func (o OPABundles) services(ks map[string]*keys.Config, logger logging.Logger) 
 
 func (o *OPABundles) resolvePaths(abs func(*string)) { abs(&o.PersistenceDirectory) }
 
-func (o OPABundles) validate(add func(key, format string, args ...any)) {
+func (o OPABundles) validate(add func(key, format string, args ...any), maxRevisionBytes int64) {
 	if !o.Enabled() {
 		if o.Services != nil || len(o.Keys) > 0 {
 			add("bundles", "services and keys are set but no bundle: they serve nothing")
 		}
 		return
 	}
-	if _, err := o.Source(nil); err != nil {
+	if _, err := o.Source(nil, maxRevisionBytes); err != nil {
 		add("bundles", "%v", err)
 	}
 }

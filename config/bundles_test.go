@@ -28,7 +28,7 @@ func TestOPABundleConfigIsReadAsOPAReadsIt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src, err := c.OPABundles.Source(nil)
+	src, err := c.OPABundles.Source(nil, c.Policy.MaxRevisionBytes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,8 +54,8 @@ func TestOPABundleConfigRefusals(t *testing.T) {
 				t.Fatal(err)
 			}
 			var msgs []string
-			c.OPABundles.validate(func(key, format string, args ...any) { msgs = append(msgs, key+": "+format) })
-			_, err = c.OPABundles.Source(nil)
+			c.OPABundles.validate(func(key, format string, args ...any) { msgs = append(msgs, key+": "+format) }, c.Policy.MaxRevisionBytes)
+			_, err = c.OPABundles.Source(nil, c.Policy.MaxRevisionBytes)
 			if len(msgs) == 0 || err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("validate %q, Source error %v; want one saying %q", msgs, err, tc.want)
 			}

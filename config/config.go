@@ -503,7 +503,7 @@ func (c *Config) Validate() error {
 	if c.Policy.MaxDataBytes < 1 || c.Policy.MaxDataBytes > c.Policy.MaxRevisionBytes {
 		add("policy.max_data_bytes", "must be between 1 and policy.max_revision_bytes")
 	}
-	c.OPABundles.validate(add)
+	c.OPABundles.validate(add, c.Policy.MaxRevisionBytes)
 	if c.DecisionLog.OPA != nil {
 		c.DecisionLog.OPA.validate(add)
 	}

@@ -51,10 +51,8 @@ func checkXBS(e *issuerEntry, claims map[string]any, tok *Token) error {
 // so the policy never sees a binding its issuer could not vouch for.
 func checkAnonymousEntry(e *issuerEntry, claims map[string]any) error {
 	if !e.binding {
-		for _, name := range [...]string{"custom:entry", "custom:channel_id"} {
-			if _, ok := claims[name]; ok {
-				return errorf(CodeBadClaims, "%s: issuer %q does not assert binding claims (asserts_binding_claims)", name, e.name)
-			}
+		if err := refuseBinding(e, claims); err != nil {
+			return err
 		}
 	}
 	entry, hasEntry, err := optionalString(claims, "custom:entry")
@@ -74,6 +72,11 @@ func checkAnonymousEntry(e *issuerEntry, claims map[string]any) error {
 		if wid == "" {
 			return errorf(CodeBadClaims, "custom:wid claim required")
 		}
+		if _, ok := claims["custom:channel_id"]; ok {
+			// A binding names how the visitor came in: a channel without an
+			// entry is no session guestgate mints.
+			return errorf(CodeBadClaims, "custom:channel_id without custom:entry")
+		}
 	case entry == "kite":
 		if wid == "" || channel == "" {
 			return errorf(CodeBadClaims, "a kite token needs custom:wid and custom:channel_id")
@@ -89,6 +92,33 @@ func checkAnonymousEntry(e *issuerEntry, claims map[string]any) error {
 		return errorf(CodeBadClaims, "custom:entry has an unknown value")
 	}
 	return nil
+}
+
+// bindingClaims are the claims only an entry that asserts them may carry.
+var bindingClaims = [...]string{"custom:entry", "custom:channel_id"}
+
+// refuseBinding refuses a token that carries a binding claim, of any type
+// or value.
+func refuseBinding(e *issuerEntry, claims map[string]any) error {
+	for _, name := range bindingClaims {
+		if _, ok := claims[name]; ok {
+			return errorf(CodeBadClaims, "%s: issuer %q does not assert binding claims (asserts_binding_claims)", name, e.name)
+		}
+	}
+	return nil
+}
+
+// checkNoBinding holds every kind to the binding rule, not only anonymous
+// tokens: a binding claim is believed only on an xbs_anonymous token of an
+// entry that asserts it. A regular token of the same pool, a partner's
+// guest token, a SAT or an access token carrying one is refused, so no
+// policy that reads the claim without checking the kind ever sees one its
+// issuer did not vouch for.
+func checkNoBinding(e *issuerEntry, claims map[string]any, tok *Token) error {
+	if e.binding && tok.Kind == KindXBSAnonymous {
+		return nil // checkAnonymousEntry checked their shape
+	}
+	return refuseBinding(e, claims)
 }
 
 // checkGuest applies the rules of a partner app's guest token.

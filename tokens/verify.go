@@ -151,6 +151,9 @@ func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Toke
 	default:
 		err = errorf(CodeUntrustedIssuer, "issuer %q has no kind", e.name)
 	}
+	if err == nil {
+		err = checkNoBinding(e, p.claims, tok)
+	}
 	if err != nil {
 		return nil, meta, err
 	}

@@ -10,7 +10,10 @@ import (
 
 // TokenLifetimes is how long the tokens a revocation covers may still be
 // valid, from the trusted issuers of a config: each entry's max_lifetime
-// (or its kind's default) plus the leeway. A revocation ends when the last
+// (or its kind's default) plus twice the leeway, as the verifier takes a
+// token whose exp is up to the leeway past iat + max_lifetime, and takes
+// it until the leeway past its exp (tokens'
+// TestLatestVerifyingInstantOfATokenMintedByT). A revocation ends when the last
 // token it covers would have, so the deny-list never grows without bound
 // and never lets a covered token through.
 type TokenLifetimes struct {
@@ -29,7 +32,7 @@ func Lifetimes(cfg *config.Config) TokenLifetimes {
 		if d == 0 {
 			d = tokens.DefaultMaxLifetime(tokens.Kind(ti.Kind))
 		}
-		d += leeway
+		d += 2 * leeway
 		l.any = max(l.any, d)
 		l.byIssuer[ti.Issuer] = max(l.byIssuer[ti.Issuer], d)
 		switch tokens.Kind(ti.Kind) {

@@ -9,7 +9,8 @@ import (
 )
 
 // A revocation lasts as long as the longest-lived token it can cover, plus
-// the leeway: a guest's subject as long as its access tokens too.
+// twice the leeway (exp may be a leeway past iat + max_lifetime, and is
+// taken until a leeway past it): a guest's subject as long as its access tokens too.
 func TestLifetimesCoverTheLongestTokenARevocationNames(t *testing.T) {
 	cfg := &config.Config{}
 	cfg.Tokens.Leeway = config.Duration(time.Minute)
@@ -27,12 +28,12 @@ func TestLifetimesCoverTheLongestTokenARevocationNames(t *testing.T) {
 		want   time.Duration
 		ok     bool
 	}{
-		{state.RevokeToken, "", 48*time.Hour + time.Minute, true},
-		{state.RevokeSubject, "idp", time.Hour + time.Minute, true},
-		{state.RevokeSubject, "partner", 6*time.Hour + time.Minute, true},
-		{state.RevokeSubject, "sat", 48*time.Hour + time.Minute, true},
+		{state.RevokeToken, "", 48*time.Hour + 2*time.Minute, true},
+		{state.RevokeSubject, "idp", time.Hour + 2*time.Minute, true},
+		{state.RevokeSubject, "partner", 6*time.Hour + 2*time.Minute, true},
+		{state.RevokeSubject, "sat", 48*time.Hour + 2*time.Minute, true},
 		{state.RevokeSubject, "nobody", 0, false},
-		{state.RevokeWidget, "", 2*time.Hour + time.Minute, true},
+		{state.RevokeWidget, "", 2*time.Hour + 2*time.Minute, true},
 	} {
 		if got, ok := l.For(c.kind, c.issuer); got != c.want || ok != c.ok {
 			t.Errorf("%s %q: %v %v, want %v %v", c.kind, c.issuer, got, ok, c.want, c.ok)

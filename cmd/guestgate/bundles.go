@@ -17,7 +17,7 @@ func policySource(opts *engine.Options, cfg *config.Config, m *metrics.Metrics, 
 		opts.Dir = cfg.Policy.Dir
 		return nil
 	}
-	src, err := cfg.OPABundles.Source(engine.OPALogger(logger.With("component", "bundle")))
+	src, err := cfg.OPABundles.Source(engine.OPALogger(logger.With("component", "bundle")), cfg.Policy.MaxRevisionBytes)
 	if err != nil {
 		return err
 	}
