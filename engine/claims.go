@@ -35,6 +35,17 @@ type claimReads struct {
 	names []string // sorted; meaningless when all is set
 }
 
+// TokenClaims returns the names of input.token.claims the policy can read,
+// sorted, or all true when it may read any claim (a caller must then show
+// them all). A caller may leave the other claims out of input.token.claims:
+// the answer cannot change.
+func (s Snapshot) TokenClaims() (names []string, all bool) {
+	if s.p == nil || s.p.reads.claims.all != "" {
+		return nil, true
+	}
+	return s.p.reads.claims.names, false
+}
+
 // analyseClaims walks the decision query and every rule of the compiled
 // modules for the claims they can read.
 func analyseClaims(c *ast.Compiler, query ast.Ref) claimReads {

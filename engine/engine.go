@@ -326,17 +326,6 @@ func (s Snapshot) Reads(path ...string) bool {
 	return s.p == nil || s.p.reads.reads(path)
 }
 
-// TokenClaims returns the names of input.token.claims the policy can read,
-// sorted, or all true when it may read any claim (a caller must then show
-// them all). A caller may leave the other claims out of input.token.claims:
-// the answer cannot change.
-func (s Snapshot) TokenClaims() (names []string, all bool) {
-	if s.p == nil || s.p.reads.claims.all != "" {
-		return nil, true
-	}
-	return s.p.reads.claims.names, false
-}
-
 // Eval evaluates the decision query for input against this snapshot's
 // revision, as Engine.Eval does. shared are parts of input built once (see
 // Shared).
