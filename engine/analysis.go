@@ -43,6 +43,8 @@ type inputReads struct {
 	// otherKinds for any other (see analyseKinds). Nil when not narrowed.
 	byKind     map[string][][]*ast.Term
 	otherKinds [][]*ast.Term
+	// claims is what the policy can read of input.token.claims (claims.go).
+	claims claimReads
 }
 
 // keyPaths returns the paths to key input on: narrowed by the token's kind
@@ -120,7 +122,7 @@ func analyseInput(c *ast.Compiler, query ast.Ref) inputReads {
 			rc.vis.Walk(rule)
 		}
 	}
-	r := inputReads{whole: rc.whole, nondet: rc.nondet}
+	r := inputReads{whole: rc.whole, nondet: rc.nondet, claims: analyseClaims(c, query)}
 	if r.whole != "" {
 		return r
 	}

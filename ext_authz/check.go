@@ -160,15 +160,19 @@ func (c *Checker) decideInspected(ctx context.Context, cr *authv3.CheckRequest, 
 		return d
 	}
 
-	// 2. Verify its token (tokens) and make it input.token (input.go).
+	// 2. Verify its token (tokens) and make it input.token for the
+	// serving revision (input.go).
+	eng := c.engine.Load()
+	var plan *inputPlan
+	if eng != nil {
+		plan = c.plan(eng.Current(), cs.format)
+	}
 	vctx, step := c.startStep(ctx, spanVerify)
-	tok, ok := c.verify(vctx, cs, r.rawToken, d)
+	token, tok, ok := c.verify(vctx, cs, r.rawToken, d, plan)
 	endVerify(step, d)
 	if !ok {
 		return d
 	}
-
-	eng := c.engine.Load()
 	if eng == nil {
 		d.deny(http.StatusServiceUnavailable, ReasonNotReady)
 		return d
@@ -176,8 +180,8 @@ func (c *Checker) decideInspected(ctx context.Context, cr *authv3.CheckRequest, 
 
 	// 3. Build the input for the serving revision (input.go) and
 	// evaluate it there (evaluation.go).
-	in = &inputDoc{r: r, tok: tok, tokErr: d.TokenError, id: d.RequestID,
-		showCredential: cs.showCredential, need: c.plan(eng.Current(), cs.format)}
+	in = &inputDoc{r: r, token: token, tok: tok, tokErr: d.TokenError, id: d.RequestID,
+		showCredential: cs.showCredential, need: plan}
 	ectx, step := c.startStep(ctx, spanEvaluate)
 	res, ok := c.evaluate(ectx, in, d)
 	endEvaluate(step, d, res, ok)
@@ -198,11 +202,12 @@ func (c *Checker) decideInspected(ctx context.Context, cr *authv3.CheckRequest, 
 	return d
 }
 
-// verify returns input.token for the request's token, or nil with
+// verify returns the request's verified token and its input.token for
+// plan (all claims when plan is nil), or nil with
 // d.TokenError the stable code of why no token verified (a revoked token
 // is "revoked"); d records who a verified token names. ok is false when
 // the deny-list could not answer and d is denied state_unavailable.
-func (c *Checker) verify(ctx context.Context, cs *compiled, raw string, d *Decision) (_ *engine.Shared, ok bool) {
+func (c *Checker) verify(ctx context.Context, cs *compiled, raw string, d *Decision, plan *inputPlan) (_ *tokens.Token, _ *engine.Shared, ok bool) {
 	var tok *tokens.Token
 	var code string
 	switch {
@@ -218,7 +223,11 @@ func (c *Checker) verify(ctx context.Context, cs *compiled, raw string, d *Decis
 	}
 	var shown *engine.Shared
 	if tok != nil {
-		if shown = tokenInput(tok); shown == nil {
+		claims := claimSet{all: true}
+		if plan != nil {
+			claims = plan.claims
+		}
+		if shown = tokenInput(tok, claims); shown == nil {
 			// Claims the policy cannot be shown: not a verified token.
 			c.logger.Warn("token claims cannot be shown to the policy; token refused", "request_id", d.RequestID)
 			tok, code = nil, tokens.CodeBadClaims
@@ -227,7 +236,7 @@ func (c *Checker) verify(ctx context.Context, cs *compiled, raw string, d *Decis
 	if tok != nil {
 		revoked, ok := c.revoked(ctx, tok, d)
 		if !ok {
-			return nil, false
+			return nil, nil, false
 		}
 		if revoked {
 			tok, shown, code = nil, nil, tokens.CodeRevoked
@@ -239,7 +248,7 @@ func (c *Checker) verify(ctx context.Context, cs *compiled, raw string, d *Decis
 	} else {
 		d.TokenError = code
 	}
-	return shown, true
+	return tok, shown, true
 }
 
 // deny makes d a denial: nothing of an allow's changes remains.

@@ -13,7 +13,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/guestgate/guestgate/engine"
-	"github.com/guestgate/guestgate/internal/memo"
 	"github.com/guestgate/guestgate/tokens"
 )
 
@@ -93,10 +92,13 @@ type inputPlan struct {
 	// when the policy reads nothing of it but the method (as the shipped
 	// policy): then it depends on nothing else.
 	methodOnly map[string]*ast.Term
+	// claims is what of input.token.claims the revision can read.
+	claims claimSet
 }
 
 func newInputPlan(rev engine.Snapshot, f inputFormat) *inputPlan {
-	p := &inputPlan{rev: rev, format: f, need: make(map[string]bool, len(inputPaths)), counts: map[string]int{}}
+	p := &inputPlan{rev: rev, format: f, need: make(map[string]bool, len(inputPaths)), counts: map[string]int{},
+		claims: newClaimSet(rev)}
 	for _, path := range inputPaths {
 		need := rev.Reads(strings.Split(path, ".")...) && !f.leavesOut(path)
 		p.need[path] = need
@@ -156,7 +158,8 @@ func (c *Checker) plan(rev engine.Snapshot, f inputFormat) *inputPlan {
 // the policy reads and no document.
 type inputDoc struct {
 	r              *request
-	tok            *engine.Shared
+	token          *tokens.Token  // the verified token, nil when none
+	tok            *engine.Shared // input.token of token for need
 	tokErr, id     string
 	showCredential bool
 	need           *inputPlan
@@ -269,32 +272,6 @@ var versionTerm = ast.ObjectTerm(
 	ast.Item(ast.StringTerm("ext_authz"), ast.StringTerm("v3")),
 	ast.Item(ast.StringTerm("encoding"), ast.StringTerm("protojson")),
 )
-
-// tokenInput is input.token for a verified token, built once per cached
-// token and kept with it (with its decision-cache encoding). It is nil when
-// the claims cannot be made a policy value: shown without them, the token
-// would pass a policy that denies on a claim.
-func tokenInput(t *tokens.Token) *engine.Shared {
-	if s, ok := memo.Load[*engine.Shared](t.Memo()); ok {
-		return s
-	}
-	claims, err := ast.InterfaceToValue(t.Claims)
-	if err != nil {
-		return nil
-	}
-	v := ast.NewObject(
-		ast.Item(ast.StringTerm("kind"), ast.StringTerm(string(t.Kind))),
-		ast.Item(ast.StringTerm("subject"), ast.StringTerm(t.Subject)),
-		ast.Item(ast.StringTerm("issuer"), ast.StringTerm(t.Issuer)),
-		ast.Item(ast.StringTerm("name"), ast.StringTerm(t.Name)),
-		ast.Item(ast.StringTerm("email"), ast.StringTerm(t.Email)),
-		ast.Item(ast.StringTerm("expires_at"), ast.IntNumberTerm(int(t.ExpiresAt.Unix()))),
-		ast.Item(ast.StringTerm("claims"), ast.NewTerm(claims)),
-	)
-	s := engine.NewShared(v)
-	memo.Store(t.Memo(), s)
-	return s
-}
 
 // keyTerms are the object keys of input.attributes, made once and shared
 // by every request's input (terms are never modified once built): the last

@@ -82,8 +82,11 @@ func (c *Checker) inspect(ctx context.Context, insp *Inspection, in *inputDoc, c
 		return
 	}
 	r := *in.r
-	full := &inputDoc{r: &r, tok: in.tok, tokErr: in.tokErr, id: in.id, showCredential: in.showCredential,
+	full := &inputDoc{r: &r, token: in.token, tok: in.tok, tokErr: in.tokErr, id: in.id, showCredential: in.showCredential,
 		need: newInputPlan(engine.Snapshot{}, in.need.format)} // the zero Snapshot reads everything
+	if in.token != nil {
+		full.tok = tokenInput(in.token, full.need.claims) // every claim
+	}
 	doc := full.Value()
 	if r.problem != "" {
 		insp.ExplainError = "the whole input document cannot be built: " + r.detail

@@ -191,8 +191,14 @@ func (c *Checker) shadowDecide(ctx context.Context, sh *shadowPolicy, live *inpu
 			cs.finish(d)
 		}
 	}()
-	in := &inputDoc{r: &r, tok: live.tok, tokErr: live.tokErr, id: live.id, showCredential: live.showCredential,
+	in := &inputDoc{r: &r, token: live.token, tokErr: live.tokErr, id: live.id, showCredential: live.showCredential,
 		need: sh.eval.plan(sh.eng.Current(), live.need.format)}
+	in.tok = live.tok
+	if live.token != nil {
+		// input.token with the claims the shadow's revision reads (the
+		// live check showed it, so it converts).
+		in.tok = tokenInput(live.token, in.need.claims)
+	}
 	if res, ok := sh.eval.evaluate(ctx, in, d); ok {
 		if err := d.respond(res, &r, cs); err != nil {
 			sh.eval.logger.Warn("policy decision has the wrong shape; denied", "request_id", d.RequestID, "revision", res.Revision, "error", err)

@@ -116,7 +116,8 @@ func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Toke
 		return nil, meta, err
 	}
 
-	tok := &Token{Issuer: iss, IssuerName: e.name, Claims: p.claims}
+	// The entry's own string: every token of an issuer shares it.
+	tok := &Token{Issuer: e.iss, IssuerName: e.name, Claims: p.claims}
 	// Wall clock only: the claims are wall-clock times, and a cached entry
 	// must notice the wall clock going back (the monotonic reading never
 	// does).

@@ -1,0 +1,118 @@
+package ext_authz
+
+import (
+	"strings"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+
+	"github.com/guestgate/guestgate/engine"
+	"github.com/guestgate/guestgate/internal/memo"
+	"github.com/guestgate/guestgate/tokens"
+)
+
+// input.token: a verified token as the policy sees it, with the claims its
+// revision can read.
+
+// claimSet is what one policy revision can read of input.token.claims:
+// the claims a token's input value keeps (engine.Snapshot.TokenClaims).
+type claimSet struct {
+	all  bool
+	keys map[string]*ast.Term // the claims kept, with their key terms
+	id   string               // tells claim sets apart: "" for all
+}
+
+func newClaimSet(rev engine.Snapshot) claimSet {
+	names, all := rev.TokenClaims()
+	if all {
+		return claimSet{all: true}
+	}
+	cs := claimSet{keys: make(map[string]*ast.Term, len(names)), id: "\x00" + strings.Join(names, "\x00")}
+	for _, n := range names {
+		cs.keys[n] = ast.StringTerm(n)
+	}
+	return cs
+}
+
+// tokenForm is a token's input value for one claim set.
+type tokenForm struct {
+	id     string
+	shared *engine.Shared
+}
+
+// tokenInput is input.token for a verified token, with the claims the
+// plan's revision can read (the others cannot change its answer), built
+// once per cached token and claim set and kept with it (with its
+// decision-cache encoding): a token keeps the forms of the last two claim
+// sets asked for (the serving revision's and a shadow's). It is nil when
+// a claim cannot be made a policy value, kept or not: shown without it,
+// the token would pass a policy that denies on a claim. (A plan of all
+// claims, the policy reading them all, has id "".)
+func tokenInput(t *tokens.Token, cs claimSet) *engine.Shared {
+	forms, _ := memo.Load[[]tokenForm](t.Memo())
+	for _, f := range forms {
+		if f.id == cs.id {
+			return f.shared
+		}
+	}
+	s := buildTokenInput(t, cs)
+	if s == nil {
+		return nil
+	}
+	next := []tokenForm{{cs.id, s}}
+	if len(forms) > 0 {
+		next = append(next, forms[0])
+	}
+	memo.Store(t.Memo(), next)
+	return s
+}
+
+func buildTokenInput(t *tokens.Token, cs claimSet) *engine.Shared {
+	size := len(t.Claims)
+	if !cs.all {
+		size = min(size, len(cs.keys))
+	}
+	claims := ast.NewObjectWithCapacity(size)
+	for name, c := range t.Claims {
+		v, err := ast.InterfaceToValue(c)
+		if err != nil {
+			return nil
+		}
+		if cs.all {
+			claims.Insert(ast.StringTerm(name), ast.NewTerm(v))
+		} else if k, ok := cs.keys[name]; ok {
+			claims.Insert(k, ast.NewTerm(v))
+		}
+	}
+	v := ast.NewObject(
+		ast.Item(tokenKeys.kind, kindTerm(t.Kind)),
+		ast.Item(tokenKeys.subject, ast.StringTerm(t.Subject)),
+		ast.Item(tokenKeys.issuer, ast.StringTerm(t.Issuer)),
+		ast.Item(tokenKeys.name, ast.StringTerm(t.Name)),
+		ast.Item(tokenKeys.email, ast.StringTerm(t.Email)),
+		ast.Item(tokenKeys.expiresAt, ast.IntNumberTerm(int(t.ExpiresAt.Unix()))),
+		ast.Item(tokenKeys.claims, ast.NewTerm(claims)),
+	)
+	return engine.NewShared(v)
+}
+
+// tokenKeys are the keys of input.token, shared by every token's value.
+var tokenKeys = struct{ kind, subject, issuer, name, email, expiresAt, claims *ast.Term }{
+	ast.StringTerm("kind"), ast.StringTerm("subject"), ast.StringTerm("issuer"), ast.StringTerm("name"),
+	ast.StringTerm("email"), ast.StringTerm("expires_at"), ast.StringTerm("claims"),
+}
+
+// kindTerms are input.token.kind of each kind, shared by every token's value.
+var kindTerms = func() map[tokens.Kind]*ast.Term {
+	m := map[tokens.Kind]*ast.Term{}
+	for _, k := range []tokens.Kind{tokens.KindXBSAnonymous, tokens.KindRegular, tokens.KindSecureAnonymous, tokens.KindGuest, tokens.KindAccess} {
+		m[k] = ast.StringTerm(string(k))
+	}
+	return m
+}()
+
+func kindTerm(k tokens.Kind) *ast.Term {
+	if t, ok := kindTerms[k]; ok {
+		return t
+	}
+	return ast.StringTerm(string(k))
+}
