@@ -29,7 +29,7 @@ func TestServeTakesThePolicyFromASignedBundleAndNamesItsRevision(t *testing.T) {
 	key := testsupport.NewSigningKey(t)
 	srv := testsupport.StartBundleServer(t, true)
 	const path = "/bundles/guestgate.tar.gz"
-	srv.Set(path, testsupport.BuildBundle(t, policy, "rev-1", &key))
+	srv.Set(path, testsupport.BuildPolicyBundle(t, policy, "rev-1", &key))
 	bundleConfig(cfg, srv, path, key, t.TempDir())
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -46,10 +46,14 @@ func TestServeTakesThePolicyFromASignedBundleAndNamesItsRevision(t *testing.T) {
 	if _, got := revision(); got != "rev-1 rev-1 " {
 		t.Fatalf("/readyz policy = %q, want rev-1 serving", got)
 	}
+	// The bundle carries the shipped policies' data, not only their Rego.
+	if _, ok := s.engine.Data("registry", "widgets"); !ok {
+		t.Fatal("the bundle's revision has no data.registry.widgets: the policies' data was left out of the bundle")
+	}
 
 	// A new bundle arrives by long polling, well within the poll bound.
 	policy["extra/data.json"] = `{"note": "rev-2"}`
-	srv.Set(path, testsupport.BuildBundle(t, policy, "rev-2", &key))
+	srv.Set(path, testsupport.BuildPolicyBundle(t, policy, "rev-2", &key))
 	testsupport.EventuallyState(t, "rev-2 serving", func() (bool, string) {
 		_, got := revision()
 		return got == "rev-2 rev-2 ", got
@@ -63,7 +67,7 @@ func TestServeTakesThePolicyFromASignedBundleAndNamesItsRevision(t *testing.T) {
 	}
 
 	// A tampered bundle is refused; rev-2 keeps serving.
-	srv.Set(path, testsupport.TamperBundle(t, testsupport.BuildBundle(t, policy, "rev-3", &key), "data.json", `{}`))
+	srv.Set(path, testsupport.TamperBundle(t, testsupport.BuildPolicyBundle(t, policy, "rev-3", &key), "data.json", `{}`))
 	testsupport.EventuallyState(t, "the tampered bundle refused", func() (bool, string) {
 		_, rd := readyz(t, s)
 		return rd.Policy.Revision == "rev-2" && rd.Policy.LastError != "", rd.Policy.Revision + " " + rd.Policy.LastError
