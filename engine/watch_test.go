@@ -184,7 +184,10 @@ func TestWatchRefusesABrokenPolicyAndKeepsServing(t *testing.T) {
 	startWatch(t, e)
 
 	writeFiles(t, dir, map[string]string{"authz.rego": "package guestgate.authz\n\ndecision := {\"allowed\": true\n"})
-	testsupport.Eventually(t, "the refusal in Status", func() bool { return e.Status().LastError != "" })
+	// OnReload is called after the status changes: wait for both.
+	testsupport.Eventually(t, "the refusal in Status and OnReload", func() bool {
+		return e.Status().LastError != "" && rec.last().Err != nil
+	})
 	if st := e.Status(); !strings.Contains(st.LastError, "authz.rego:4: rego_parse_error") {
 		t.Errorf("Status.LastError = %q, want the file and line", st.LastError)
 	}
@@ -258,10 +261,13 @@ func TestPollingReloadsWhenNotificationsAreUnavailable(t *testing.T) {
 	// Polling an unchanged directory reports nothing; a broken one is
 	// reported once, not on every tick.
 	writeFiles(t, dir, map[string]string{"authz.rego": "package guestgate.authz\n\ndecision := {\n"})
-	testsupport.Eventually(t, "the refusal", func() bool { return e.Status().LastError != "" })
+	// Wait on the recorder, not the status: OnReload is called after the
+	// status changes, so the status alone may run ahead of the count.
+	testsupport.Eventually(t, "the refusal reported", func() bool { return rec.last().Err != nil })
 	reported := rec.count()
 	writeFiles(t, dir, map[string]string{"authz.rego": taggedPolicy("v3")})
 	waitForReason(t, e, "v3")
+	testsupport.Eventually(t, "the load of v3 reported", func() bool { return rec.last().Err == nil })
 	if got := rec.count(); got != reported+1 {
 		t.Errorf("OnReload called %d times after the refusal, want once (for v3)", got-reported)
 	}
