@@ -1,6 +1,7 @@
 package ext_authz
 
 import (
+	"cmp"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -103,34 +104,21 @@ func (r *request) readBodyOPAEnvoy(chk *config.Check) {
 		return
 	}
 	r.truncated = len(body) > chk.MaxBodyBytes
-	if (isJSON || isForm) && !bodyText(body, r.truncated) {
-		r.problem, r.detail = ReasonBadBody, "body is not UTF-8"
-		return
-	}
-	if r.truncated {
-		return
-	}
-	var p bodyParse
+	kind := bodyMultipart
 	switch {
 	case isJSON:
-		p = parseJSONBody(body)
+		kind = bodyJSON
 	case isForm:
-		p = parseFormBody(body)
+		kind = bodyForm
 	default:
-		boundary, err := multipartBoundary(ct)
-		if err != nil {
-			p = bodyParse{detail: "multipart body: Content-Type: " + err.Error(), syntax: true, syntaxErr: err.Error()}
-		} else if boundary == "" {
+		if boundary, err := multipartBoundary(ct); err == nil && boundary == "" {
 			return // opa-envoy-plugin does not parse it
-		} else {
-			p = parseMultipart(body, boundary)
 		}
 	}
-	detail := p.syntaxErr
-	if detail == "" {
-		detail = p.detail
+	// opa-envoy-plugin's message is the parser's own error.
+	if p, ok := r.parseBody(kind, body, false); ok {
+		r.takeBody(p, chk, cmp.Or(p.syntaxErr, p.detail))
 	}
-	r.takeBody(p, chk, detail)
 }
 
 // opaEnvoyAttributes is input.attributes as opa-envoy-plugin builds it:

@@ -388,27 +388,52 @@ func (r *request) readBody(chk *config.Check) {
 	}
 	ct, _, _ := strings.Cut(r.headers["content-type"], ";")
 	ct = strings.ToLower(strings.TrimSpace(ct))
-	isJSON := ct == "application/json" || strings.HasSuffix(ct, "+json")
-	isForm := ct == "application/x-www-form-urlencoded"
-	if (isJSON || isForm) && !encoded && !bodyText(body, r.truncated) {
+	kind := bodyOther
+	switch {
+	case ct == "application/json" || strings.HasSuffix(ct, "+json"):
+		kind = bodyJSON
+	case ct == "application/x-www-form-urlencoded":
+		kind = bodyForm
+	case ct == "multipart/form-data":
+		kind = bodyMultipart
+	}
+	if p, ok := r.parseBody(kind, body, encoded); ok {
+		r.takeBody(p, chk, p.detail)
+	}
+}
+
+// bodyKind is the syntax a body's Content-Type names, of those parsed.
+type bodyKind int
+
+const (
+	bodyOther bodyKind = iota // not parsed
+	bodyJSON
+	bodyForm
+	bodyMultipart
+)
+
+// parseBody is the one parser of a body of kind, in both input formats,
+// once the caller has set r.truncated: a JSON or form body that is not
+// UTF-8 is refused (unless encoded: it is not the upstream's text, and is
+// truncated), and a truncated body, or one of another kind, is not parsed.
+// ok says there is a parse to take.
+func (r *request) parseBody(kind bodyKind, body []byte, encoded bool) (p bodyParse, ok bool) {
+	if (kind == bodyJSON || kind == bodyForm) && !encoded && !bodyText(body, r.truncated) {
 		r.problem, r.detail = ReasonBadBody, "body is not UTF-8"
-		return
+		return p, false
 	}
 	if r.truncated {
-		return
+		return p, false
 	}
-	var p bodyParse
-	switch {
-	case isJSON:
-		p = parseJSONBody(body)
-	case isForm:
-		p = parseFormBody(body)
-	case ct == "multipart/form-data":
-		p = parseMultipartBody(body, r.headers["content-type"])
-	default:
-		return
+	switch kind {
+	case bodyJSON:
+		return parseJSONBody(body), true
+	case bodyForm:
+		return parseFormBody(body), true
+	case bodyMultipart:
+		return parseMultipartBody(body, r.headers["content-type"]), true
 	}
-	r.takeBody(p, chk, p.detail)
+	return p, false
 }
 
 // bodyParse is what parsing a body gave: its value, or why not.
