@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -98,25 +97,6 @@ func (f *fleet) visitor(sub, jti string) string {
 	claims := xbsClaims("W-DEMO")
 	claims["sub"], claims["cognito:username"], claims["jti"] = sub, sub, jti
 	return f.xbs.sign(f.xbsSigner, "", claims)
-}
-
-// send makes a request to a replica's listener and returns its status and body.
-func send(t *testing.T, method, url string, h http.Header, body string) (int, string) {
-	t.Helper()
-	req, err := http.NewRequest(method, url, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, vs := range h {
-		req.Header[k] = vs
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	return resp.StatusCode, string(b)
 }
 
 // TestTwoReplicasShareOneRedisAndOneBundleServer runs two `guestgate

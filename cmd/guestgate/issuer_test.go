@@ -48,7 +48,19 @@ func grpcCheck(t *testing.T, s *sidecar, method, path, token string) (codes.Code
 // post calls a route of a running listener and decodes its JSON answer.
 func post(t *testing.T, base, path string, h http.Header, out any) int {
 	t.Helper()
-	req, err := http.NewRequest("POST", base+path, nil)
+	status, body := send(t, "POST", base+path, h, "")
+	if status == http.StatusOK && out != nil {
+		if err := json.Unmarshal([]byte(body), out); err != nil {
+			t.Fatalf("%s: %v in %s", path, err, body)
+		}
+	}
+	return status
+}
+
+// send makes a request to a running listener and returns its status and body.
+func send(t *testing.T, method, url string, h http.Header, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,13 +72,8 @@ func post(t *testing.T, base, path string, h http.Header, out any) int {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode == http.StatusOK && out != nil {
-		if err := json.Unmarshal(body, out); err != nil {
-			t.Fatalf("%s: %v in %s", path, err, body)
-		}
-	}
-	return resp.StatusCode
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, string(b)
 }
 
 // signedHeaders runs the sign-request tool, as a client's script would, and
