@@ -281,7 +281,7 @@ func (s *state) stmt(frame []*ast.Term, st *stmt) (int, error) {
 	case opMakeArray:
 		frame[st.target] = ast.NewTerm(ast.NewArrayWithCapacity(st.index))
 	case opMakeObject:
-		frame[st.target] = ast.NewTerm(ast.NewObject())
+		frame[st.target] = ast.NewTerm(ast.NewObjectWithCapacity(st.index))
 	case opMakeSet:
 		frame[st.target] = ast.NewTerm(ast.NewSet())
 	case opNot:
@@ -297,6 +297,7 @@ func (s *state) stmt(frame []*ast.Term, st *stmt) (int, error) {
 			return code - 1, nil
 		}
 	case opObjectInsert, opObjectInsertOnce:
+		frame[st.target] = thaw(frame[st.target])
 		obj, ok := termValue(frame[st.target]).(ast.Object)
 		k, v := s.val(frame, st.a), s.val(frame, st.b)
 		if !ok || k == nil || v == nil {
@@ -347,6 +348,7 @@ func (s *state) stmt(frame []*ast.Term, st *stmt) (int, error) {
 	case opScan:
 		return s.scan(frame, st)
 	case opSetAdd:
+		frame[st.target] = thaw(frame[st.target])
 		set, ok := termValue(frame[st.target]).(ast.Set)
 		v := s.val(frame, st.a)
 		if !ok || v == nil {
@@ -474,7 +476,12 @@ func (s *state) scan(frame []*ast.Term, st *stmt) (int, error) {
 	}
 	switch c := termValue(frame[st.a.local]).(type) {
 	case *ast.Array:
-		for i := 0; i < c.Len() && !each(ast.InternedTerm(i), c.Elem(i)); i++ {
+		// (A loop of its own: no closure handed to Iter to allocate.)
+		for i := 0; i < c.Len(); i++ {
+			frame[st.target], frame[st.value] = ast.InternedTerm(i), c.Elem(i)
+			if code, err = s.block(frame, st.block); err != nil || code != done && code != 0 {
+				break
+			}
 		}
 	case ast.Object:
 		_ = c.Iter(func(k, v *ast.Term) error {

@@ -165,7 +165,7 @@ type stmt struct {
 	a, b   operand
 	target int // the local written, or a ScanStmt's key
 	value  int // a ScanStmt's value local
-	index  int // a BreakStmt's index; a MakeArrayStmt's capacity
+	index  int // a BreakStmt's index; a MakeArrayStmt's or MakeObjectStmt's capacity
 	block  *block
 	blocks []*block
 	fn     *function
@@ -245,6 +245,10 @@ func compile(policy *ir.Policy) (*Plan, error) {
 		return nil, err
 	}
 	p.locals = c.locals + 1
+	walkBlocks(p.blocks, foldBlock)
+	for _, fn := range p.funcs {
+		walkBlocks(fn.blocks, foldBlock)
+	}
 	return p, nil
 }
 
