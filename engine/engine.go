@@ -237,11 +237,11 @@ type policy struct {
 	plan      *plan.Plan
 	evaluator string
 	txn       storage.Transaction // read-only, open for the policy's lifetime
-	data     map[string]any
-	revision string // what the revision is called (the hash, or a bundle's revision)
-	hash     string // the content hash, which tells revisions apart
-	files    int
-	loadedAt time.Time
+	data      map[string]any
+	revision  string // what the revision is called (the hash, or a bundle's revision)
+	hash      string // the content hash, which tells revisions apart
+	files     int
+	loadedAt  time.Time
 	// reads is what the policy can read of its input; cache is its
 	// decision cache, nil when off.
 	reads inputReads

@@ -115,6 +115,8 @@ func newSidecar(ctx context.Context, cfg *config.Config, logger *slog.Logger, op
 		Debounce: cfg.Policy.Debounce.D(),
 		// -1 in the config is off; the engine takes any negative number.
 		DecisionCacheSize: cfg.Policy.DecisionCache,
+		Evaluator:         cfg.Policy.Evaluator,
+		OnPlanFallback:    func(error) { s.metrics.PlanFallback() },
 		Logger:            logger,
 		// The engine logs every load and refusal itself.
 		OnReload: func(ev engine.ReloadEvent) { s.metrics.PolicyReload(ev.Revision, ev.Err) },
