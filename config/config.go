@@ -516,7 +516,7 @@ func (c *Config) Validate() error {
 	}
 	c.Playground.validate(add)
 	c.Issuer.validate(c, add)
-	c.Admin.validate(add)
+	c.Admin.validate(c.Listen.Admin, add)
 	c.HTTPCheck.validate(add)
 	c.Tracing.validate(add)
 	c.State.validate(add)

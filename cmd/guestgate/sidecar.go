@@ -368,6 +368,8 @@ func needsRestart(old, next *config.Config) error {
 		return errors.New("development: needs a restart")
 	case old.Playground.Enabled != next.Playground.Enabled:
 		return errors.New("playground.enabled: turning the playground on or off needs a restart")
+	case old.Admin.Pprof != next.Admin.Pprof:
+		return errors.New("admin.pprof: turning the profiles on or off needs a restart")
 	case !old.Tracing.Equal(next.Tracing):
 		return errors.New("tracing: changing tracing needs a restart")
 	case !old.State.SameStore(next.State):
@@ -389,6 +391,7 @@ func (s *sidecar) adminMux() *http.ServeMux {
 	s.mountRevocations(mux)
 	s.issuer.Register(mux) // the playground calls its own origin
 	mux.Handle("GET /metrics", s.metrics.Handler())
+	s.mountPprof(mux)
 	return mux
 }
 
