@@ -69,6 +69,12 @@ func (s *state) setOut(t *ast.Term) error {
 // Eval evaluates the plan for input and returns the decision; defined is
 // false when the query is undefined.
 func (p *Plan) Eval(ctx context.Context, input ast.Value) (value ast.Value, defined bool, err error) {
+	return p.eval(ctx, input, nil)
+}
+
+// eval is Eval; with results set, it also appends the plan's result set
+// (the objects binding the query's variables) to it.
+func (p *Plan) eval(ctx context.Context, input ast.Value, results *[]*ast.Term) (value ast.Value, defined bool, err error) {
 	s := states.Get().(*state)
 	defer func() {
 		clear(s.stack[:cap(s.stack)])
@@ -95,6 +101,9 @@ func (p *Plan) Eval(ctx context.Context, input ast.Value) (value ast.Value, defi
 		if _, err := s.block(frame, b); err != nil {
 			return nil, false, err
 		}
+	}
+	if results != nil {
+		*results = append(*results, s.results...)
 	}
 	switch len(s.results) {
 	case 0:
@@ -124,15 +133,11 @@ func (r regoEval) Eval(ctx context.Context, ectx *rego.EvalContext, _ ast.Value)
 			return nil, err
 		}
 	}
-	value, defined, err := r.p.Eval(ctx, input)
-	if err != nil {
+	var results []*ast.Term
+	if _, _, err := r.p.eval(ctx, input, &results); err != nil {
 		return nil, err
 	}
-	set := ast.NewSet()
-	if defined {
-		set.Add(ast.ObjectTerm(ast.Item(ast.StringTerm("x"), ast.NewTerm(value))))
-	}
-	return set, nil
+	return ast.NewSet(results...), nil
 }
 
 // push makes a frame of n undefined locals on the stack. Frames are only

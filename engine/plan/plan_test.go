@@ -277,3 +277,27 @@ v := 2 if input.b`, ast.ParserOptions{RegoVersion: ast.RegoV1})
 	}
 	b.check(t, "one value", ast.MustParseTerm(`{"a": true}`).Value)
 }
+
+// TestRegoTargetAnswersAsTopdown: a PreparedEvalQuery of Target, prepared
+// through Prepare's capture, answers rego's Eval as topdown does.
+func TestRegoTargetAnswersAsTopdown(t *testing.T) {
+	mod := ast.MustParseModuleWithOpts(`package p
+v := {"n": input.n, "big": input.n > 1}`, ast.ParserOptions{RegoVersion: ast.RegoV1})
+	c := ast.NewCompiler().WithDefaultRegoVersion(ast.RegoV1)
+	if c.Compile(map[string]*ast.Module{"p.rego": mod}); c.Failed() {
+		t.Fatal(c.Errors)
+	}
+	ctx := context.WithValue(context.Background(), captureKey{}, &capture{data: ast.NewObject()})
+	pq, err := rego.New(rego.Query("data.p.v"), rego.Compiler(c), rego.Target(Target)).PrepareForEval(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs, err := pq.Eval(ctx, rego.EvalInput(map[string]any{"n": 2}))
+	if err != nil || len(rs) != 1 || len(rs[0].Expressions) != 1 {
+		t.Fatalf("Eval = %v, %v", rs, err)
+	}
+	got, _ := json.Marshal(rs[0].Expressions[0].Value)
+	if string(got) != `{"big":true,"n":2}` {
+		t.Fatalf("data.p.v = %s", got)
+	}
+}
