@@ -67,12 +67,18 @@ func tokenInput(t *tokens.Token, cs claimSet) *engine.Shared {
 }
 
 func buildTokenInput(t *tokens.Token, cs claimSet) *engine.Shared {
-	size := len(t.Claims)
+	// Decoded from the payload here, once per token and claim set: the
+	// token keeps no Go form of its claims.
+	all := t.Claims()
+	if all == nil {
+		return nil
+	}
+	size := len(all)
 	if !cs.all {
 		size = min(size, len(cs.keys))
 	}
 	claims := ast.NewObjectWithCapacity(size)
-	for name, c := range t.Claims {
+	for name, c := range all {
 		v, err := ast.InterfaceToValue(c)
 		if err != nil {
 			return nil
