@@ -20,7 +20,7 @@ const (
 
 // Token is a verified credential. A Verifier hands out the same *Token for
 // every presentation of the same token while it is cached, so a Token and
-// its Claims are read-only: never modify them.
+// its Payload are read-only: never modify them.
 type Token struct {
 	Kind       Kind      // the kind the issuer entry and the claims agree on
 	Subject    string    // "sub"
