@@ -55,6 +55,7 @@ fuzz:
 	$(GO) test ./ext_authz/ -run '^$$' -fuzz '^FuzzBodyText$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./ext_authz/ -run '^$$' -fuzz '^FuzzCheckRequestCodec$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./engine/ -run '^$$' -fuzz '^FuzzDecisionCache$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./engine/plan/ -run '^$$' -fuzz '^FuzzPlanMatchesOPA$$' -fuzztime $(FUZZTIME)
 
 # One table, every figure from one run, each target beside its figure: the
 # Go benchmarks (in-process Check per token kind, policy evaluation, token

@@ -2,8 +2,10 @@ package config
 
 import (
 	"errors"
+	"net"
 	"os"
 	"strings"
+	"time"
 )
 
 // MinRevocationTokenLen is the least length of admin.revocation_token.
@@ -18,7 +20,25 @@ type Admin struct {
 	RevocationTokenEnv  string `yaml:"revocation_token_env"`
 	// RevocationToken is what the file or variable held.
 	RevocationToken string `yaml:"-"`
+	// Pprof serves Go's profiles (net/http/pprof) under /debug/pprof/ on
+	// the admin listener, and records mutex contention (one event in
+	// PprofMutexFraction) and blocking (one event per PprofBlockRate of
+	// time blocked, on average) for its mutex and block profiles: what
+	// docs/performance.md's "Where a check waits" was measured with. A
+	// profile names the code, never a request's contents, but a trace or
+	// a CPU profile costs the process while it runs: on a loopback admin
+	// listener only (kubectl port-forward reaches it). Empty (false): off,
+	// and neither is recorded.
+	Pprof bool `yaml:"pprof"`
 }
+
+// PprofMutexFraction and PprofBlockRate are the runtime's sampling of
+// mutex contention and blocking while admin.pprof is on
+// (runtime.SetMutexProfileFraction, runtime.SetBlockProfileRate).
+const (
+	PprofMutexFraction = 10
+	PprofBlockRate     = 10 * time.Microsecond
+)
 
 func (a *Admin) resolvePaths(abs func(*string)) { abs(&a.RevocationTokenFile) }
 
@@ -43,7 +63,10 @@ func (a *Admin) readSecrets() error {
 	return nil
 }
 
-func (a *Admin) validate(add func(key, format string, args ...any)) {
+func (a *Admin) validate(adminAddr string, add func(key, format string, args ...any)) {
+	if host, _, err := net.SplitHostPort(adminAddr); a.Pprof && (err != nil || !IsLoopback(host)) {
+		add("admin.pprof", "profiles are served on a loopback admin listener only, not %q (listen.admin)", adminAddr)
+	}
 	if (a.RevocationTokenFile != "" || a.RevocationTokenEnv != "") && len(a.RevocationToken) < MinRevocationTokenLen {
 		add("admin.revocation_token_file", "the revocation token must be at least %d bytes", MinRevocationTokenLen)
 	}

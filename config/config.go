@@ -104,6 +104,10 @@ type Policy struct {
 	// It is off by itself for a policy whose answer could differ for the
 	// same input (time.now_ns, http.send, ...). Empty: 10000; -1: off.
 	DecisionCache int `yaml:"decision_cache"`
+	// Evaluator is what evaluates a decision the cache does not answer:
+	// "plan" (OPA's compiled plan, engine/plan; topdown answers whatever it
+	// does not handle) or "opa" (OPA's topdown alone). Empty: plan.
+	Evaluator string `yaml:"evaluator"`
 	// Shadow is a candidate policy decided beside this one, off the
 	// answer's path (shadow.go). Empty: none.
 	Shadow Shadow `yaml:"shadow"`
@@ -465,6 +469,9 @@ func (c *Config) Validate() error {
 	} else if c.Check.MaxBodyBytes > c.Listen.MaxMessageBytes-MessageRoom {
 		add("check.max_body_bytes", "must be at most listen.max_message_bytes less %d (the headers, the path and the attributes beside the body), %d", MessageRoom, c.Listen.MaxMessageBytes-MessageRoom)
 	}
+	if e := c.Policy.Evaluator; e != "" && e != "plan" && e != "opa" {
+		add("policy.evaluator", "must be plan (the default) or opa")
+	}
 	if c.Policy.DecisionCache < -1 {
 		add("policy.decision_cache", "must be -1 (off), 0 (the default) or a number of entries")
 	}
@@ -509,7 +516,7 @@ func (c *Config) Validate() error {
 	}
 	c.Playground.validate(add)
 	c.Issuer.validate(c, add)
-	c.Admin.validate(add)
+	c.Admin.validate(c.Listen.Admin, add)
 	c.HTTPCheck.validate(add)
 	c.Tracing.validate(add)
 	c.State.validate(add)

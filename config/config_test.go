@@ -144,3 +144,18 @@ func TestOversizeConfigIsRefused(t *testing.T) {
 		t.Fatalf("Load = %v", err)
 	}
 }
+
+// TestPolicyEvaluatorIsPlanOrOPA: policy.evaluator takes plan or opa, and
+// anything else is refused, naming the key.
+func TestPolicyEvaluatorIsPlanOrOPA(t *testing.T) {
+	for _, tc := range []struct {
+		value string
+		ok    bool
+	}{{"", true}, {"plan", true}, {"opa", true}, {"wasm", false}, {"Plan", false}} {
+		_, err := Parse([]byte("policy:\n  evaluator: \""+tc.value+"\"\n"), t.TempDir())
+		refused := err != nil && strings.Contains(err.Error(), "policy.evaluator")
+		if refused == tc.ok {
+			t.Errorf("policy.evaluator %q: Validate() = %v", tc.value, err)
+		}
+	}
+}

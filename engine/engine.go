@@ -39,12 +39,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/guestgate/guestgate/engine/plan"
 	"github.com/guestgate/guestgate/internal/memo"
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/metrics"
 	"github.com/open-policy-agent/opa/v1/rego"
 	"github.com/open-policy-agent/opa/v1/storage"
-	"github.com/open-policy-agent/opa/v1/topdown"
 )
 
 // DefaultQuery is the decision guestgate asks the policy for.
@@ -99,6 +99,12 @@ type Options struct {
 	// zero means DefaultDecisionCacheSize, negative turns it off. It is off
 	// anyway for a policy whose answer could differ for the same input.
 	DecisionCacheSize int
+	// Evaluator is EvaluatorPlan (the default when empty) or EvaluatorOPA
+	// (evaluator.go).
+	Evaluator string
+	// OnPlanFallback, if set, is called with the plan evaluator's error for
+	// each evaluation it left to topdown. It must be cheap.
+	OnPlanFallback func(err error)
 	// OnReload, if set, is called after every load attempt, the first one in
 	// New included, with its outcome. It runs on the loading goroutine and
 	// must not call Reload.
@@ -118,6 +124,8 @@ type ReloadEvent struct {
 	Files int
 	// Changed is true when the attempt swapped in a different revision.
 	Changed bool
+	// Evaluator is the serving revision's evaluator, as Status reports it.
+	Evaluator string
 }
 
 // Result is the outcome of one evaluation.
@@ -164,6 +172,9 @@ type Status struct {
 	// DecisionCache says whether the serving revision caches decisions,
 	// and if not, why.
 	DecisionCache string `json:"decision_cache"`
+	// Evaluator is the evaluator serving the revision: "plan", or "opa"
+	// followed, when the plan evaluator was asked for, by why it was not.
+	Evaluator string `json:"evaluator"`
 	// Watching is true while Watch receives file notifications (false when
 	// it is not running or has fallen back to polling).
 	Watching bool `json:"watching"`
@@ -180,6 +191,8 @@ type Engine struct {
 	pollInterval time.Duration
 	strict       bool
 	cacheSize    int
+	evaluator    string
+	onFallback   func(error)
 	log          *slog.Logger
 	onReload     func(ReloadEvent)
 	limits       Limits
@@ -218,13 +231,17 @@ var noopMetrics = metrics.NoOp()
 // policy is one compiled revision: everything Eval and Data read, swapped as
 // one value.
 type policy struct {
-	query    rego.PreparedEvalQuery
-	txn      storage.Transaction // read-only, open for the policy's lifetime
-	data     map[string]any
-	revision string // what the revision is called (the hash, or a bundle's revision)
-	hash     string // the content hash, which tells revisions apart
-	files    int
-	loadedAt time.Time
+	query rego.PreparedEvalQuery
+	// plan evaluates the decision query when the plan evaluator serves the
+	// revision, nil otherwise; evaluator is as Status reports it.
+	plan      *plan.Plan
+	evaluator string
+	txn       storage.Transaction // read-only, open for the policy's lifetime
+	data      map[string]any
+	revision  string // what the revision is called (the hash, or a bundle's revision)
+	hash      string // the content hash, which tells revisions apart
+	files     int
+	loadedAt  time.Time
 	// reads is what the policy can read of its input; cache is its
 	// decision cache, nil when off.
 	reads inputReads
@@ -259,6 +276,13 @@ func New(opts Options) (*Engine, error) {
 	if !ref.HasPrefix(ast.DefaultRootRef) || len(ref) < 2 {
 		return nil, fmt.Errorf("engine: decision query %q must be a reference into data, such as %s", q, DefaultQuery)
 	}
+	switch opts.Evaluator {
+	case "":
+		opts.Evaluator = EvaluatorPlan
+	case EvaluatorPlan, EvaluatorOPA:
+	default:
+		return nil, fmt.Errorf("engine: evaluator %q: must be %s or %s", opts.Evaluator, EvaluatorPlan, EvaluatorOPA)
+	}
 	e := &Engine{
 		dir:          opts.Dir,
 		query:        ref,
@@ -266,6 +290,8 @@ func New(opts Options) (*Engine, error) {
 		pollInterval: opts.PollInterval,
 		strict:       !opts.NonStrict,
 		cacheSize:    opts.DecisionCacheSize,
+		evaluator:    opts.Evaluator,
+		onFallback:   opts.OnPlanFallback,
 		log:          opts.Logger,
 		onReload:     opts.OnReload,
 		limits:       opts.Limits.withDefaults(),
@@ -389,62 +415,12 @@ func (s Snapshot) decide(ctx context.Context, input ast.Value, in Input, shared 
 	if in != nil {
 		input = in.Value()
 	}
-	res, err := e.evalOPA(ctx, p, input)
+	res, err := e.evaluate(ctx, p, input)
 	if err == nil && keyed && p.cache.admit(enc.buf) {
 		res.memo = &memo.Slot{}
 		p.cache.put(enc.buf, res, resultCost(res))
 	}
 	return res, err
-}
-
-// evalOPA evaluates the decision query with OPA; extra are further
-// evaluation options (Explain's tracer).
-func (e *Engine) evalOPA(ctx context.Context, p *policy, input ast.Value, extra ...rego.EvalOption) (Result, error) {
-	res := Result{Revision: p.revision}
-
-	// topdown would otherwise start a goroutine per evaluation to watch ctx;
-	// context.AfterFunc registers a callback instead, which is much cheaper.
-	cancel := topdown.NewCancel()
-	stop := context.AfterFunc(ctx, cancel.Cancel)
-	defer stop()
-
-	// The caches topdown keeps during the evaluation (evalcache.go): the
-	// revision's data, shared, and a pooled rule cache, both cheaper than the
-	// ones topdown would allocate afresh.
-	rules := getRuleCache()
-	defer rules.release()
-
-	opts := make([]rego.EvalOption, 0, len(p.evalOpts)+3+len(extra))
-	opts = append(opts, p.evalOpts...)
-	opts = append(opts,
-		rego.EvalParsedInput(input),
-		rego.EvalExternalCancel(cancel),
-		rego.EvalVirtualCache(rules))
-	rs, err := p.query.Eval(ctx, append(opts, extra...)...)
-	if err != nil {
-		if ctxErr := ctx.Err(); ctxErr != nil {
-			return res, fmt.Errorf("engine: evaluating %s: %w", e.query, ctxErr)
-		}
-		return res, fmt.Errorf("engine: evaluating %s: %w", e.query, err)
-	}
-	switch len(rs) {
-	case 0:
-		return res, nil
-	case 1:
-	default:
-		// A reference query yields at most one result; fail closed on
-		// anything else rather than pick one.
-		return res, fmt.Errorf("engine: evaluating %s: %d results, want at most one", e.query, len(rs))
-	}
-	if len(rs[0].Expressions) != 1 {
-		return res, fmt.Errorf("engine: evaluating %s: %d expressions, want one", e.query, len(rs[0].Expressions))
-	}
-	v, ok := rs[0].Expressions[0].Value.(ast.Value)
-	if !ok {
-		return res, fmt.Errorf("engine: evaluating %s: result is %T, not an AST value", e.query, rs[0].Expressions[0].Value)
-	}
-	res.Value, res.Defined = v, true
-	return res, nil
 }
 
 // Revision returns the content hash of the serving policy.
@@ -493,6 +469,7 @@ func (e *Engine) Status() Status {
 		st.LoadedAt = p.loadedAt
 		st.Files = p.files
 		st.DecisionCache = p.decisionCacheState()
+		st.Evaluator = p.evaluator
 	}
 	if e.bundle != nil {
 		st.Bundle = e.bundle.statusCopy()
@@ -557,11 +534,11 @@ func (e *Engine) reloadLocked(quiet bool) error {
 		e.current.Store(next)
 		ev.Changed = true
 		e.log.Info("policy loaded", "revision", next.revision, "files", next.files,
-			"duration", ev.Duration, "decision_cache", next.decisionCacheState())
+			"duration", ev.Duration, "decision_cache", next.decisionCacheState(), "evaluator", next.evaluator)
 	} else {
 		e.log.Debug("policy unchanged", "revision", next.revision)
 	}
-	ev.Revision, ev.Files = next.revision, next.files
+	ev.Revision, ev.Files, ev.Evaluator = next.revision, next.files, next.evaluator
 	e.report(ev)
 	return nil
 }

@@ -51,7 +51,7 @@ func (e *Engine) attempt(prev *policy) (next *policy, seen bool, err error) {
 	case set.revision == e.failed.revision:
 		return nil, seen, e.failed.err
 	}
-	next, err = compile(set, e.query, e.strict, e.cacheSize)
+	next, err = compile(set, e.query, e.strict, e.cacheSize, e.evaluator)
 	if err != nil {
 		e.failed.revision, e.failed.err = set.revision, err
 		return nil, seen, err
@@ -255,7 +255,7 @@ func (s *fileSet) walk(abs, rel string, ancestors []os.FileInfo) error {
 // compile parses, merges and compiles a file set with OPA's own loader and
 // compiler, configured as `opa check --strict` (unless strict is false), and
 // prepares the decision query.
-func compile(set *fileSet, query ast.Ref, strict bool, cacheSize int) (*policy, error) {
+func compile(set *fileSet, query ast.Ref, strict bool, cacheSize int, evaluator string) (*policy, error) {
 	if set.modules == 0 {
 		return nil, ErrNoPolicy
 	}
@@ -319,7 +319,10 @@ func compile(set *fileSet, query ast.Ref, strict bool, cacheSize int) (*policy, 
 	if !ok {
 		return nil, fmt.Errorf("engine: the store returned %T for data, not an AST value", doc)
 	}
+	pl, served := preparePlan(ctx, evaluator, compiler, query, store, txn, root)
 	p := &policy{
+		plan:      pl,
+		evaluator: served,
 		dataCache: dataCache{root: root},
 		query:     pq,
 		txn:       txn,

@@ -39,7 +39,8 @@ type Metrics struct {
 	opaLogSent      prometheus.Counter
 	opaLogDropped   *prometheus.CounterVec
 	opaLogFailures  prometheus.Counter
-	state           stateMetrics // state.go
+	planFallbacks   prometheus.Counter // evaluator.go
+	state           stateMetrics       // state.go
 
 	mu       sync.Mutex // guards revision and reasons
 	revision string
@@ -138,6 +139,7 @@ func New() *Metrics {
 		m.policyReloads.WithLabelValues(r)
 		m.configReloads.WithLabelValues(r)
 	}
+	m.planFallbacks = prometheus.NewCounter(planFallbacksOpts)
 	m.registerState()
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -145,6 +147,7 @@ func New() *Metrics {
 		m.checks, m.checkDuration, m.cacheHits, m.cacheMisses, m.jwksFetches, m.jwksFailures,
 		m.policyReloads, m.configReloads, m.policyInfo, m.mints,
 		m.shadowDecisions, m.shadowDropped, m.shadowReloads, m.opaLogSent, m.opaLogDropped, m.opaLogFailures,
+		m.planFallbacks,
 	)
 	return m
 }

@@ -24,6 +24,7 @@ func newShadow(cfg *config.Config, checker *ext_authz.Checker, m *metrics.Metric
 		Query:             cfg.Policy.Query,
 		Debounce:          cfg.Policy.Debounce.D(),
 		DecisionCacheSize: cfg.Policy.DecisionCache,
+		Evaluator:         cfg.Policy.Evaluator,
 		Logger:            logger.With("policy", "shadow"),
 		OnReload:          func(ev engine.ReloadEvent) { m.ShadowReload(ev.Err) },
 	})

@@ -115,6 +115,8 @@ func newSidecar(ctx context.Context, cfg *config.Config, logger *slog.Logger, op
 		Debounce: cfg.Policy.Debounce.D(),
 		// -1 in the config is off; the engine takes any negative number.
 		DecisionCacheSize: cfg.Policy.DecisionCache,
+		Evaluator:         cfg.Policy.Evaluator,
+		OnPlanFallback:    func(error) { s.metrics.PlanFallback() },
 		Logger:            logger,
 		// The engine logs every load and refusal itself.
 		OnReload: func(ev engine.ReloadEvent) { s.metrics.PolicyReload(ev.Revision, ev.Err) },
@@ -366,6 +368,8 @@ func needsRestart(old, next *config.Config) error {
 		return errors.New("development: needs a restart")
 	case old.Playground.Enabled != next.Playground.Enabled:
 		return errors.New("playground.enabled: turning the playground on or off needs a restart")
+	case old.Admin.Pprof != next.Admin.Pprof:
+		return errors.New("admin.pprof: turning the profiles on or off needs a restart")
 	case !old.Tracing.Equal(next.Tracing):
 		return errors.New("tracing: changing tracing needs a restart")
 	case !old.State.SameStore(next.State):
@@ -387,6 +391,7 @@ func (s *sidecar) adminMux() *http.ServeMux {
 	s.mountRevocations(mux)
 	s.issuer.Register(mux) // the playground calls its own origin
 	mux.Handle("GET /metrics", s.metrics.Handler())
+	s.mountPprof(mux)
 	return mux
 }
 

@@ -119,7 +119,10 @@ func TestXBSWidgetFlowWithTheIdentityProvidersOwnTokens(t *testing.T) {
 	from, to := pool.trust()
 	e := startE2E(t, map[string]string{
 		from:                    to,
-		"  backend: embedded\n": "  backend: embedded\n  ownership:\n    max_channels: 3\n",
+		// The race below is about who wins, not about latency: a store
+		// write of 50 racers on a loaded disk may outlast the 250ms
+		// default, which would deny state_unavailable (tested elsewhere).
+		"  backend: embedded\n": "  backend: embedded\n  timeout: 10s\n  ownership:\n    max_channels: 3\n",
 	})
 	alice := pool.token(e, "11111111-aaaa-4000-8000-000000000001", "W-DEMO")
 	bob := pool.token(e, "22222222-bbbb-4000-8000-000000000002", "W-DEMO")

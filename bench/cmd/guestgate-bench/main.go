@@ -48,7 +48,13 @@ type options struct {
 	altPairs        int
 	ghzPairs        int
 	sessionVisitors int
+	only            string
+	profileDir      string
 }
+
+// loadOnly says whether -only load runs the load rows alone: the in-repo
+// generator's and ghz's runs of guestgate and the floor, nothing else.
+func (o options) loadOnly() bool { return o.only == "load" }
 
 func main() {
 	var o options
@@ -70,7 +76,16 @@ func main() {
 	flag.IntVar(&o.ghzPairs, "ghz-pairs", 2, "guestgate/floor run pairs driven by ghz, the outside load generator (0: none)")
 	flag.IntVar(&o.sessionVisitors, "session-visitors", 10000, "visitors of the session workload, each a session of its own (0: none)")
 	flag.StringVar(&o.env, "sidecar-env", "", "space-separated NAME=VALUE added to guestgate's environment (GOGC=200 ...)")
+	flag.StringVar(&o.only, "only", "", `"load": the loopback load rows alone (the in-repo generator's and ghz's A B runs), no Go benchmarks, varying bodies, reloads, GOMAXPROCS runs or session workload`)
+	flag.StringVar(&o.profileDir, "profile", "", "directory: after the counted runs, one more guestgate run per generator (not counted) with its execution trace and CPU, mutex and block profiles saved there (admin.pprof on)")
 	flag.Parse()
+	if o.only != "" && !o.loadOnly() {
+		fmt.Fprintf(os.Stderr, "guestgate-bench: -only %q: the only choice is \"load\"\n", o.only)
+		os.Exit(2)
+	}
+	if o.loadOnly() {
+		o.skipGo, o.varyingPairs, o.altPairs, o.sessionVisitors = true, 0, 0, 0
+	}
 	if err := run(context.Background(), o, os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, "guestgate-bench:", err)
 		os.Exit(1)
@@ -111,7 +126,15 @@ func run(ctx context.Context, o options, out io.Writer) error {
 			return fmt.Errorf("go build %s: %w", pkg, err)
 		}
 	}
-	cfgPath, widgetsPath, err := writeSetup(repo, tmp)
+	if o.profileDir != "" {
+		if o.profileDir, err = filepath.Abs(o.profileDir); err == nil {
+			err = os.MkdirAll(o.profileDir, 0o755)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	cfgPath, widgetsPath, err := writeSetup(repo, tmp, o.profileDir != "")
 	if err != nil {
 		return err
 	}
@@ -205,6 +228,15 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		return err
 	}
 	decisions := gg.Decisions() - decisions0
+	if o.profileDir != "" {
+		err := profileRun(ctx, o, gg, o.profileDir, "in-repo", func() error {
+			load.Run(ctx, gg.Conn, load.Options{Streams: o.streams, Duration: o.duration, Next: next(true)})
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
 	ggRSS, err := gg.PeakRSS()
 	if err != nil {
 		return err
@@ -223,6 +255,15 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		if gz, err = ghzLoad(ctx, o, filepath.Join(tmp, "ghz"), protoset, data, gg, floor); err != nil {
 			return err
 		}
+		if o.profileDir != "" {
+			err := profileRun(ctx, o, gg, o.profileDir, "ghz", func() error {
+				_, err := ghzRun(ctx, o, filepath.Join(tmp, "ghz"), protoset, data, gg)
+				return err
+			})
+			if err != nil {
+				return err
+			}
+		}
 	}
 
 	var vgg, vfloor []load.Result
@@ -238,13 +279,15 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		}
 	}
 
-	progress("reload under load: %d policy rewrites", o.reloads())
-	loads0 := len(gg.PolicyLoads())
-	rl, err := reloadUnderLoad(ctx, o, gg, dev, widgetsPath, next(true))
-	if err != nil {
-		return err
+	var rl *reloadResult
+	if !o.loadOnly() {
+		progress("reload under load: %d policy rewrites", o.reloads())
+		loads0 := len(gg.PolicyLoads())
+		if rl, err = reloadUnderLoad(ctx, o, gg, dev, widgetsPath, next(true)); err != nil {
+			return err
+		}
+		rl.compiles = gg.PolicyLoads()[loads0:]
 	}
-	rl.compiles = gg.PolicyLoads()[loads0:]
 
 	ggRSSEnd, err := gg.PeakRSS()
 	if err != nil {
@@ -274,7 +317,9 @@ func run(ctx context.Context, o options, out io.Writer) error {
 		altRows(t, alt)
 	}
 	sessionRows(t, sess)
-	reloadRows(t, rl)
+	if rl != nil {
+		reloadRows(t, rl)
+	}
 	t.Add(load.Row{Group: "whole run", Name: "guestgate peak RSS (VmHWM) at the end", Value: mib(ggRSSEnd),
 		Target: "≤ 64 MiB", Verdict: load.Verdict(ggRSSEnd <= 64<<20)})
 	t.Title = fmt.Sprintf("guestgate bench: %s, %s, %d CPUs, %d load runs of %s per server, %d streams on one connection; took %s",

@@ -20,8 +20,8 @@ const markerWidget = "W-BENCH-MARKER"
 // port 0 with the development keys (so as the development setup: guestgate
 // refuses published keys in any other), but with the decision log as it
 // ships (allows sampled, denials all) and coarse reasons, as a deployment
-// runs.
-func writeSetup(repo, dir string) (cfgPath, widgetsPath string, err error) {
+// runs. pprof turns on the admin listener's profiles (-profile).
+func writeSetup(repo, dir string, pprof bool) (cfgPath, widgetsPath string, err error) {
 	src := filepath.Join(repo, "policies")
 	dst := filepath.Join(dir, "policies")
 	err = filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
@@ -91,6 +91,9 @@ minting:
     audience: https://guestgate.dev.invalid/api
     key_files: [%[2]s/keys/access-dev-1.pem]
 `, dst, dev)
+	if pprof {
+		cfg += "admin:\n  pprof: true\n"
+	}
 	cfgPath = filepath.Join(dir, "guestgate.yaml")
 	return cfgPath, widgetsPath, os.WriteFile(cfgPath, []byte(cfg), 0o644)
 }

@@ -1,0 +1,169 @@
+package plan
+
+import "github.com/open-policy-agent/opa/v1/ast"
+
+// Folding constant literals. The planner builds every composite literal of
+// a policy ({"allowed": false, "http_status": 403}, say) statement by
+// statement on each evaluation: a MakeObjectStmt, then an insert per key.
+// Where every key and value is a constant, fold builds the value once, when
+// the plan is compiled, and the evaluation only assigns it.
+//
+// A folded value is shared by every evaluation, so nothing may change it:
+// it is frozen (its term's location is the frozen marker), and a statement
+// that would change a frozen value in place changes a copy of it instead,
+// which leaves the local with what it would have held unfolded. Where a
+// literal cannot be folded, MakeObject is given the number of keys its
+// block inserts, so that the object is made its size at once.
+
+// frozen marks the terms fold made.
+var frozen = &ast.Location{File: "(folded by engine/plan)"}
+
+func isFrozen(t *ast.Term) bool { return t != nil && t.Location == frozen }
+
+// thaw returns t to be changed in place: t itself, or a copy of t when it
+// is frozen.
+func thaw(t *ast.Term) *ast.Term {
+	if !isFrozen(t) {
+		return t
+	}
+	switch v := t.Value.(type) {
+	case ast.Object:
+		obj := ast.NewObjectWithCapacity(v.Len() + 1)
+		v.Foreach(func(k, e *ast.Term) { obj.Insert(k, e) })
+		return ast.NewTerm(obj)
+	case ast.Set:
+		return ast.NewTerm(v.Copy())
+	}
+	return ast.NewTerm(t.Value) // an array: Append makes a new one anyway
+}
+
+func walkBlocks(blocks []*block, f func(*block)) {
+	for _, b := range blocks {
+		f(b)
+		for i := range b.stmts {
+			if st := &b.stmts[i]; st.block != nil {
+				walkBlocks([]*block{st.block}, f)
+			}
+			walkBlocks(b.stmts[i].blocks, f)
+		}
+	}
+}
+
+func isMake(op opcode) bool { return op == opMakeObject || op == opMakeArray || op == opMakeSet }
+
+func isChange(op opcode) bool {
+	switch op {
+	case opArrayAppend, opObjectInsert, opObjectInsertOnce, opSetAdd:
+		return true
+	}
+	return false
+}
+
+// writes reports whether st assigns its target local.
+func writes(st stmt) bool {
+	switch st.op {
+	case opAssignVar, opAssignVarOnce, opCall, opCallBuiltin, opCallDynamic, opDot, opLen,
+		opMakeConst, opMakeArray, opMakeObject, opMakeSet, opObjectMerge, opResetLocal:
+		return true
+	}
+	return false
+}
+
+// foldBlock folds the literals of b's own statements (nested blocks are
+// walked on their own). known holds the constant each local holds at the
+// current statement, where it is known.
+func foldBlock(b *block) {
+	out := make([]stmt, 0, len(b.stmts))
+	known := map[int]*ast.Term{}
+	for i := 0; i < len(b.stmts); i++ {
+		st := b.stmts[i]
+		if !isMake(st.op) {
+			switch {
+			case st.block != nil || st.blocks != nil:
+				clear(known) // a nested block may assign anything
+			case st.op == opMakeConst:
+				known[st.target] = st.a.term
+			case writes(st):
+				delete(known, st.target)
+			}
+			out = append(out, st)
+			continue
+		}
+		// The run of this local's changes right after it, constants made
+		// for them in between; terms are the constant operands of the
+		// changes, as each change sees them.
+		var (
+			consts []stmt
+			terms  []*ast.Term
+			ok     = true
+		)
+		constant := func(o operand) *ast.Term {
+			if o.term != nil {
+				return o.term
+			}
+			return known[o.local]
+		}
+		j := i + 1
+		for ; j < len(b.stmts); j++ {
+			next := b.stmts[j]
+			if next.op == opMakeConst && next.target != st.target {
+				consts = append(consts, next)
+				known[next.target] = next.a.term
+				continue
+			}
+			if next.target != st.target || !isChange(next.op) {
+				break
+			}
+			k, v := constant(next.a), constant(next.b)
+			switch {
+			case st.op == opMakeObject && (next.op == opObjectInsert || next.op == opObjectInsertOnce) && k != nil && v != nil:
+				terms = append(terms, k, v)
+			case st.op == opMakeArray && next.op == opArrayAppend && k != nil,
+				st.op == opMakeSet && next.op == opSetAdd && k != nil:
+				terms = append(terms, k)
+			default:
+				ok = false
+			}
+		}
+		if v := literal(st.op, terms); ok && v != nil {
+			v.Location = frozen
+			out = append(out, consts...)
+			out = append(out, stmt{op: opMakeConst, target: st.target, a: operand{term: v}})
+			known[st.target] = v
+			i = j - 1
+			continue
+		}
+		delete(known, st.target)
+		if st.op == opMakeObject {
+			for _, next := range b.stmts[i+1:] {
+				if next.target == st.target && isChange(next.op) {
+					st.index++
+				}
+			}
+		}
+		out = append(out, st)
+		out = append(out, b.stmts[i+1:j]...)
+		i = j - 1
+	}
+	b.stmts = out
+}
+
+// literal is the value a Make statement mk builds of terms (keys and
+// values in turn for an object), nil where two values of a key conflict.
+func literal(mk opcode, terms []*ast.Term) *ast.Term {
+	switch mk {
+	case opMakeObject:
+		obj := ast.NewObjectWithCapacity(len(terms) / 2)
+		for i := 0; i < len(terms); i += 2 {
+			if cur := obj.Get(terms[i]); cur != nil && cur.Value.Compare(terms[i+1].Value) != 0 {
+				return nil // a conflict: left to the evaluation to report
+			}
+			obj.Insert(terms[i], terms[i+1])
+		}
+		return ast.NewTerm(obj)
+	case opMakeArray:
+		return ast.ArrayTerm(terms...)
+	default:
+		return ast.SetTerm(terms...)
+	}
+}
