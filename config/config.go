@@ -49,7 +49,8 @@ type Config struct {
 	// OPABundles are OPA's top-level services, bundles and keys: the
 	// policy from a bundle server instead of policy.dir (bundles.go).
 	OPABundles `yaml:",inline"`
-	Admin      Admin `yaml:"admin"` // config/admin.go
+	Admin      Admin   `yaml:"admin"`   // config/admin.go
+	Runtime    Runtime `yaml:"runtime"` // config/runtime.go
 
 	// Path is the file this config was read from ("" when built in code).
 	Path string `yaml:"-"`
@@ -502,6 +503,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	c.validateTokens(add)
+	c.validateRuntime(add)
 	c.Policy.Shadow.validate(c.Policy.Dir, add)
 	c.Check.validateInputFormat(add)
 	if c.Policy.MaxRevisionBytes < 1<<10 || c.Policy.MaxRevisionBytes > 1<<30 {

@@ -64,6 +64,8 @@ func TestBadConfigErrorsNameTheKey(t *testing.T) {
 		{"credential with two places", "check:\n  credentials:\n    - {header: authorization, query: token}\n", "check.credentials[0]"},
 		{"sample rate", "decision_log:\n  allow_sample_rate: 2\n", "decision_log.allow_sample_rate"},
 		{"decision cache size", "policy:\n  decision_cache: -2\n", "policy.decision_cache"},
+		{"memory limit below the floor", "runtime:\n  memory_limit_mib: 8\n", "runtime.memory_limit_mib"},
+		{"memory limit negative", "runtime:\n  memory_limit_mib: -2\n", "runtime.memory_limit_mib"},
 		{"minting without keys", "minting:\n  access: {issuer: a, audience: b}\n", "minting.access.key_files"},
 		{"development off loopback", "development: true\nlisten:\n  http: 0.0.0.0:8181\n", "listen.http"},
 		{"message bound below the room for headers", "listen:\n  max_message_bytes: 65536\n", "listen.max_message_bytes"},

@@ -244,7 +244,7 @@ func (c *Checker) verify(ctx context.Context, cs *compiled, raw string, d *Decis
 	}
 	if tok != nil {
 		d.Kind, d.Issuer, d.Subject = string(tok.Kind), tok.Issuer, tok.Subject
-		d.widget, _ = tok.Claims["custom:wid"].(string)
+		d.widget = tok.Widget
 	} else {
 		d.TokenError = code
 	}

@@ -24,13 +24,9 @@ func (c *Checker) revoked(ctx context.Context, tok *tokens.Token, d *Decision) (
 	if c.revocations == nil {
 		return false, true
 	}
-	jti, _ := tok.Claims["jti"].(string)
-	wid, _ := tok.Claims["custom:wid"].(string)
-	refs := [2]state.TokenRef{{ID: jti, Issuer: tok.Issuer, Subject: tok.Subject, Widget: wid}}
+	refs := [2]state.TokenRef{{ID: tok.ID, Issuer: tok.Issuer, Subject: tok.Subject, Widget: tok.Widget}}
 	if tok.Kind == tokens.KindAccess {
-		gi, _ := tok.Claims["guest_iss"].(string)
-		gs, _ := tok.Claims["guest_sub"].(string)
-		refs[1] = state.TokenRef{Issuer: gi, Subject: gs}
+		refs[1] = state.TokenRef{Issuer: tok.GuestIssuer, Subject: tok.GuestSubject}
 	}
 	for _, ref := range refs {
 		hit, err := c.revocations.Revoked(ctx, ref)

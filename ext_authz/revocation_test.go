@@ -86,18 +86,18 @@ func TestRevokedTokensAreTokenErrorRevoked(t *testing.T) {
 	kite := verified(one.Kite)
 	sat := verified(one.SAT)
 	access := verified(one.Access)
-	guestIss, _ := access.Claims["guest_iss"].(string)
-	guestSub, _ := access.Claims["guest_sub"].(string)
+	guestIss, _ := access.Claims()["guest_iss"].(string)
+	guestSub, _ := access.Claims()["guest_sub"].(string)
 	for _, step := range []struct {
 		name    string
 		r       state.Revocation
 		refused string // now token_error revoked
 		spared  string // still verifies
 	}{
-		{"a jti", state.Revocation{Kind: state.RevokeToken, Value: sat.Claims["jti"].(string)}, one.SAT, two.SAT},
+		{"a jti", state.Revocation{Kind: state.RevokeToken, Value: sat.Claims()["jti"].(string)}, one.SAT, two.SAT},
 		{"a subject of its issuer", state.Revocation{Kind: state.RevokeSubject, Issuer: kite.Issuer, Value: kite.Subject}, one.Kite, two.Kite},
 		{"a guest, for its access tokens", state.Revocation{Kind: state.RevokeSubject, Issuer: guestIss, Value: guestSub}, one.Access, two.Access},
-		{"a widget", state.Revocation{Kind: state.RevokeWidget, Value: kite.Claims["custom:wid"].(string)}, two.Kite, two.Link},
+		{"a widget", state.Revocation{Kind: state.RevokeWidget, Value: kite.Claims()["custom:wid"].(string)}, two.Kite, two.Link},
 	} {
 		revoke(step.r)
 		if d := decide(step.refused); d.TokenError != tokens.CodeRevoked || d.Kind != "" {

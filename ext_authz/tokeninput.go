@@ -1,7 +1,9 @@
 package ext_authz
 
 import (
+	"hash/maphash"
 	"strings"
+	"sync/atomic"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 
@@ -67,28 +69,40 @@ func tokenInput(t *tokens.Token, cs claimSet) *engine.Shared {
 }
 
 func buildTokenInput(t *tokens.Token, cs claimSet) *engine.Shared {
-	size := len(t.Claims)
+	// Decoded from the payload here, once per token and claim set: the
+	// token keeps no Go form of its claims.
+	all := t.Claims()
+	if all == nil {
+		return nil
+	}
+	size := len(all)
 	if !cs.all {
 		size = min(size, len(cs.keys))
 	}
 	claims := ast.NewObjectWithCapacity(size)
-	for name, c := range t.Claims {
-		v, err := ast.InterfaceToValue(c)
-		if err != nil {
-			return nil
+	for name, c := range all {
+		var t *ast.Term
+		if s, ok := c.(string); ok {
+			t = stringTerm(s)
+		} else {
+			v, err := ast.InterfaceToValue(c)
+			if err != nil {
+				return nil
+			}
+			t = ast.NewTerm(v)
 		}
 		if cs.all {
-			claims.Insert(ast.StringTerm(name), ast.NewTerm(v))
+			claims.Insert(ast.StringTerm(name), t)
 		} else if k, ok := cs.keys[name]; ok {
-			claims.Insert(k, ast.NewTerm(v))
+			claims.Insert(k, t)
 		}
 	}
 	v := ast.NewObject(
 		ast.Item(tokenKeys.kind, kindTerm(t.Kind)),
 		ast.Item(tokenKeys.subject, ast.StringTerm(t.Subject)),
-		ast.Item(tokenKeys.issuer, ast.StringTerm(t.Issuer)),
-		ast.Item(tokenKeys.name, ast.StringTerm(t.Name)),
-		ast.Item(tokenKeys.email, ast.StringTerm(t.Email)),
+		ast.Item(tokenKeys.issuer, stringTerm(t.Issuer)),
+		ast.Item(tokenKeys.name, stringTerm(t.Name)),
+		ast.Item(tokenKeys.email, stringTerm(t.Email)),
 		ast.Item(tokenKeys.expiresAt, ast.IntNumberTerm(int(t.ExpiresAt.Unix()))),
 		ast.Item(tokenKeys.claims, ast.NewTerm(claims)),
 	)
@@ -115,4 +129,33 @@ func kindTerm(k tokens.Kind) *ast.Term {
 		return t
 	}
 	return ast.StringTerm(string(k))
+}
+
+// internedTerms shares the string terms many tokens' values repeat (an
+// issuer, an anonymous visitor's name "guest", a widget's synthetic email,
+// custom:entry, a widget or public channel id): a direct-mapped table, so
+// it stays bounded whatever the strings, and a string that does not repeat
+// only takes a slot the next one takes back. Terms are never modified once
+// built, so one term may sit in many values.
+var internedTerms [4096]atomic.Pointer[ast.Term]
+
+var internSeed = maphash.MakeSeed()
+
+// maxInterned bounds the strings interned: longer ones are not the
+// repeated names above.
+const maxInterned = 96
+
+// stringTerm returns a string term for s, shared with earlier tokens'
+// values when the table holds it.
+func stringTerm(s string) *ast.Term {
+	if len(s) > maxInterned {
+		return ast.StringTerm(s)
+	}
+	slot := &internedTerms[maphash.String(internSeed, s)%uint64(len(internedTerms))]
+	if t := slot.Load(); t != nil && string(t.Value.(ast.String)) == s {
+		return t
+	}
+	t := ast.StringTerm(s)
+	slot.Store(t)
+	return t
 }

@@ -323,7 +323,7 @@ func TestSATMintsTheProvidersTokenForAnAdministratorOfTheAccount(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			tok := f.satToken(f.sat("acct-1", "prov-1", f.admin().headers(), tc.contentType, tc.body))
-			c := tok.Claims
+			c := tok.Claims()
 			if c["role"] != "launchpad_user" || c["scope"] != "launchpads/lp-1" || c["account_id"] != "acct-1" || c["provider_id"] != "prov-1" {
 				t.Errorf("claims = %v", c)
 			}
@@ -759,7 +759,7 @@ func TestWidgetSessionsAreBoundToAFreshKiteChannel(t *testing.T) {
 	if tok == nil || !strings.HasPrefix(s1.ChannelID, "kite-") || s1.ChannelID == s2.ChannelID {
 		t.Fatalf("channels %q and %q: want two fresh kite channels", s1.ChannelID, s2.ChannelID)
 	}
-	c := tok.Claims
+	c := tok.Claims()
 	if c["custom:entry"] != "kite" || c["custom:wid"] != "W-DEMO" || c["custom:channel_id"] != s1.ChannelID ||
 		c["custom:authorization_type"] != "XBS_ANONYMOUS" || c["email"] != "anonymous-w-demo@anonymous.test.invalid" {
 		t.Fatalf("claims = %v", c)
@@ -769,10 +769,10 @@ func TestWidgetSessionsAreBoundToAFreshKiteChannel(t *testing.T) {
 func TestPublicChatSessionsAreBoundToTheChannel(t *testing.T) {
 	f := newFixture(t, "")
 	_, s, tok := f.session("/v1/anonymous/public-chats/public-lobby/token")
-	if tok == nil || s.ChannelID != "public-lobby" || tok.Claims["custom:entry"] != "public_link" || tok.Claims["custom:channel_id"] != "public-lobby" {
+	if tok == nil || s.ChannelID != "public-lobby" || tok.Claims()["custom:entry"] != "public_link" || tok.Claims()["custom:channel_id"] != "public-lobby" {
 		t.Fatalf("session %+v", s)
 	}
-	if _, ok := tok.Claims["custom:wid"]; ok {
+	if _, ok := tok.Claims()["custom:wid"]; ok {
 		t.Fatal("a link token carries a widget")
 	}
 }

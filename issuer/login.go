@@ -45,8 +45,7 @@ func (is *Issuer) login(w http.ResponseWriter, r *http.Request, st *settings) {
 	}
 	// A guest token whose jti or subject is on the deny-list logs in no
 	// more (the access tokens it minted are refused by the check).
-	jti, _ := tok.Claims["jti"].(string)
-	revoked, err := is.store.Revoked(r.Context(), state.TokenRef{ID: jti, Issuer: tok.Issuer, Subject: tok.Subject})
+	revoked, err := is.store.Revoked(r.Context(), state.TokenRef{ID: tok.ID, Issuer: tok.Issuer, Subject: tok.Subject})
 	if err != nil {
 		is.stateUnavailable(w, "revocations", err)
 		return

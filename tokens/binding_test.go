@@ -106,7 +106,7 @@ func TestBindingClaimsRefusedFromEveryKindThatDoesNotAssertThem(t *testing.T) {
 			c := vfWith(k.claims, name, "kite")
 			code, tok, _ := vfCode(v, k.sign(t, c))
 			if code == "" && tok != nil {
-				if _, ok := tok.Claims["custom:entry"]; ok {
+				if _, ok := tok.Claims()["custom:entry"]; ok {
 					t.Errorf("%s carrying %q: the policy sees custom:entry", kind, name)
 				}
 			}

@@ -117,7 +117,7 @@ func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Toke
 	}
 
 	// The entry's own string: every token of an issuer shares it.
-	tok := &Token{Issuer: e.iss, IssuerName: e.name, Claims: p.claims}
+	tok := &Token{Issuer: e.iss, IssuerName: e.name, Payload: p.payload}
 	// Wall clock only: the claims are wall-clock times, and a cached entry
 	// must notice the wall clock going back (the monotonic reading never
 	// does).
@@ -156,6 +156,12 @@ func (v *Verifier) verify(ctx context.Context, raw string, now time.Time) (*Toke
 	}
 	if err != nil {
 		return nil, meta, err
+	}
+	tok.ID, _ = p.claims["jti"].(string)
+	tok.Widget, _ = p.claims["custom:wid"].(string)
+	if tok.Kind == KindAccess {
+		tok.GuestIssuer, _ = p.claims["guest_iss"].(string)
+		tok.GuestSubject, _ = p.claims["guest_sub"].(string)
 	}
 	return tok, meta, nil
 }

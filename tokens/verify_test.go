@@ -334,7 +334,7 @@ func TestEveryKindIsAccepted(t *testing.T) {
 					tok.Kind, tok.Subject, tok.Issuer, tok.IssuerName, tok.Name, tok.Email,
 					tt.kind, tt.sub, tt.iss, tt.entry, tt.uname, tt.email)
 			}
-			exp, _ := tok.Claims["exp"].(json.Number).Int64()
+			exp, _ := tok.Claims()["exp"].(json.Number).Int64()
 			if !tok.ExpiresAt.Equal(time.Unix(exp, 0)) {
 				t.Errorf("ExpiresAt = %v, want exp %d", tok.ExpiresAt, exp)
 			}
@@ -633,7 +633,7 @@ func TestLargeIntegerClaimsStayExact(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := tok.Claims["event_id"]; got != json.Number("12345678901234567890123") {
+	if got := tok.Claims()["event_id"]; got != json.Number("12345678901234567890123") {
 		t.Fatalf("event_id = %#v", got)
 	}
 }

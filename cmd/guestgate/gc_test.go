@@ -12,8 +12,9 @@ import (
 )
 
 // TestServeGivesTheCollectorTheContainersMemoryLimit: serve runs the
-// collector at GOGC=200 with 90% of the container's memory limit as its
-// soft limit, and leaves both to GOGC and GOMEMLIMIT when they are set.
+// collector at GOGC=200 with runtime.memory_limit_mib, or else 90% of the
+// container's memory limit, as its soft limit, and leaves both to GOGC and
+// GOMEMLIMIT when they are set.
 func TestServeGivesTheCollectorTheContainersMemoryLimit(t *testing.T) {
 	prevPercent, prevLimit := debug.SetGCPercent(100), debug.SetMemoryLimit(math.MaxInt64)
 	t.Cleanup(func() { debug.SetGCPercent(prevPercent); debug.SetMemoryLimit(prevLimit) })
@@ -24,7 +25,7 @@ func TestServeGivesTheCollectorTheContainersMemoryLimit(t *testing.T) {
 	t.Setenv("AUTOMEMLIMIT", "")
 	os.Unsetenv("AUTOMEMLIMIT")
 
-	tuneGC(quiet, memlimit.Limit(100<<20))
+	tuneGC(quiet, 0, memlimit.Limit(100<<20))
 	if got := debug.SetGCPercent(100); got != gcPercent {
 		t.Errorf("GOGC = %d, want %d", got, gcPercent)
 	}
@@ -33,16 +34,29 @@ func TestServeGivesTheCollectorTheContainersMemoryLimit(t *testing.T) {
 	}
 
 	// No container limit: none.
-	tuneGC(quiet, func() (uint64, error) { return 0, memlimit.ErrNoLimit })
+	tuneGC(quiet, 0, func() (uint64, error) { return 0, memlimit.ErrNoLimit })
 	if got := debug.SetMemoryLimit(math.MaxInt64); got != math.MaxInt64 {
 		t.Errorf("no container limit: memory limit %d", got)
 	}
 
-	// Set by the operator: left alone.
+	// runtime.memory_limit_mib: its limit, with or without a container's.
+	for _, container := range []memlimit.Provider{memlimit.Limit(100 << 20), func() (uint64, error) { return 0, memlimit.ErrNoLimit }} {
+		tuneGC(quiet, 64, container)
+		if got := debug.SetMemoryLimit(math.MaxInt64); got != 64<<20 {
+			t.Errorf("runtime.memory_limit_mib 64: memory limit %d", got)
+		}
+	}
+	// -1: none, even in a container with a limit.
+	tuneGC(quiet, -1, memlimit.Limit(100<<20))
+	if got := debug.SetMemoryLimit(math.MaxInt64); got != math.MaxInt64 {
+		t.Errorf("runtime.memory_limit_mib -1: memory limit %d", got)
+	}
+
+	// Set by the operator: left alone, whatever the config says.
 	debug.SetGCPercent(100)
 	t.Setenv("GOGC", "50")
 	t.Setenv("GOMEMLIMIT", "1GiB")
-	tuneGC(quiet, memlimit.Limit(100<<20))
+	tuneGC(quiet, 64, memlimit.Limit(100<<20))
 	if got := debug.SetGCPercent(100); got != 100 {
 		t.Errorf("GOGC set: the collector's target was changed to %d", got)
 	}

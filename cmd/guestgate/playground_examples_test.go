@@ -101,10 +101,10 @@ func TestMintExamplesRunAsShownAndMint(t *testing.T) {
 			if err != nil {
 				t.Fatalf("the %s example printed %q, not a token that verifies: %v", c.lang, out, err)
 			}
-			if tok.Kind != tokens.KindSecureAnonymous || tok.Claims["provider_id"] != "dev-provider" {
-				t.Fatalf("the %s example minted %s for provider %v", c.lang, tok.Kind, tok.Claims["provider_id"])
+			if tok.Kind != tokens.KindSecureAnonymous || tok.Claims()["provider_id"] != "dev-provider" {
+				t.Fatalf("the %s example minted %s for provider %v", c.lang, tok.Kind, tok.Claims()["provider_id"])
 			}
-			if got := tok.Claims["first_name"]; got != `O'Brien "Bob" $(touch pwned) \ Zoë 🦊` {
+			if got := tok.Claims()["first_name"]; got != `O'Brien "Bob" $(touch pwned) \ Zoë 🦊` {
 				t.Fatalf("the %s example sent first_name %q", c.lang, got)
 			}
 		})

@@ -30,11 +30,11 @@ func serveCmd(args []string, stderr io.Writer) error {
 		return err
 	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	tuneGC(logger, memlimit.FromCgroup)
 	cfg, err := loadConfig(*configPath)
 	if err != nil {
 		return err
 	}
+	tuneGC(logger, cfg.Runtime.MemoryLimitMiB, memlimit.FromCgroup)
 	if cfg.Development {
 		warnDevelopment(stderr, logger)
 	}
@@ -113,18 +113,28 @@ func stopTracing(tp *sdktrace.TracerProvider, timeout time.Duration, logger *slo
 const gcPercent = 200
 
 // tuneGC sets the collector's target (gcPercent unless GOGC is set) and
-// its soft memory limit: 90% of the container's memory limit, as limit
-// (cgroups) reports it, unless GOMEMLIMIT is set or AUTOMEMLIMIT=off. The
+// its soft memory limit, unless GOMEMLIMIT is set: runtime.memory_limit_mib
+// (mib) when it gives one, else 90% of the container's memory limit, as
+// limit (cgroups) reports it, unless mib is -1 or AUTOMEMLIMIT=off. The
 // caches hold a few KiB per token and decision, so a busy sidecar's live
 // heap grows with its visitors, and at GOGC=200 its heap with three times
 // that: near the limit the collector runs more often instead of the
 // container being killed. Without a limit it does nothing.
-func tuneGC(logger *slog.Logger, limit memlimit.Provider) {
+func tuneGC(logger *slog.Logger, mib int, limit memlimit.Provider) {
 	if _, set := os.LookupEnv("GOGC"); !set {
 		debug.SetGCPercent(gcPercent)
 	}
-	if _, err := memlimit.Set(memlimit.WithProvider(limit), memlimit.WithLogger(logger)); err != nil {
-		logger.Warn("no memory limit for the collector", "error", err)
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return // the runtime has read it
+	}
+	switch {
+	case mib > 0:
+		debug.SetMemoryLimit(int64(mib) << 20)
+		logger.Info("memory limit for the collector", "runtime.memory_limit_mib", mib)
+	case mib == 0:
+		if _, err := memlimit.Set(memlimit.WithProvider(limit), memlimit.WithLogger(logger)); err != nil {
+			logger.Warn("no memory limit for the collector", "error", err)
+		}
 	}
 }
 

@@ -46,8 +46,8 @@ func TestDevelopmentTokensOfEveryKindVerify(t *testing.T) {
 			if tok.Kind != tc.kind {
 				t.Errorf("kind %s, want %s", tok.Kind, tc.kind)
 			}
-			if tc.claim != "" && tok.Claims[tc.claim] != tc.want {
-				t.Errorf("%s = %v, want %s", tc.claim, tok.Claims[tc.claim], tc.want)
+			if tc.claim != "" && tok.Claims()[tc.claim] != tc.want {
+				t.Errorf("%s = %v, want %s", tc.claim, tok.Claims()[tc.claim], tc.want)
 			}
 		})
 	}

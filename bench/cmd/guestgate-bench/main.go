@@ -48,6 +48,7 @@ type options struct {
 	altPairs        int
 	ghzPairs        int
 	sessionVisitors int
+	memLimitMiB     int
 	only            string
 	profileDir      string
 }
@@ -75,6 +76,7 @@ func main() {
 	flag.IntVar(&o.altPairs, "alt-pairs", 3, "guestgate/floor run pairs with -alt-procs")
 	flag.IntVar(&o.ghzPairs, "ghz-pairs", 2, "guestgate/floor run pairs driven by ghz, the outside load generator (0: none)")
 	flag.IntVar(&o.sessionVisitors, "session-visitors", 10000, "visitors of the session workload, each a session of its own (0: none)")
+	flag.IntVar(&o.memLimitMiB, "memory-limit-mib", defaultMemLimitMiB, "runtime.memory_limit_mib of guestgate's config: the soft limit a container's memory limit would give it (0: none, as a process outside a container)")
 	flag.StringVar(&o.env, "sidecar-env", "", "space-separated NAME=VALUE added to guestgate's environment (GOGC=200 ...)")
 	flag.StringVar(&o.only, "only", "", `"load": the loopback load rows alone (the in-repo generator's and ghz's A B runs), no Go benchmarks, varying bodies, reloads, GOMAXPROCS runs or session workload`)
 	flag.StringVar(&o.profileDir, "profile", "", "directory: after the counted runs, one more guestgate run per generator (not counted) with its execution trace and CPU, mutex and block profiles saved there (admin.pprof on)")
@@ -134,7 +136,7 @@ func run(ctx context.Context, o options, out io.Writer) error {
 			return err
 		}
 	}
-	cfgPath, widgetsPath, err := writeSetup(repo, tmp, o.profileDir != "")
+	cfgPath, widgetsPath, err := writeSetup(repo, tmp, o.profileDir != "", o.memLimitMiB)
 	if err != nil {
 		return err
 	}

@@ -20,6 +20,7 @@ import (
 
 type sessionResult struct {
 	visitors        int
+	memLimitMiB     int // guestgate's runtime.memory_limit_mib (0: none)
 	gg, floor       load.Result
 	ggRSS, floorRSS int64
 	ggCPU, floorCPU time.Duration
@@ -77,7 +78,7 @@ func sessionLoad(ctx context.Context, o options, ggBin, cfgPath, floorBin string
 			return r
 		}
 	}
-	r := &sessionResult{visitors: o.sessionVisitors}
+	r := &sessionResult{visitors: o.sessionVisitors, memLimitMiB: o.memLimitMiB}
 	for _, name := range []string{"guestgate", "floor"} {
 		bin, args, env := floorBin, []string(nil), procsEnv(o.procs)
 		if name == "guestgate" {
@@ -127,7 +128,11 @@ func sessionRows(t *load.Table, r *sessionResult) {
 	errorsRow(t, g, r.gg)
 	t.Add(load.Row{Group: g, Name: "guestgate / floor CPU per check", Value: fmt.Sprintf("%s / %s",
 		load.Micros(r.ggCPU/time.Duration(max(r.gg.Requests, 1))), load.Micros(r.floorCPU/time.Duration(max(r.floor.Requests, 1))))})
-	t.Add(load.Row{Group: g, Name: "guestgate peak RSS (VmHWM)", Value: fmt.Sprintf("%s (%.1f × the floor's %s)",
+	rssName := "guestgate peak RSS (VmHWM), no memory limit"
+	if r.memLimitMiB > 0 {
+		rssName = fmt.Sprintf("guestgate peak RSS (VmHWM), soft limit %d MiB", r.memLimitMiB)
+	}
+	t.Add(load.Row{Group: g, Name: rssName, Value: fmt.Sprintf("%s (%.1f × the floor's %s)",
 		mib(r.ggRSS), float64(r.ggRSS)/float64(max(r.floorRSS, 1)), mib(r.floorRSS)),
 		Target: "≤ 128 MiB", Verdict: load.Verdict(r.ggRSS <= 128<<20)})
 }

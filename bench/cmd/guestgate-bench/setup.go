@@ -11,6 +11,13 @@ import (
 	"strings"
 )
 
+// defaultMemLimitMiB is the soft memory limit the benchmark's guestgate
+// runs with: what serve derives from a container memory limit of about 110
+// MiB (90% of it), since a sidecar runs in a container; without one the
+// session workload's heap grows to three times its live heap (GOGC=200).
+// The load rows stay far below it.
+const defaultMemLimitMiB = 100
+
 // markerWidget is a widget only the reload test's prober uses: toggling its
 // anonymous sessions flips the prober's answer and no other.
 const markerWidget = "W-BENCH-MARKER"
@@ -20,8 +27,9 @@ const markerWidget = "W-BENCH-MARKER"
 // port 0 with the development keys (so as the development setup: guestgate
 // refuses published keys in any other), but with the decision log as it
 // ships (allows sampled, denials all) and coarse reasons, as a deployment
-// runs. pprof turns on the admin listener's profiles (-profile).
-func writeSetup(repo, dir string, pprof bool) (cfgPath, widgetsPath string, err error) {
+// runs. pprof turns on the admin listener's profiles (-profile); memLimitMiB,
+// when not 0, is its runtime.memory_limit_mib.
+func writeSetup(repo, dir string, pprof bool, memLimitMiB int) (cfgPath, widgetsPath string, err error) {
 	src := filepath.Join(repo, "policies")
 	dst := filepath.Join(dir, "policies")
 	err = filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
@@ -93,6 +101,9 @@ minting:
 `, dst, dev)
 	if pprof {
 		cfg += "admin:\n  pprof: true\n"
+	}
+	if memLimitMiB != 0 {
+		cfg += fmt.Sprintf("runtime:\n  memory_limit_mib: %d\n", memLimitMiB)
 	}
 	cfgPath = filepath.Join(dir, "guestgate.yaml")
 	return cfgPath, widgetsPath, os.WriteFile(cfgPath, []byte(cfg), 0o644)
