@@ -147,6 +147,7 @@ const (
 	opObjectMerge
 	opResetLocal
 	opResultSetAdd
+	opResultValue // a ResultSetAddStmt of the object {a: b} (results.go)
 	opReturnLocal
 	opScan
 	opSetAdd
@@ -246,6 +247,7 @@ func compile(policy *ir.Policy) (*Plan, error) {
 	}
 	p.locals = c.locals + 1
 	walkBlocks(p.blocks, foldBlock)
+	directResults(p.blocks)
 	for _, fn := range p.funcs {
 		walkBlocks(fn.blocks, foldBlock)
 	}
