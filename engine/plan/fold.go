@@ -70,9 +70,33 @@ func writes(st stmt) bool {
 }
 
 // foldBlock folds the literals of b's own statements (nested blocks are
-// walked on their own). known holds the constant each local holds at the
-// current statement, where it is known.
+// walked on their own), innermost first: a pass folds a literal only once
+// the literals inside it are constants, so passes go on while one folds a
+// literal ({"messages": {"methods": {"GET"}}} takes three).
 func foldBlock(b *block) {
+	for makes := countMakes(b); ; {
+		foldPass(b)
+		n := countMakes(b)
+		if n == makes {
+			return
+		}
+		makes = n
+	}
+}
+
+func countMakes(b *block) int {
+	n := 0
+	for _, st := range b.stmts {
+		if isMake(st.op) {
+			n++
+		}
+	}
+	return n
+}
+
+// foldPass is one pass of foldBlock. known holds the constant each local
+// holds at the current statement, where it is known.
+func foldPass(b *block) {
 	out := make([]stmt, 0, len(b.stmts))
 	known := map[int]*ast.Term{}
 	for i := 0; i < len(b.stmts); i++ {
@@ -111,6 +135,12 @@ func foldBlock(b *block) {
 				known[next.target] = next.a.term
 				continue
 			}
+			if isMake(next.op) {
+				// A literal inside this one, not folded yet: this one
+				// waits for the next pass.
+				ok = false
+				break
+			}
 			if next.target != st.target || !isChange(next.op) {
 				break
 			}
@@ -135,6 +165,7 @@ func foldBlock(b *block) {
 		}
 		delete(known, st.target)
 		if st.op == opMakeObject {
+			st.index = 0 // counted afresh on each pass
 			for _, next := range b.stmts[i+1:] {
 				if next.target == st.target && isChange(next.op) {
 					st.index++

@@ -82,3 +82,40 @@ func TestShippedResultIsReadDirectly(t *testing.T) {
 		t.Fatalf("%d direct results, want 1", n)
 	}
 }
+
+// TestNestedLiteralsFold: a literal whose values are literals is folded
+// whole, innermost first, and evaluations that change a copy of part of it
+// leave it as it was.
+func TestNestedLiteralsFold(t *testing.T) {
+	mod := ast.MustParseModuleWithOpts(`package p
+routes := {"a": {"m": {"GET", "PUT"}, "n": {"x": [1, {"y": [true]}]}}, "b": {"m": set()}}
+grown contains x if {
+	some x in routes[input.r].m
+}
+grown contains input.extra
+d := {"n": routes.a.n, "m": sort(routes.a.m), "grown": sort(grown), "inner": object.union(routes.a.n, {"z": input.extra})}
+`, ast.ParserOptions{RegoVersion: ast.RegoV1})
+	b := prepare(t, map[string]*ast.Module{"p.rego": mod}, map[string]any{}, "data.p.d")
+	found := false
+	for _, fn := range b.plan.funcs {
+		if fn.name != "g0.data.p.routes" {
+			continue
+		}
+		found = true
+		for _, bl := range fn.blocks {
+			for _, st := range bl.stmts {
+				if isMake(st.op) {
+					t.Errorf("routes still makes a literal (opcode %d)", st.op)
+				}
+			}
+		}
+	}
+	if !found {
+		t.Fatal("no function g0.data.p.routes in the plan")
+	}
+	for _, in := range []string{`{}`, `{"r": "a", "extra": "POST"}`, `{"r": "b", "extra": 1}`, `{"r": "a"}`, `{}`} {
+		if !b.check(t, in, ast.MustParseTerm(in).Value) {
+			t.Errorf("%s: the plan failed where topdown answered", in)
+		}
+	}
+}
