@@ -301,6 +301,17 @@ func (s *state) stmt(frame []*ast.Term, st *stmt) (int, error) {
 		frame[st.target] = ast.NewTerm(ast.NewArrayWithCapacity(st.index))
 	case opMakeObject:
 		frame[st.target] = ast.NewTerm(ast.NewObjectWithCapacity(st.index))
+	case opMakeObjectFrom:
+		var buf [8][2]*ast.Term
+		members := buf[:0]
+		for i := 0; i < len(st.args); i += 2 {
+			v := s.val(frame, st.args[i+1])
+			if v == nil {
+				return 0, errors.New("plan: inserting into object")
+			}
+			members = append(members, [2]*ast.Term{st.args[i].term, v})
+		}
+		frame[st.target] = ast.NewTerm(ast.NewObject(members...))
 	case opMakeSet:
 		frame[st.target] = ast.NewTerm(ast.NewSet())
 	case opNot:

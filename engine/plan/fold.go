@@ -63,7 +63,7 @@ func isChange(op opcode) bool {
 func writes(st stmt) bool {
 	switch st.op {
 	case opAssignVar, opAssignVarOnce, opCall, opCallBuiltin, opCallDynamic, opDot, opLen,
-		opMakeConst, opMakeArray, opMakeObject, opMakeSet, opObjectMerge, opResetLocal:
+		opMakeConst, opMakeArray, opMakeObject, opMakeSet, opObjectMerge, opResetLocal, opMakeObjectFrom:
 		return true
 	}
 	return false
@@ -120,6 +120,10 @@ func foldPass(b *block) {
 			consts []stmt
 			terms  []*ast.Term
 			ok     = true
+			// members are an object's keys and values in turn, as
+			// operands, for makeFrom; byMembers whether it can take them.
+			members   []operand
+			byMembers = st.op == opMakeObject
 		)
 		constant := func(o operand) *ast.Term {
 			if o.term != nil {
@@ -138,13 +142,21 @@ func foldPass(b *block) {
 			if isMake(next.op) {
 				// A literal inside this one, not folded yet: this one
 				// waits for the next pass.
-				ok = false
+				ok, byMembers = false, false
 				break
 			}
 			if next.target != st.target || !isChange(next.op) {
 				break
 			}
 			k, v := constant(next.a), constant(next.b)
+			if _, str := termValue(k).(ast.String); !str || next.op != opObjectInsert && next.op != opObjectInsertOnce ||
+				v == nil && next.b.local == st.target {
+				byMembers = false
+			} else if v != nil {
+				members = append(members, operand{term: k}, operand{term: v})
+			} else {
+				members = append(members, operand{term: k}, next.b)
+			}
 			switch {
 			case st.op == opMakeObject && (next.op == opObjectInsert || next.op == opObjectInsertOnce) && k != nil && v != nil:
 				terms = append(terms, k, v)
@@ -164,6 +176,12 @@ func foldPass(b *block) {
 			continue
 		}
 		delete(known, st.target)
+		if byMembers && makeFrom(members, consts) {
+			out = append(out, consts...)
+			out = append(out, stmt{op: opMakeObjectFrom, target: st.target, args: members})
+			i = j - 1
+			continue
+		}
 		if st.op == opMakeObject {
 			st.index = 0 // counted afresh on each pass
 			for _, next := range b.stmts[i+1:] {
@@ -177,6 +195,33 @@ func foldPass(b *block) {
 		i = j - 1
 	}
 	b.stmts = out
+}
+
+// makeFrom reports whether an object of members (keys and values in turn)
+// can be made at once, by opMakeObjectFrom, once consts (the constants the
+// run of inserts makes in between) have been made: its keys are distinct
+// strings, and no constant is made in a local whose value it reads, which
+// the inserts read before that constant was made.
+func makeFrom(members []operand, consts []stmt) bool {
+	if len(members) == 0 {
+		return false
+	}
+	keys := map[ast.String]bool{}
+	for i := 0; i < len(members); i += 2 {
+		k := members[i].term.Value.(ast.String)
+		if keys[k] {
+			return false
+		}
+		keys[k] = true
+		if v := members[i+1]; v.term == nil {
+			for _, c := range consts {
+				if c.target == v.local {
+					return false
+				}
+			}
+		}
+	}
+	return true
 }
 
 // literal is the value a Make statement mk builds of terms (keys and

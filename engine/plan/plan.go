@@ -140,6 +140,7 @@ const (
 	opMakeConst // MakeNull, MakeNumberInt, MakeNumberRef, AssignInt: a constant term
 	opMakeArray
 	opMakeObject
+	opMakeObjectFrom // a MakeObjectStmt and its inserts, made at once (fold.go)
 	opMakeSet
 	opNot
 	opObjectInsert
@@ -246,8 +247,8 @@ func compile(policy *ir.Policy) (*Plan, error) {
 		return nil, err
 	}
 	p.locals = c.locals + 1
-	walkBlocks(p.blocks, foldBlock)
 	directResults(p.blocks)
+	walkBlocks(p.blocks, foldBlock)
 	for _, fn := range p.funcs {
 		walkBlocks(fn.blocks, foldBlock)
 	}
