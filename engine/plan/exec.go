@@ -301,6 +301,14 @@ func (s *state) stmt(frame []*ast.Term, st *stmt) (int, error) {
 		frame[st.target] = ast.NewTerm(ast.NewArrayWithCapacity(st.index))
 	case opMakeObject:
 		frame[st.target] = ast.NewTerm(ast.NewObjectWithCapacity(st.index))
+	case opMakeArrayFrom:
+		elems := make([]*ast.Term, len(st.args))
+		for i, o := range st.args {
+			if elems[i] = s.val(frame, o); elems[i] == nil {
+				return 0, errors.New("plan: appending to array")
+			}
+		}
+		frame[st.target] = ast.NewTerm(ast.NewArray(elems...))
 	case opMakeObjectFrom:
 		var buf [8][2]*ast.Term
 		members := buf[:0]

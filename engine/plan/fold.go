@@ -63,7 +63,7 @@ func isChange(op opcode) bool {
 func writes(st stmt) bool {
 	switch st.op {
 	case opAssignVar, opAssignVarOnce, opCall, opCallBuiltin, opCallDynamic, opDot, opLen,
-		opMakeConst, opMakeArray, opMakeObject, opMakeSet, opObjectMerge, opResetLocal, opMakeObjectFrom:
+		opMakeConst, opMakeArray, opMakeObject, opMakeSet, opObjectMerge, opResetLocal, opMakeObjectFrom, opMakeArrayFrom:
 		return true
 	}
 	return false
@@ -123,7 +123,7 @@ func foldPass(b *block) {
 			// members are an object's keys and values in turn, as
 			// operands, for makeFrom; byMembers whether it can take them.
 			members   []operand
-			byMembers = st.op == opMakeObject
+			byMembers = st.op == opMakeObject || st.op == opMakeArray
 		)
 		constant := func(o operand) *ast.Term {
 			if o.term != nil {
@@ -149,13 +149,14 @@ func foldPass(b *block) {
 				break
 			}
 			k, v := constant(next.a), constant(next.b)
-			if _, str := termValue(k).(ast.String); !str || next.op != opObjectInsert && next.op != opObjectInsertOnce ||
-				v == nil && next.b.local == st.target {
+			switch _, str := termValue(k).(ast.String); {
+			case st.op == opMakeArray && next.op == opArrayAppend && (k != nil || next.a.local != st.target):
+				members = append(members, operand{term: k, local: next.a.local})
+			case st.op == opMakeObject && str && (next.op == opObjectInsert || next.op == opObjectInsertOnce) &&
+				(v != nil || next.b.local != st.target):
+				members = append(members, operand{term: k}, operand{term: v, local: next.b.local})
+			default:
 				byMembers = false
-			} else if v != nil {
-				members = append(members, operand{term: k}, operand{term: v})
-			} else {
-				members = append(members, operand{term: k}, next.b)
 			}
 			switch {
 			case st.op == opMakeObject && (next.op == opObjectInsert || next.op == opObjectInsertOnce) && k != nil && v != nil:
@@ -176,9 +177,13 @@ func foldPass(b *block) {
 			continue
 		}
 		delete(known, st.target)
-		if byMembers && makeFrom(members, consts) {
+		if byMembers && makeFrom(st.op, members, consts) {
+			op := opMakeObjectFrom
+			if st.op == opMakeArray {
+				op = opMakeArrayFrom
+			}
 			out = append(out, consts...)
-			out = append(out, stmt{op: opMakeObjectFrom, target: st.target, args: members})
+			out = append(out, stmt{op: op, target: st.target, args: members})
 			i = j - 1
 			continue
 		}
@@ -197,23 +202,29 @@ func foldPass(b *block) {
 	b.stmts = out
 }
 
-// makeFrom reports whether an object of members (keys and values in turn)
-// can be made at once, by opMakeObjectFrom, once consts (the constants the
-// run of inserts makes in between) have been made: its keys are distinct
-// strings, and no constant is made in a local whose value it reads, which
-// the inserts read before that constant was made.
-func makeFrom(members []operand, consts []stmt) bool {
+// makeFrom reports whether an object of members (keys and values in
+// turn) or an array of members (its elements) can be made at once, by
+// opMakeObjectFrom or opMakeArrayFrom, once consts (the constants the run
+// of changes makes in between) have been made: an object's keys are
+// distinct strings, and no constant is made in a local whose value a
+// change reads before that constant is made.
+func makeFrom(mk opcode, members []operand, consts []stmt) bool {
 	if len(members) == 0 {
 		return false
 	}
-	keys := map[ast.String]bool{}
-	for i := 0; i < len(members); i += 2 {
-		k := members[i].term.Value.(ast.String)
-		if keys[k] {
-			return false
+	step, keys := 1, map[ast.String]bool{}
+	if mk == opMakeObject {
+		step = 2
+		for i := 0; i < len(members); i += 2 {
+			k := members[i].term.Value.(ast.String)
+			if keys[k] {
+				return false
+			}
+			keys[k] = true
 		}
-		keys[k] = true
-		if v := members[i+1]; v.term == nil {
+	}
+	for i := step - 1; i < len(members); i += step {
+		if v := members[i]; v.term == nil {
 			for _, c := range consts {
 				if c.target == v.local {
 					return false

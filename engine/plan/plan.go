@@ -139,6 +139,7 @@ const (
 	opLen
 	opMakeConst // MakeNull, MakeNumberInt, MakeNumberRef, AssignInt: a constant term
 	opMakeArray
+	opMakeArrayFrom // a MakeArrayStmt and its appends, made at once (fold.go)
 	opMakeObject
 	opMakeObjectFrom // a MakeObjectStmt and its inserts, made at once (fold.go)
 	opMakeSet

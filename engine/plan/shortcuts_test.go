@@ -10,7 +10,8 @@ import (
 // machinery (object.union made natively, scans of objects and sets without
 // closures, the result set read directly) to topdown, on inputs that take
 // each of their ways: disjoint, overlapping, nested, equal and empty
-// objects, operands that are not objects, scans left early and nested.
+// objects, operands that are not objects, scans left early and nested,
+// arrays and objects of values not all constant (opMake*From).
 func TestShortcutsMatchOPA(t *testing.T) {
 	mod := ast.MustParseModuleWithOpts(`package p
 union := object.union(input.a, input.b)
@@ -33,6 +34,8 @@ nested contains [k, x] if {
 	some x in {z | some z in input.list}
 	x == v
 }
+arr := [input.a, "k", [input.list, 1]]
+obj := {"p": input.a, "q": 1, "r": {"s": input.b}}
 d := {"union": object.union(input.a, input.b), "keys": sort(keys), "members": sort(members), "nested": sort(nested)}
 `, ast.ParserOptions{RegoVersion: ast.RegoV1})
 	inputs := []string{
@@ -53,7 +56,7 @@ d := {"union": object.union(input.a, input.b), "keys": sort(keys), "members": so
 		`{"a": {"x": null, "y": 1}, "list": [null, 1, 2]}`,
 	}
 	// (Sets sorted into arrays: topdown's answer is read back through JSON.)
-	for _, q := range []string{"union", "first_big", "all_small", "d"} {
+	for _, q := range []string{"union", "first_big", "all_small", "arr", "obj", "d"} {
 		b := prepare(t, map[string]*ast.Module{"p.rego": mod}, map[string]any{}, "data.p."+q)
 		for _, in := range inputs {
 			if !b.check(t, q+" "+in, ast.MustParseTerm(in).Value) {
