@@ -28,6 +28,9 @@ func thaw(t *ast.Term) *ast.Term {
 	}
 	switch v := t.Value.(type) {
 	case ast.Object:
+		if v.Len() == 0 {
+			return ast.NewTerm(ast.NewObject()) // (no members to copy through a closure)
+		}
 		obj := ast.NewObjectWithCapacity(v.Len() + 1)
 		v.Foreach(func(k, e *ast.Term) { obj.Insert(k, e) })
 		return ast.NewTerm(obj)
