@@ -181,15 +181,18 @@ func (d *inputDoc) Get(key *ast.Term) *ast.Term {
 	return nil
 }
 
-// Value builds the document from its parts.
+// Value builds the document from its parts, made at once (its members
+// in one block) from the parts' keys, which are distinct.
 func (d *inputDoc) Value() ast.Value {
-	input := ast.NewObjectWithCapacity(d.need.count(""))
+	var members [numParts][2]*ast.Term
+	n := 0
 	for i, k := range partKeys {
 		if t := d.part(i); t != nil {
-			input.Insert(k, t)
+			members[n] = [2]*ast.Term{k, t}
+			n++
 		}
 	}
-	return input
+	return ast.NewObject(members[:n]...)
 }
 
 func (d *inputDoc) part(i int) *ast.Term {

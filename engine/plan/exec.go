@@ -39,7 +39,14 @@ type state struct {
 	ctx     context.Context
 	stack   []*ast.Term
 	memo    []memoSlot
-	results []*ast.Term
+	results []result
+	// scanners are the scans of objects active, innermost last, each
+	// with its callback bound once (scan).
+	scanners []*scanner
+	depth    int
+	// pairs and onPair collect an object's members (nativeUnion).
+	pairs  [][2]*ast.Term
+	onPair func(k, v *ast.Term)
 	// ret is the value of the last ReturnLocalStmt, for its call.
 	ret   *ast.Term
 	steps int
@@ -57,7 +64,7 @@ type memoSlot struct {
 
 var states = sync.Pool{New: func() any {
 	s := &state{}
-	s.onOut = s.setOut
+	s.onOut, s.onPair = s.setOut, s.addPair
 	return s
 }}
 
@@ -79,7 +86,9 @@ func (p *Plan) eval(ctx context.Context, input ast.Value, results *[]*ast.Term) 
 	defer func() {
 		clear(s.stack[:cap(s.stack)])
 		clear(s.results)
+		clear(s.pairs)
 		s.stack, s.results, s.ret, s.out, s.ctx = s.stack[:0], s.results[:0], nil, nil, nil
+		s.pairs, s.depth = s.pairs[:0], 0
 		s.bctx = topdown.BuiltinContext{}
 		states.Put(s)
 	}()
@@ -103,7 +112,9 @@ func (p *Plan) eval(ctx context.Context, input ast.Value, results *[]*ast.Term) 
 		}
 	}
 	if results != nil {
-		*results = append(*results, s.results...)
+		for _, r := range s.results {
+			*results = append(*results, r.term())
+		}
 	}
 	switch len(s.results) {
 	case 0:
@@ -112,9 +123,12 @@ func (p *Plan) eval(ctx context.Context, input ast.Value, results *[]*ast.Term) 
 	default:
 		return nil, false, fmt.Errorf("%w: %d results", ErrResult, len(s.results))
 	}
-	obj, ok := s.results[0].Value.(ast.Object)
+	if r := s.results[0]; r.key != nil {
+		return r.value.Value, true, nil
+	}
+	obj, ok := s.results[0].value.Value.(ast.Object)
 	if !ok || obj.Len() != 1 {
-		return nil, false, fmt.Errorf("%w: a result of type %s", ErrResult, ast.ValueName(s.results[0].Value))
+		return nil, false, fmt.Errorf("%w: a result of type %s", ErrResult, ast.ValueName(s.results[0].value.Value))
 	}
 	var v *ast.Term
 	obj.Foreach(func(_, t *ast.Term) { v = t })
@@ -287,6 +301,25 @@ func (s *state) stmt(frame []*ast.Term, st *stmt) (int, error) {
 		frame[st.target] = ast.NewTerm(ast.NewArrayWithCapacity(st.index))
 	case opMakeObject:
 		frame[st.target] = ast.NewTerm(ast.NewObjectWithCapacity(st.index))
+	case opMakeArrayFrom:
+		elems := make([]*ast.Term, len(st.args))
+		for i, o := range st.args {
+			if elems[i] = s.val(frame, o); elems[i] == nil {
+				return 0, errors.New("plan: appending to array")
+			}
+		}
+		frame[st.target] = ast.NewTerm(ast.NewArray(elems...))
+	case opMakeObjectFrom:
+		var buf [8][2]*ast.Term
+		members := buf[:0]
+		for i := 0; i < len(st.args); i += 2 {
+			v := s.val(frame, st.args[i+1])
+			if v == nil {
+				return 0, errors.New("plan: inserting into object")
+			}
+			members = append(members, [2]*ast.Term{st.args[i].term, v})
+		}
+		frame[st.target] = ast.NewTerm(ast.NewObject(members...))
 	case opMakeSet:
 		frame[st.target] = ast.NewTerm(ast.NewSet())
 	case opNot:
@@ -340,13 +373,14 @@ func (s *state) stmt(frame []*ast.Term, st *stmt) (int, error) {
 		frame[st.target] = nil
 	case opResultSetAdd:
 		if v := frame[st.a.local]; v != nil {
-			for _, r := range s.results {
-				if r.Value.Compare(v.Value) == 0 {
-					return done, nil
-				}
-			}
-			s.results = append(s.results, v)
+			s.addResult(nil, v)
 		}
+	case opResultValue:
+		v := s.val(frame, st.b)
+		if v == nil {
+			return 0, errors.New("plan: inserting into object")
+		}
+		s.addResult(st.a.term, v)
 	case opReturnLocal:
 		s.ret = frame[st.a.local]
 		return returned, nil
@@ -465,57 +499,6 @@ func (s *state) callDynamic(frame []*ast.Term, st *stmt) (int, error) {
 	}
 	return code, err
 }
-
-// scan runs its block once per element of a collection: a statement
-// undefined in it goes on with the next element, break 1 ends the scan.
-func (s *state) scan(frame []*ast.Term, st *stmt) (int, error) {
-	var (
-		code = done
-		err  error
-	)
-	// each runs the block for one element and reports whether to stop.
-	each := func(k, v *ast.Term) bool {
-		frame[st.target], frame[st.value] = k, v
-		code, err = s.block(frame, st.block)
-		return err != nil || code != done && code != 0
-	}
-	switch c := termValue(frame[st.a.local]).(type) {
-	case *ast.Array:
-		// (A loop of its own: no closure handed to Iter to allocate.)
-		for i := 0; i < c.Len(); i++ {
-			frame[st.target], frame[st.value] = ast.InternedTerm(i), c.Elem(i)
-			if code, err = s.block(frame, st.block); err != nil || code != done && code != 0 {
-				break
-			}
-		}
-	case ast.Object:
-		_ = c.Iter(func(k, v *ast.Term) error {
-			if each(k, v) {
-				return errStop
-			}
-			return nil
-		})
-	case ast.Set:
-		_ = c.Iter(func(t *ast.Term) error {
-			if each(t, t) {
-				return errStop
-			}
-			return nil
-		})
-	}
-	switch {
-	case err != nil:
-		return 0, err
-	case code == returned:
-		return returned, nil
-	case code >= 2:
-		return code - 2, nil
-	}
-	return done, nil
-}
-
-// errStop ends an Iter early.
-var errStop = errors.New("plan: stop")
 
 // with evaluates its block with a local (input or data), or a path in it,
 // replaced; rules are evaluated afresh under the replacement.

@@ -28,6 +28,9 @@ func thaw(t *ast.Term) *ast.Term {
 	}
 	switch v := t.Value.(type) {
 	case ast.Object:
+		if v.Len() == 0 {
+			return ast.NewTerm(ast.NewObject()) // (no members to copy through a closure)
+		}
 		obj := ast.NewObjectWithCapacity(v.Len() + 1)
 		v.Foreach(func(k, e *ast.Term) { obj.Insert(k, e) })
 		return ast.NewTerm(obj)
@@ -63,16 +66,40 @@ func isChange(op opcode) bool {
 func writes(st stmt) bool {
 	switch st.op {
 	case opAssignVar, opAssignVarOnce, opCall, opCallBuiltin, opCallDynamic, opDot, opLen,
-		opMakeConst, opMakeArray, opMakeObject, opMakeSet, opObjectMerge, opResetLocal:
+		opMakeConst, opMakeArray, opMakeObject, opMakeSet, opObjectMerge, opResetLocal, opMakeObjectFrom, opMakeArrayFrom:
 		return true
 	}
 	return false
 }
 
 // foldBlock folds the literals of b's own statements (nested blocks are
-// walked on their own). known holds the constant each local holds at the
-// current statement, where it is known.
+// walked on their own), innermost first: a pass folds a literal only once
+// the literals inside it are constants, so passes go on while one folds a
+// literal ({"messages": {"methods": {"GET"}}} takes three).
 func foldBlock(b *block) {
+	for makes := countMakes(b); ; {
+		foldPass(b)
+		n := countMakes(b)
+		if n == makes {
+			return
+		}
+		makes = n
+	}
+}
+
+func countMakes(b *block) int {
+	n := 0
+	for _, st := range b.stmts {
+		if isMake(st.op) {
+			n++
+		}
+	}
+	return n
+}
+
+// foldPass is one pass of foldBlock. known holds the constant each local
+// holds at the current statement, where it is known.
+func foldPass(b *block) {
 	out := make([]stmt, 0, len(b.stmts))
 	known := map[int]*ast.Term{}
 	for i := 0; i < len(b.stmts); i++ {
@@ -96,6 +123,10 @@ func foldBlock(b *block) {
 			consts []stmt
 			terms  []*ast.Term
 			ok     = true
+			// members are an object's keys and values in turn, as
+			// operands, for makeFrom; byMembers whether it can take them.
+			members   []operand
+			byMembers = st.op == opMakeObject || st.op == opMakeArray
 		)
 		constant := func(o operand) *ast.Term {
 			if o.term != nil {
@@ -111,10 +142,25 @@ func foldBlock(b *block) {
 				known[next.target] = next.a.term
 				continue
 			}
+			if isMake(next.op) {
+				// A literal inside this one, not folded yet: this one
+				// waits for the next pass.
+				ok, byMembers = false, false
+				break
+			}
 			if next.target != st.target || !isChange(next.op) {
 				break
 			}
 			k, v := constant(next.a), constant(next.b)
+			switch _, str := termValue(k).(ast.String); {
+			case st.op == opMakeArray && next.op == opArrayAppend && (k != nil || next.a.local != st.target):
+				members = append(members, operand{term: k, local: next.a.local})
+			case st.op == opMakeObject && str && (next.op == opObjectInsert || next.op == opObjectInsertOnce) &&
+				(v != nil || next.b.local != st.target):
+				members = append(members, operand{term: k}, operand{term: v, local: next.b.local})
+			default:
+				byMembers = false
+			}
 			switch {
 			case st.op == opMakeObject && (next.op == opObjectInsert || next.op == opObjectInsertOnce) && k != nil && v != nil:
 				terms = append(terms, k, v)
@@ -134,7 +180,18 @@ func foldBlock(b *block) {
 			continue
 		}
 		delete(known, st.target)
+		if byMembers && makeFrom(st.op, members, consts) {
+			op := opMakeObjectFrom
+			if st.op == opMakeArray {
+				op = opMakeArrayFrom
+			}
+			out = append(out, consts...)
+			out = append(out, stmt{op: op, target: st.target, args: members})
+			i = j - 1
+			continue
+		}
 		if st.op == opMakeObject {
+			st.index = 0 // counted afresh on each pass
 			for _, next := range b.stmts[i+1:] {
 				if next.target == st.target && isChange(next.op) {
 					st.index++
@@ -146,6 +203,39 @@ func foldBlock(b *block) {
 		i = j - 1
 	}
 	b.stmts = out
+}
+
+// makeFrom reports whether an object of members (keys and values in
+// turn) or an array of members (its elements) can be made at once, by
+// opMakeObjectFrom or opMakeArrayFrom, once consts (the constants the run
+// of changes makes in between) have been made: an object's keys are
+// distinct strings, and no constant is made in a local whose value a
+// change reads before that constant is made.
+func makeFrom(mk opcode, members []operand, consts []stmt) bool {
+	if len(members) == 0 {
+		return false
+	}
+	step, keys := 1, map[ast.String]bool{}
+	if mk == opMakeObject {
+		step = 2
+		for i := 0; i < len(members); i += 2 {
+			k := members[i].term.Value.(ast.String)
+			if keys[k] {
+				return false
+			}
+			keys[k] = true
+		}
+	}
+	for i := step - 1; i < len(members); i += step {
+		if v := members[i]; v.term == nil {
+			for _, c := range consts {
+				if c.target == v.local {
+					return false
+				}
+			}
+		}
+	}
+	return true
 }
 
 // literal is the value a Make statement mk builds of terms (keys and

@@ -139,7 +139,9 @@ const (
 	opLen
 	opMakeConst // MakeNull, MakeNumberInt, MakeNumberRef, AssignInt: a constant term
 	opMakeArray
+	opMakeArrayFrom // a MakeArrayStmt and its appends, made at once (fold.go)
 	opMakeObject
+	opMakeObjectFrom // a MakeObjectStmt and its inserts, made at once (fold.go)
 	opMakeSet
 	opNot
 	opObjectInsert
@@ -147,6 +149,7 @@ const (
 	opObjectMerge
 	opResetLocal
 	opResultSetAdd
+	opResultValue // a ResultSetAddStmt of the object {a: b} (results.go)
 	opReturnLocal
 	opScan
 	opSetAdd
@@ -245,6 +248,7 @@ func compile(policy *ir.Policy) (*Plan, error) {
 		return nil, err
 	}
 	p.locals = c.locals + 1
+	directResults(p.blocks)
 	walkBlocks(p.blocks, foldBlock)
 	for _, fn := range p.funcs {
 		walkBlocks(fn.blocks, foldBlock)
