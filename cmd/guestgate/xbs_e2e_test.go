@@ -118,7 +118,7 @@ func TestXBSWidgetFlowWithTheIdentityProvidersOwnTokens(t *testing.T) {
 	pool := newOutsidePool(t)
 	from, to := pool.trust()
 	e := startE2E(t, map[string]string{
-		from:                    to,
+		from: to,
 		// The race below is about who wins, not about latency: a store
 		// write of 50 racers on a loaded disk may outlast the 250ms
 		// default, which would deny state_unavailable (tested elsewhere).
