@@ -41,6 +41,7 @@ type Metrics struct {
 	opaLogFailures  prometheus.Counter
 	planFallbacks   prometheus.Counter // evaluator.go
 	state           stateMetrics       // state.go
+	logOutput       logOutputMetrics   // logoutput.go
 
 	mu       sync.Mutex // guards revision and reasons
 	revision string
@@ -141,6 +142,7 @@ func New() *Metrics {
 	}
 	m.planFallbacks = prometheus.NewCounter(planFallbacksOpts)
 	m.registerState()
+	m.registerLogOutput()
 	m.reg.MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),

@@ -153,3 +153,17 @@ func TestShadowAndOPADecisionLogAreCounted(t *testing.T) {
 		}
 	}
 }
+
+func TestLogOutputDropsAreCounted(t *testing.T) {
+	m := New()
+	if out := exposition(t, m); !strings.Contains(out, "guestgate_log_lines_dropped_total 0") {
+		t.Errorf("/metrics without a log output lacks guestgate_log_lines_dropped_total 0")
+	}
+	m.LogOutput(func() LogOutputStats { return LogOutputStats{Dropped: 7, WriteErrors: 2} })
+	out := exposition(t, m)
+	for _, want := range []string{"guestgate_log_lines_dropped_total 7", "guestgate_log_write_errors_total 2"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}

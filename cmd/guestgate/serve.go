@@ -19,6 +19,8 @@ import (
 
 	"github.com/guestgate/guestgate/config"
 	"github.com/guestgate/guestgate/ext_authz"
+	"github.com/guestgate/guestgate/internal/logwriter"
+	"github.com/guestgate/guestgate/metrics"
 	"github.com/guestgate/guestgate/wiring"
 )
 
@@ -29,14 +31,21 @@ func serveCmd(args []string, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	// Every line goes through one bounded queue to stderr, so a check
+	// never waits on the write(2) of its decision line; deferred first, the
+	// queue is written out last, after the drain and the tracing.
+	out := logwriter.New(stderr, logwriter.Options{})
+	flushWithin := logFlushTimeout
+	defer func() { flushLog(out, flushWithin) }()
+	logger := slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	cfg, err := loadConfig(*configPath)
 	if err != nil {
 		return err
 	}
 	tuneGC(logger, cfg.Runtime.MemoryLimitMiB, memlimit.FromCgroup)
+	flushWithin = cfg.Listen.ShutdownTimeout.D()
 	if cfg.Development {
-		warnDevelopment(stderr, logger)
+		warnDevelopment(out, logger)
 	}
 	// Bound before anything is built, so a taken address fails at once,
 	// not after the policy compiled and the keys were fetched.
@@ -63,7 +72,7 @@ func serveCmd(args []string, stderr io.Writer) error {
 	} else {
 		logger.Info("state store open", "store", cfg.State.String())
 	}
-	s, err := newSidecar(ctx, cfg, logger, sidecarOptions{Tracing: tp, Store: store})
+	s, err := newSidecar(ctx, cfg, logger, sidecarOptions{Tracing: tp, Store: store, LogOutput: out})
 	if err != nil {
 		ls.close()
 		if store != nil {
@@ -73,6 +82,26 @@ func serveCmd(args []string, stderr io.Writer) error {
 	}
 	s.use(ls)
 	return s.serve(ctx)
+}
+
+// logFlushTimeout bounds the writing of the queued log lines when serve
+// returns before its config is loaded (then the shutdown timeout does).
+const logFlushTimeout = 10 * time.Second
+
+// flushLog writes the queued log lines, for at most timeout: a stuck
+// stderr does not keep the process from exiting.
+func flushLog(out *logwriter.Writer, timeout time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	_ = out.Close(ctx) // where would a failure be said? stderr is what failed
+}
+
+// logOutputStats are out's counts, for the metrics.
+func logOutputStats(out *logwriter.Writer) func() metrics.LogOutputStats {
+	return func() metrics.LogOutputStats {
+		st := out.Stats()
+		return metrics.LogOutputStats{Dropped: st.Dropped, WriteErrors: st.WriteErrors}
+	}
 }
 
 // startTracing builds the tracer provider cfg describes (nil when tracing

@@ -21,6 +21,7 @@ import (
 	"github.com/guestgate/guestgate/decisionlog"
 	"github.com/guestgate/guestgate/engine"
 	"github.com/guestgate/guestgate/ext_authz"
+	"github.com/guestgate/guestgate/internal/logwriter"
 	"github.com/guestgate/guestgate/issuer"
 	"github.com/guestgate/guestgate/metrics"
 	"github.com/guestgate/guestgate/state"
@@ -69,6 +70,9 @@ type sidecarOptions struct {
 	Store state.Store
 	// Offline: guestgate check, which reports ownership effects.
 	Offline bool
+	// LogOutput is the queue the logger writes to stderr through (serve
+	// builds it); its drops are counted in the metrics. Nil: none.
+	LogOutput *logwriter.Writer
 }
 
 // newSidecar builds everything a config describes and loads the policy.
@@ -76,6 +80,9 @@ type sidecarOptions struct {
 func newSidecar(ctx context.Context, cfg *config.Config, logger *slog.Logger, opts sidecarOptions) (*sidecar, error) {
 	tracing := opts.Tracing
 	s := &sidecar{logger: logger, metrics: metrics.New(), store: opts.Store}
+	if opts.LogOutput != nil {
+		s.metrics.LogOutput(logOutputStats(opts.LogOutput))
+	}
 	if s.store != nil {
 		s.metrics.StateStore(func() metrics.StateHealth {
 			h := s.store.Health()
